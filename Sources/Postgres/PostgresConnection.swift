@@ -1,0 +1,163 @@
+internal import CLibPQ
+import Dispatch
+import Foundation
+import Logging
+
+/// One libpq connection (`PGconn`).
+///
+/// `@unchecked Sendable` is safe because every libpq call on the handle runs on `queue`,
+/// a serial queue that belongs to this connection alone: the handle is never used by two
+/// threads at once. The async methods hop onto that queue, so the blocking calls never run
+/// on Swift's cooperative pool or on an event loop. Callers that need several statements
+/// in a row (a transaction) take the connection from a `PostgresPool`, which hands it to
+/// one task at a time.
+public final class PostgresConnection: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let queue: DispatchQueue
+    private let logger: Logger
+
+    private init(handle: OpaquePointer, queue: DispatchQueue, logger: Logger) {
+        self.handle = handle
+        self.queue = queue
+        self.logger = logger
+    }
+
+    deinit {
+        PQfinish(handle)
+    }
+
+    /// Connects with a libpq URL (`postgres://user:password@host:port/database?sslmode=...`).
+    /// Sessions use UTC and ISO dates, so timestamps come back as `2026-01-02 03:04:05+00`.
+    public static func connect(
+        url: String, applicationName: String = "seed-scheduler", logger: Logger
+    ) async throws -> PostgresConnection {
+        let queue = DispatchQueue(label: "postgres.connection")
+        return try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                continuation.resume(with: Result { try connectBlocking(url: url, applicationName: applicationName, queue: queue, logger: logger) })
+            }
+        }
+    }
+
+    private static func connectBlocking(
+        url: String, applicationName: String, queue: DispatchQueue, logger: Logger
+    ) throws -> PostgresConnection {
+        // Earlier keywords are defaults: whatever the URL says overrides them.
+        let keywords = ["connect_timeout", "application_name", "client_encoding", "dbname"]
+        let values = ["5", applicationName, "UTF8", url]
+        let handle: OpaquePointer? = withCStringArray(keywords) { keywordPointers in
+            withCStringArray(values) { valuePointers in
+                PQconnectdbParams(keywordPointers, valuePointers, 1)
+            }
+        }
+        guard let handle else {
+            throw PostgresError(kind: .connection, message: "libpq could not allocate a connection")
+        }
+        guard PQstatus(handle) == CONNECTION_OK else {
+            let message = String(cString: PQerrorMessage(handle))
+            PQfinish(handle)
+            throw PostgresError(kind: .connection, message: message)
+        }
+        let connection = PostgresConnection(handle: handle, queue: queue, logger: logger)
+        _ = try connection.executeBlocking("SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; SET IntervalStyle TO 'iso_8601'")
+        return connection
+    }
+
+    /// False once the server went away; a pool drops such a connection instead of reusing it.
+    public var isHealthy: Bool {
+        queue.sync { PQstatus(handle) == CONNECTION_OK && PQtransactionStatus(handle) == PQTRANS_IDLE }
+    }
+
+    /// Runs one statement with `$1, $2, ...` parameters, passed as text (nil is NULL).
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?] = []) async throws -> PostgresRows {
+        try await onQueue { try self.queryBlocking(sql, parameters) }
+    }
+
+    /// Runs a script of several statements without parameters (migrations, `SET`), in
+    /// one round trip; a failure stops the script.
+    @discardableResult
+    public func execute(_ script: String) async throws -> PostgresRows {
+        try await onQueue { try self.executeBlocking(script) }
+    }
+
+    func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
+    func queryBlocking(_ sql: String, _ parameters: [String?]) throws -> PostgresRows {
+        dispatchPrecondition(condition: .onQueue(queue))
+        if parameters.contains(where: { $0?.utf8.contains(0) == true }) {
+            throw PostgresError(kind: .query, code: "22021", message: "a text parameter contains a NUL character")
+        }
+        let result: OpaquePointer? = withOptionalCStringArray(parameters) { pointers in
+            PQexecParams(handle, sql, Int32(parameters.count), nil, pointers, nil, nil, 0)
+        }
+        return try consume(result)
+    }
+
+    func executeBlocking(_ script: String) throws -> PostgresRows {
+        dispatchPrecondition(condition: .onQueue(queue))
+        return try consume(PQexec(handle, script))
+    }
+
+    private func consume(_ result: OpaquePointer?) throws -> PostgresRows {
+        guard let result else {
+            throw PostgresError(kind: .connection, message: String(cString: PQerrorMessage(handle)))
+        }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return Self.rows(of: result)
+        default:
+            let code = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            let message = String(cString: PQresultErrorMessage(result))
+            let broken = PQstatus(handle) != CONNECTION_OK
+            if broken { logger.warning("PostgreSQL connection lost", metadata: ["error": "\(message)"]) }
+            throw PostgresError(kind: broken ? .connection : .query, code: code, message: message)
+        }
+    }
+
+    private static func rows(of result: OpaquePointer) -> PostgresRows {
+        let columnCount = Int(PQnfields(result))
+        let rowCount = Int(PQntuples(result))
+        var columns: [String] = []
+        var columnIndex: [String: Int] = [:]
+        for column in 0..<columnCount {
+            let name = String(cString: PQfname(result, Int32(column)))
+            columns.append(name)
+            if columnIndex[name] == nil { columnIndex[name] = column }
+        }
+        var rows: [PostgresRow] = []
+        rows.reserveCapacity(rowCount)
+        for row in 0..<rowCount {
+            var values: [String?] = []
+            values.reserveCapacity(columnCount)
+            for column in 0..<columnCount {
+                if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
+                    values.append(nil)
+                } else {
+                    values.append(String(cString: PQgetvalue(result, Int32(row), Int32(column))))
+                }
+            }
+            rows.append(PostgresRow(values: values, columnIndex: columnIndex))
+        }
+        let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+        return PostgresRows(columns: columns, rows: rows, affectedRows: affected)
+    }
+}
+
+/// Calls `body` with a C array of C strings that lives for the call.
+func withCStringArray<T>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> T) -> T {
+    withOptionalCStringArray(strings.map(Optional.some) + [nil], body)
+}
+
+/// Calls `body` with a C array of C strings (NULL for nil) that lives for the call.
+func withOptionalCStringArray<T>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> T) -> T {
+    let copies: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0)! } }
+    defer { copies.forEach { free($0) } }
+    let pointers = copies.map { UnsafePointer($0) }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
+}

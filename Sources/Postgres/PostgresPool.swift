@@ -1,0 +1,146 @@
+import Logging
+import Synchronization
+
+/// A fixed-size pool of connections for a server: each task takes a connection, has it
+/// to itself, and gives it back. Connections are opened on demand; a broken one (or one
+/// left inside a transaction) is closed instead of being reused, so the pool heals
+/// itself after PostgreSQL restarts.
+public final class PostgresPool: Sendable {
+    private struct State {
+        var idle: [PostgresConnection] = []
+        var open = 0
+        var waiters: [CheckedContinuation<PostgresConnection?, any Error>] = []
+        var closed = false
+    }
+
+    public let url: String
+    public let size: Int
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    public init(url: String, size: Int, logger: Logger) {
+        precondition(size > 0, "a pool needs at least one connection")
+        self.url = url
+        self.size = size
+        self.logger = logger
+    }
+
+    /// Runs `body` with a connection of its own.
+    public func withConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let connection = try await checkout()
+        do {
+            let result = try await body(connection)
+            checkin(connection)
+            return result
+        } catch {
+            checkin(connection)
+            throw error
+        }
+    }
+
+    /// Runs `body` inside `BEGIN ... COMMIT`; any error rolls the whole transaction back.
+    public func withTransaction<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await withConnection { connection in
+            try await connection.execute("BEGIN")
+            do {
+                let result = try await body(connection)
+                try await connection.execute("COMMIT")
+                return result
+            } catch {
+                _ = try? await connection.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// One statement on any free connection.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?] = []) async throws -> PostgresRows {
+        try await withConnection { try await $0.query(sql, parameters) }
+    }
+
+    /// Closes idle connections and refuses new work; connections in use close when returned.
+    public func close() {
+        let (idle, waiters) = state.withLock { state in
+            state.closed = true
+            defer {
+                state.idle = []
+                state.waiters = []
+            }
+            state.open -= state.idle.count
+            return (state.idle, state.waiters)
+        }
+        _ = idle  // closed as they are released here
+        for waiter in waiters { waiter.resume(throwing: PostgresError(kind: .closed, message: "the pool is closed")) }
+    }
+
+    private enum Checkout {
+        case reuse(PostgresConnection)
+        case open
+        case wait
+        case closed
+    }
+
+    private func checkout() async throws -> PostgresConnection {
+        while true {
+            let decision: Checkout = state.withLock { state in
+                if state.closed { return .closed }
+                if let connection = state.idle.popLast() { return .reuse(connection) }
+                if state.open < size {
+                    state.open += 1
+                    return .open
+                }
+                return .wait
+            }
+            switch decision {
+            case .closed:
+                throw PostgresError(kind: .closed, message: "the pool is closed")
+            case .reuse(let connection):
+                return connection
+            case .open:
+                do {
+                    return try await PostgresConnection.connect(url: url, logger: logger)
+                } catch {
+                    releaseSlot()
+                    throw error
+                }
+            case .wait:
+                let handed: PostgresConnection? = try await withCheckedThrowingContinuation { continuation in
+                    let resumeNow: Bool = state.withLock { state in
+                        // A slot may have opened between the decision and now.
+                        if state.closed || !state.idle.isEmpty || state.open < size { return true }
+                        state.waiters.append(continuation)
+                        return false
+                    }
+                    if resumeNow { continuation.resume(returning: nil) }
+                }
+                if let handed { return handed }
+            }
+        }
+    }
+
+    private func checkin(_ connection: PostgresConnection) {
+        let healthy = connection.isHealthy
+        let waiter: CheckedContinuation<PostgresConnection?, any Error>? = state.withLock { state in
+            if !healthy || state.closed {
+                state.open -= 1
+                // The freed slot goes to a waiter, who opens a new connection.
+                return state.closed || state.waiters.isEmpty ? nil : state.waiters.removeFirst()
+            }
+            if !state.waiters.isEmpty { return state.waiters.removeFirst() }
+            state.idle.append(connection)
+            return nil
+        }
+        if !healthy { logger.info("dropping a broken PostgreSQL connection") }
+        guard let waiter else { return }
+        waiter.resume(returning: healthy ? connection : nil)
+    }
+
+    private func releaseSlot() {
+        let waiter = state.withLock { state in
+            state.open -= 1
+            return state.waiters.isEmpty ? nil : state.waiters.removeFirst()
+        }
+        waiter?.resume(returning: nil)
+    }
+}

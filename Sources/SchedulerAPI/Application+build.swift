@@ -1,0 +1,54 @@
+import Hummingbird
+import Logging
+import Postgres
+import SchedulerCore
+import SchedulerStore
+import ServiceLifecycle
+
+/// Builds scheduler-web: the router over a pool of PostgreSQL connections. The pool is
+/// closed when the application stops.
+public func buildApplication(
+    configuration: Configuration, logger: Logger
+) -> some ApplicationProtocol {
+    let pool = PostgresPool(url: configuration.databaseURL, size: configuration.databasePoolSize, logger: logger)
+    let router = buildRouter(configuration: configuration, pool: pool, logger: logger)
+    var application = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "scheduler-web"),
+        logger: logger)
+    application.addServices(PoolService(pool: pool))
+    return application
+}
+
+/// The API's routes and middleware. Tests call this with their own pool.
+public func buildRouter(configuration: Configuration, pool: PostgresPool, logger: Logger) -> Router<SchedulerRequestContext> {
+    let settings = APISettings(configuration)
+    let users = UserStore(pool: pool, minter: TokenMinter(secretKey: configuration.secretKey))
+    let router = Router(context: SchedulerRequestContext.self)
+    router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
+    if configuration.debug { router.add(middleware: LogRequestsMiddleware(.info)) }
+
+    router.get("api/v1/schema/") { _, _ in
+        Response(
+            status: .ok, headers: [.contentType: "application/yaml"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
+    }
+
+    let api = router.group("api").add(middleware: AuthenticationMiddleware(users: users))
+    ScheduleController(store: ScheduleStore(pool: pool), settings: settings).addRoutes(to: api)
+    UserController(store: users, settings: settings).addRoutes(to: api)
+    WebhookController(store: WebhookStore(pool: pool), settings: settings).addRoutes(to: api)
+    HealthController(pool: pool, brokerURL: configuration.brokerURL).addRoutes(to: api)
+    MetricsController().addRoutes(to: api)
+    return router
+}
+
+/// Keeps the pool for the application's lifetime and closes it on shutdown.
+struct PoolService: Service {
+    let pool: PostgresPool
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        pool.close()
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import Hummingbird
+import SchedulerCore
+
+/// Absolute URLs for the API's `url`, `next`, `previous` and `Location`, built from the
+/// request's Host header (as Django does) and `USE_SSL`.
+struct Links: Sendable {
+    let base: String
+
+    init(request: Request, useSSL: Bool) {
+        let host = request.head.authority ?? ""
+        let allowed = host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || ".-:[]_".contains($0)) }
+        base = (useSSL ? "https://" : "http://") + (host.isEmpty || !allowed ? "localhost" : host)
+    }
+
+    func url(_ path: String) -> String { base + path }
+    func schedule(_ id: UUID) -> String { url("/api/v1/schedule/\(id.uuidString.lowercased())/") }
+    func user(_ id: Int64) -> String { url("/api/v1/user/\(id)/") }
+    func group(_ id: Int) -> String { url("/api/v1/group/\(id)/") }
+}
+
+/// `limit` and `offset` paging, as Django REST Framework's LimitOffsetPagination: a bad
+/// or missing limit means the default page size, a bad offset means 0.
+struct Pagination: Sendable {
+    let limit: Int
+    let offset: Int
+
+    init(request: Request, defaultLimit: Int, maximumLimit: Int) {
+        let query = request.uri.queryParameters
+        if let text = query["limit"], let value = Int(text), value > 0 {
+            limit = min(value, maximumLimit)
+        } else {
+            limit = defaultLimit
+        }
+        if let text = query["offset"], let value = Int(text), value > 0 {
+            offset = value
+        } else {
+            offset = 0
+        }
+    }
+
+    /// `{"count", "next", "previous", "results"}`.
+    func page(_ results: [JSONValue], count: Int, request: Request, links: Links) -> JSONValue {
+        var next: JSONValue = .null
+        if offset + limit < count {
+            next = .string(pageURL(request: request, links: links, offset: offset + limit))
+        }
+        var previous: JSONValue = .null
+        if offset > 0 {
+            previous = .string(pageURL(request: request, links: links, offset: offset - limit > 0 ? offset - limit : nil))
+        }
+        return .object(["count": .int(count), "next": next, "previous": previous, "results": .array(results)])
+    }
+
+    private func pageURL(request: Request, links: Links, offset: Int?) -> String {
+        var items: [(String, String)] = []
+        for (key, value) in request.uri.queryParameters where key != "limit" && key != "offset" {
+            items.append((String(key), String(value)))
+        }
+        items.append(("limit", String(limit)))
+        if let offset { items.append(("offset", String(offset))) }
+        let query = items.map { "\(Self.encode($0))=\(Self.encode($1))" }.joined(separator: "&")
+        return links.url(request.uri.path) + "?" + query
+    }
+
+    static func encode(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+}

@@ -1,0 +1,22 @@
+import Hummingbird
+import SchedulerStore
+
+/// The request context: Hummingbird's core storage plus the caller, once authenticated.
+public struct SchedulerRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var user: User?
+    /// Bodies past this size are refused with 413 before they are read whole.
+    public var maxUploadSize: Int
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        user = nil
+        maxUploadSize = 1_048_576
+    }
+
+    /// The authenticated caller; the authentication middleware guarantees one.
+    func caller() throws -> User {
+        guard let user else { throw APIError.notAuthenticated }
+        return user
+    }
+}

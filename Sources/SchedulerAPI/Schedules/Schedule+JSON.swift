@@ -1,0 +1,25 @@
+import SchedulerCore
+
+extension Schedule {
+    /// The contract's representation, fields in the contract's order.
+    func json(_ links: Links) -> JSONValue {
+        var object = JSONObject()
+        object["url"] = .string(links.schedule(id))
+        object["id"] = .string(id.uuidString.lowercased())
+        object["frequency"] = fields.frequency.map(JSONValue.int) ?? .null
+        object["triggered"] = .int(triggered)
+        object["cron_definition"] = fields.cronDefinition.map(JSONValue.string) ?? .null
+        object["interval_definition"] = fields.intervalDefinition.map(JSONValue.string) ?? .null
+        object["timezone"] = .string(fields.timezone)
+        object["endpoint"] = .string(fields.endpoint)
+        object["payload"] = fields.payload
+        object["auth_token"] = fields.authToken.map(JSONValue.string) ?? .null
+        object["next_send_at"] = fields.nextSendAt.map { .string(Timestamp.format($0)) } ?? .null
+        object["enabled"] = .bool(fields.enabled)
+        object["created_at"] = .string(Timestamp.format(createdAt))
+        object["created_by"] = createdBy.map { .string(links.user($0)) } ?? .null
+        object["updated_at"] = .string(Timestamp.format(updatedAt))
+        object["updated_by"] = updatedBy.map { .string(links.user($0)) } ?? .null
+        return .object(object)
+    }
+}

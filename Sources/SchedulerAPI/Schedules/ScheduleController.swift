@@ -1,0 +1,94 @@
+import Foundation
+import Hummingbird
+import SchedulerCore
+import SchedulerStore
+
+/// `/api/v1/schedule/`: list, create, retrieve, replace, update and delete schedules.
+struct ScheduleController: Sendable {
+    let store: ScheduleStore
+    let settings: APISettings
+
+    func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
+        group.resource("v1/schedule/", [.get: list, .post: create])
+        group.resource("v1/schedule/:id/", [.get: retrieve, .put: replace, .patch: update, .delete: delete])
+    }
+
+    @Sendable func list(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        var filter = ScheduleStore.Filter()
+        var errors = FieldErrors()
+        if let text = query["enabled"], !text.isEmpty {
+            switch text.lowercased() {
+            case "true", "1", "yes", "on": filter.enabled = true
+            case "false", "0", "no", "off": filter.enabled = false
+            default: errors.add("enabled", "Select a valid choice. \(text) is not one of the available choices.")
+            }
+        }
+        if let text = query["endpoint"], !text.isEmpty { filter.endpoint = String(text) }
+        guard errors.isEmpty else { throw APIError.validation(errors) }
+        let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
+        let page = try await store.schedules(filter: filter, limit: pagination.limit, offset: pagination.offset)
+        let links = Links(request: request, useSSL: settings.useSSL)
+        return JSONResponse.make(body: pagination.page(page.items.map { $0.json(links) }, count: page.count, request: request, links: links))
+    }
+
+    @Sendable func create(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        var request = request
+        let user = try context.caller()
+        let body = try await request.jsonBody(context: context)
+        let fields = try ScheduleValidation.fields(from: body, existing: nil, partial: false, now: Date()).orBadRequest()
+        let schedule = try await store.create(fields, by: user.id)
+        context.logger.info("schedule created", metadata: ["schedule.id": "\(schedule.id)"])
+        let links = Links(request: request, useSSL: settings.useSSL)
+        return JSONResponse.make(status: .created, body: schedule.json(links), headers: [.location: links.schedule(schedule.id)])
+    }
+
+    @Sendable func retrieve(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        guard let schedule = try await store.schedule(id: try scheduleID(context)) else { throw APIError.notFound }
+        return JSONResponse.make(body: schedule.json(Links(request: request, useSSL: settings.useSSL)))
+    }
+
+    @Sendable func replace(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        try await change(request, context: context, partial: false)
+    }
+
+    @Sendable func update(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        try await change(request, context: context, partial: true)
+    }
+
+    private func change(_ request: Request, context: SchedulerRequestContext, partial: Bool) async throws -> Response {
+        var request = request
+        let user = try context.caller()
+        let id = try scheduleID(context)
+        let body = try await request.jsonBody(context: context)
+        let now = Date()
+        let updated = try await store.update(id: id, by: user.id) { existing in
+            try ScheduleValidation.fields(from: body, existing: existing, partial: partial, now: now).mapError(APIError.validation).get()
+        }
+        guard let updated else { throw APIError.notFound }
+        context.logger.info("schedule updated", metadata: ["schedule.id": "\(id)"])
+        return JSONResponse.make(body: updated.json(Links(request: request, useSSL: settings.useSSL)))
+    }
+
+    @Sendable func delete(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let id = try scheduleID(context)
+        guard try await store.delete(id: id) else { throw APIError.notFound }
+        context.logger.info("schedule deleted", metadata: ["schedule.id": "\(id)"])
+        return Response(status: .noContent)
+    }
+
+    private func scheduleID(_ context: SchedulerRequestContext) throws -> UUID {
+        guard let text = context.parameters.get("id"), let id = UUID(uuidString: text) else { throw APIError.notFound }
+        return id
+    }
+}
+
+extension Result where Failure == FieldErrors {
+    /// The value, or the errors as a 400.
+    func orBadRequest() throws(APIError) -> Success {
+        switch self {
+        case .success(let value): return value
+        case .failure(let errors): throw APIError.validation(errors)
+        }
+    }
+}

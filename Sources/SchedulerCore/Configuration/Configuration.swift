@@ -1,0 +1,103 @@
+import Foundation
+
+/// A setting that is missing or malformed. Programs print it as one line and stop.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The service's settings, from the environment. Names follow the original Seed
+/// Scheduler; the new ones have defaults. See the README's configuration table.
+public struct Configuration: Sendable, Equatable {
+    public var databaseURL: String
+    public var brokerURL: String
+    public var secretKey: String
+    public var debug: Bool
+    public var useSSL: Bool
+    public var hookAuthToken: String?
+    public var metricsURL: String?
+    public var metricsAuthToken: String?
+    public var sentryDSN: String?
+    public var host: String
+    public var port: Int
+    public var pageSize: Int
+    public var maxPageSize: Int
+    public var databasePoolSize: Int
+    public var maxBodyBytes: Int
+
+    public static let defaultDatabaseURL = "postgres://postgres@localhost:5432/seed_scheduler"
+    public static let defaultBrokerURL = "amqp://guest:guest@localhost:5672/%2f"
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigurationError) {
+        var reader = Reader(environment: environment)
+        databaseURL = try reader.url("SCHEDULER_DATABASE", default: Self.defaultDatabaseURL, schemes: ["postgres", "postgresql"])
+        brokerURL = try reader.url("BROKER_URL", default: Self.defaultBrokerURL, schemes: ["amqp", "amqps"])
+        guard let secret = reader.string("SECRET_KEY") else {
+            throw ConfigurationError("SECRET_KEY is not set: set it to a long random string (API tokens are derived from it)")
+        }
+        guard secret.utf8.count >= 16 else {
+            throw ConfigurationError("SECRET_KEY is too short: use at least 16 characters (API tokens are derived from it)")
+        }
+        secretKey = secret
+        debug = try reader.bool("DEBUG", default: false)
+        useSSL = try reader.bool("USE_SSL", default: false)
+        hookAuthToken = reader.string("HOOK_AUTH_TOKEN")
+        metricsURL = try reader.optionalURL("METRICS_URL", schemes: ["http", "https"])
+        metricsAuthToken = reader.string("METRICS_AUTH_TOKEN")
+        sentryDSN = reader.string("SCHEDULER_SENTRY_DSN")
+        host = reader.string("HOST") ?? "0.0.0.0"
+        port = try reader.int("PORT", default: 8000, range: 1...65535)
+        maxPageSize = try reader.int("MAX_PAGE_SIZE", default: 1000, range: 1...100_000)
+        pageSize = try reader.int("PAGE_SIZE", default: 100, range: 1...maxPageSize)
+        databasePoolSize = try reader.int("DATABASE_POOL_SIZE", default: 8, range: 1...200)
+        maxBodyBytes = try reader.int("MAX_BODY_BYTES", default: 1_048_576, range: 1024...67_108_864)
+    }
+
+    struct Reader {
+        let environment: [String: String]
+
+        /// The value, or nil when unset or empty.
+        func string(_ name: String) -> String? {
+            guard let value = environment[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+            return value
+        }
+
+        func bool(_ name: String, default fallback: Bool) throws(ConfigurationError) -> Bool {
+            guard let value = string(name) else { return fallback }
+            switch value.lowercased() {
+            case "1", "true", "yes", "on": return true
+            case "0", "false", "no", "off": return false
+            default: throw ConfigurationError("\(name) must be true or false, got '\(value)'")
+            }
+        }
+
+        func int(_ name: String, default fallback: Int, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+            guard let value = string(name) else { return fallback }
+            guard let int = Int(value), range.contains(int) else {
+                throw ConfigurationError("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(value)'")
+            }
+            return int
+        }
+
+        func url(_ name: String, default fallback: String, schemes: [String]) throws(ConfigurationError) -> String {
+            try optionalURL(name, schemes: schemes) ?? fallback
+        }
+
+        func optionalURL(_ name: String, schemes: [String]) throws(ConfigurationError) -> String? {
+            guard let value = string(name) else { return nil }
+            guard let components = URLComponents(string: value), let scheme = components.scheme?.lowercased(),
+                schemes.contains(scheme)
+            else {
+                throw ConfigurationError("\(name) must be a \(schemes[0]):// URL, got '\(Self.redacted(value))'")
+            }
+            return value
+        }
+
+        /// The URL without its password, for error messages.
+        static func redacted(_ value: String) -> String {
+            guard var components = URLComponents(string: value), components.password != nil else { return value }
+            components.password = "***"
+            return components.string ?? value
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+
+/// What a client writes of a schedule.
+public struct ScheduleFields: Sendable, Equatable {
+    public var frequency: Int?
+    public var cronDefinition: String?
+    public var intervalDefinition: String?
+    public var timezone: String
+    public var endpoint: String
+    public var payload: JSONValue
+    public var authToken: String?
+    public var nextSendAt: Date?
+    public var enabled: Bool
+
+    public init(
+        frequency: Int? = nil, cronDefinition: String? = nil, intervalDefinition: String? = nil,
+        timezone: String = "UTC", endpoint: String, payload: JSONValue = .null, authToken: String? = nil,
+        nextSendAt: Date? = nil, enabled: Bool = true
+    ) {
+        self.frequency = frequency
+        self.cronDefinition = cronDefinition
+        self.intervalDefinition = intervalDefinition
+        self.timezone = timezone
+        self.endpoint = endpoint
+        self.payload = payload
+        self.authToken = authToken
+        self.nextSendAt = nextSendAt
+        self.enabled = enabled
+    }
+
+    public var timing: ScheduleTiming {
+        ScheduleTiming(cronDefinition: cronDefinition, intervalDefinition: intervalDefinition, timezone: timezone)
+    }
+}
+
+/// A stored schedule.
+public struct Schedule: Sendable, Equatable {
+    public var id: UUID
+    public var fields: ScheduleFields
+    public var triggered: Int
+    public var createdAt: Date
+    public var createdBy: Int64?
+    public var updatedAt: Date
+    public var updatedBy: Int64?
+
+    public init(
+        id: UUID, fields: ScheduleFields, triggered: Int, createdAt: Date, createdBy: Int64?, updatedAt: Date,
+        updatedBy: Int64?
+    ) {
+        self.id = id
+        self.fields = fields
+        self.triggered = triggered
+        self.createdAt = createdAt
+        self.createdBy = createdBy
+        self.updatedAt = updatedAt
+        self.updatedBy = updatedBy
+    }
+}

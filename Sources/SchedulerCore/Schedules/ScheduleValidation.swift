@@ -1,0 +1,235 @@
+import Foundation
+
+/// Turns a request body into the fields of a schedule, with the contract's messages.
+///
+/// Decisions where the original was silent:
+/// - an empty string for `cron_definition` or `interval_definition` means none;
+/// - PUT needs `endpoint` (as on create) and leaves other omitted fields as they are,
+///   as Django REST Framework's update does; PATCH needs nothing;
+/// - `next_send_at` given is taken as the next run; `null` asks the service to compute it;
+/// - otherwise it is recomputed from now when the definition or time zone changes, or when
+///   a recurring schedule is enabled again; else it is kept.
+public enum ScheduleValidation {
+    public static let maximumEndpointLength = 2048
+    public static let maximumAuthTokenLength = 1024
+    public static let maximumDefinitionLength = 256
+
+    public static func fields(
+        from body: JSONValue, existing: ScheduleFields?, partial: Bool, now: Date
+    ) -> Result<ScheduleFields, FieldErrors> {
+        guard let object = body.objectValue else {
+            return .failure(FieldErrors("non_field_errors", "Invalid data. Expected a dictionary, but got \(body.kindName)."))
+        }
+        var errors = FieldErrors()
+        var fields = existing ?? ScheduleFields(endpoint: "")
+
+        if let value = object["frequency"] {
+            switch value {
+            case .null: fields.frequency = nil
+            default:
+                if let int = integer(value) {
+                    if int < 1 {
+                        errors.add("frequency", "Ensure this value is greater than or equal to 1.")
+                    } else if int > Int(Int32.max) {
+                        errors.add("frequency", "Ensure this value is less than or equal to \(Int32.max).")
+                    } else {
+                        fields.frequency = int
+                    }
+                } else {
+                    errors.add("frequency", FieldErrors.notInteger)
+                }
+            }
+        }
+
+        if let value = object["cron_definition"] {
+            switch optionalString(value, maximumLength: maximumDefinitionLength) {
+            case .failure(let message): errors.add("cron_definition", message)
+            case .success(let text):
+                if let text, !text.trimmingCharacters(in: .whitespaces).isEmpty {
+                    do {
+                        _ = try CronExpression(parsing: text)
+                        fields.cronDefinition = text
+                    } catch {
+                        errors.add("cron_definition", "\(text) is not a valid crontab string: \(error.reason)")
+                    }
+                } else {
+                    fields.cronDefinition = nil
+                }
+            }
+        }
+
+        if let value = object["interval_definition"] {
+            switch optionalString(value, maximumLength: maximumDefinitionLength) {
+            case .failure(let message): errors.add("interval_definition", message)
+            case .success(let text):
+                if let text, !text.trimmingCharacters(in: .whitespaces).isEmpty {
+                    if IntervalDefinition(parsing: text) != nil {
+                        fields.intervalDefinition = text
+                    } else {
+                        errors.add("interval_definition", "\(text) \(IntervalDefinition.errorSuffix)")
+                    }
+                } else {
+                    fields.intervalDefinition = nil
+                }
+            }
+        }
+
+        if let value = object["timezone"] {
+            switch value {
+            case .string(let name) where !name.isEmpty && name.count <= 64 && TimeZone(identifier: name) != nil:
+                fields.timezone = name
+            case .string(let name):
+                errors.add("timezone", "\(name) is not a known IANA time zone (for example UTC or Europe/London).")
+            case .null: errors.add("timezone", FieldErrors.notNull)
+            default: errors.add("timezone", FieldErrors.notString)
+            }
+        }
+
+        if let value = object["endpoint"] {
+            switch value {
+            case .string(let url) where isHTTPURL(url):
+                fields.endpoint = url
+            case .string(let url) where url.isEmpty:
+                errors.add("endpoint", "This field may not be blank.")
+            case .string: errors.add("endpoint", FieldErrors.invalidURL)
+            case .null: errors.add("endpoint", FieldErrors.notNull)
+            default: errors.add("endpoint", FieldErrors.notString)
+            }
+        } else if !partial {
+            errors.add("endpoint", FieldErrors.required)
+        }
+
+        if let value = object["payload"] {
+            fields.payload = value
+        }
+
+        if let value = object["auth_token"] {
+            switch optionalString(value, maximumLength: maximumAuthTokenLength) {
+            case .failure(let message): errors.add("auth_token", message)
+            case .success(let text): fields.authToken = text
+            }
+        }
+
+        var nextSendAtGiven = false
+        if let value = object["next_send_at"] {
+            switch value {
+            case .null:
+                fields.nextSendAt = nil
+            case .string(let text):
+                if let date = Timestamp.parse(text) {
+                    fields.nextSendAt = date
+                    nextSendAtGiven = true
+                } else {
+                    errors.add("next_send_at", FieldErrors.badDatetime)
+                }
+            default:
+                errors.add("next_send_at", FieldErrors.badDatetime)
+            }
+        }
+
+        if let value = object["enabled"] {
+            if let bool = boolean(value) {
+                fields.enabled = bool
+            } else {
+                errors.add("enabled", value == .null ? FieldErrors.notNull : FieldErrors.notBoolean)
+            }
+        }
+
+        if errors.isEmpty, fields.cronDefinition != nil, fields.intervalDefinition != nil {
+            errors.add(
+                "non_field_errors",
+                "Give either cron_definition or interval_definition, not both (set the other to null).")
+        }
+        if errors.isEmpty, case .cron(let cron, let zone) = fields.timing, cron.nextDate(after: now, in: zone) == nil,
+            let text = fields.cronDefinition
+        {
+            errors.add("cron_definition", "\(text) is not a valid crontab string: it never fires after now")
+        }
+        guard errors.isEmpty else { return .failure(errors) }
+
+        if !nextSendAtGiven {
+            let timingChanged =
+                existing == nil || existing?.cronDefinition != fields.cronDefinition
+                || existing?.intervalDefinition != fields.intervalDefinition
+                || (fields.cronDefinition != nil && existing?.timezone != fields.timezone)
+            let reenabled = existing?.enabled == false && fields.enabled
+            let askedToCompute = object["next_send_at"] == .null
+            if timingChanged || askedToCompute || (reenabled && fields.timing.isRecurring) {
+                fields.nextSendAt = fields.timing.nextRun(after: now)
+            }
+        }
+        return .success(fields)
+    }
+
+    /// An absolute http or https URL with a host, at most 2,048 characters.
+    public static func isHTTPURL(_ text: String) -> Bool {
+        guard text.count <= maximumEndpointLength, !text.contains(where: { $0.isWhitespace || $0.isNewline }),
+            let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+            scheme == "http" || scheme == "https", let host = components.host, !host.isEmpty,
+            text.lowercased().hasPrefix(scheme + "://")
+        else { return false }
+        if let port = components.port, !(1...65535).contains(port) { return false }
+        return true
+    }
+
+    /// A plain address check: `local@domain.tld`, no spaces, at most 254 characters.
+    public static func isEmail(_ text: String) -> Bool {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard text.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64,
+            !text.contains(where: { $0.isWhitespace || $0.isNewline || $0 == "," || $0 == "<" || $0 == ">" })
+        else { return false }
+        let labels = parts[1].split(separator: ".", omittingEmptySubsequences: false)
+        return labels.count >= 2
+            && labels.allSatisfy { label in
+                !label.isEmpty && label.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                    && label.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" }
+            }
+    }
+
+    /// Django REST Framework's integer field: a whole JSON number or a string of digits.
+    static func integer(_ value: JSONValue) -> Int? {
+        switch value {
+        case .number: return value.integerValue
+        case .string(let text): return Int(text.trimmingCharacters(in: .whitespaces))
+        default: return nil
+        }
+    }
+
+    /// Django REST Framework's boolean field: true/false, 1/0 and their usual spellings.
+    static func boolean(_ value: JSONValue) -> Bool? {
+        switch value {
+        case .bool(let bool): return bool
+        case .number(let literal): return literal == "1" ? true : literal == "0" ? false : nil
+        case .string(let text):
+            switch text.lowercased() {
+            case "true", "1", "yes", "on", "t", "y": return true
+            case "false", "0", "no", "off", "f", "n": return false
+            default: return nil
+            }
+        default: return nil
+        }
+    }
+
+    static func optionalString(_ value: JSONValue, maximumLength: Int) -> Result<String?, FieldErrorMessage> {
+        switch value {
+        case .null: return .success(nil)
+        case .string(let text) where text.count > maximumLength:
+            return .failure(FieldErrorMessage("Ensure this field has no more than \(maximumLength) characters."))
+        case .string(let text) where text.unicodeScalars.contains("\u{0}"):
+            return .failure(FieldErrorMessage("Null characters are not allowed."))
+        case .string(let text): return .success(text)
+        default: return .failure(FieldErrorMessage(FieldErrors.notString))
+        }
+    }
+}
+
+/// One message for one field.
+public struct FieldErrorMessage: Error, Sendable, Equatable, ExpressibleByStringLiteral {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public init(stringLiteral value: String) { message = value }
+}
+
+extension FieldErrors {
+    mutating func add(_ field: String, _ message: FieldErrorMessage) { add(field, message.message) }
+}

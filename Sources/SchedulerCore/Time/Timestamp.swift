@@ -1,0 +1,93 @@
+import Foundation
+
+/// ISO 8601 text for instants, as the API and PostgreSQL exchange them.
+public enum Timestamp {
+    /// Rounds to the microsecond, the precision PostgreSQL stores.
+    public static func microseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+    }
+
+    public static func date(microseconds: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(microseconds) / 1_000_000)
+    }
+
+    /// `2026-11-30T16:32:09.123456Z`; the fraction only when it is not zero.
+    public static func format(_ date: Date) -> String {
+        let micros = microseconds(date)
+        let seconds = micros.floorDivided(by: 1_000_000)
+        let fraction = Int(micros - seconds * 1_000_000)
+        var text = CivilDateTime(wallSeconds: seconds).description
+        if fraction != 0 {
+            let digits = String(fraction)
+            text += "." + String(repeating: "0", count: 6 - digits.count) + digits
+        }
+        return text + "Z"
+    }
+
+    /// Reads `YYYY-MM-DD[T| ]hh:mm[:ss[.ffffff]][Z|±hh[:mm]|±hhmm]`. Without an offset the
+    /// time is taken as UTC. Returns nil for anything else, including impossible dates.
+    public static func parse(_ text: String) -> Date? {
+        let bytes = Array(text.utf8)
+        var index = 0
+        func number(_ width: Int) -> Int? {
+            guard index + width <= bytes.count else { return nil }
+            var value = 0
+            for byte in bytes[index..<index + width] {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            index += width
+            return value
+        }
+        func take(_ character: Character) -> Bool {
+            guard index < bytes.count, bytes[index] == character.asciiValue else { return false }
+            index += 1
+            return true
+        }
+        guard let year = number(4), take("-"), let month = number(2), take("-"), let day = number(2) else { return nil }
+        guard take("T") || take("t") || take(" ") else { return nil }
+        guard let hour = number(2), take(":"), let minute = number(2) else { return nil }
+        var second = 0
+        var micros = 0
+        if take(":") {
+            guard let value = number(2) else { return nil }
+            second = value
+            if take(".") || take(",") {
+                var digits = 0
+                var scale = 100_000
+                while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+                    micros += Int(bytes[index] - UInt8(ascii: "0")) * scale
+                    scale /= 10
+                    digits += 1
+                    index += 1
+                }
+                guard digits > 0 else { return nil }
+            }
+        }
+        var offsetSeconds = 0
+        if take("Z") || take("z") {
+        } else if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+            let sign = bytes[index] == UInt8(ascii: "-") ? -1 : 1
+            index += 1
+            guard let offsetHours = number(2), offsetHours <= 23 else { return nil }
+            var offsetMinutes = 0
+            if take(":") {
+                guard let value = number(2) else { return nil }
+                offsetMinutes = value
+            } else if index < bytes.count {
+                guard let value = number(2) else { return nil }
+                offsetMinutes = value
+            }
+            guard offsetMinutes < 60 else { return nil }
+            offsetSeconds = sign * (offsetHours * 3600 + offsetMinutes * 60)
+        }
+        guard index == bytes.count else { return nil }
+        guard (1...9999).contains(year), (1...12).contains(month),
+            (1...CivilDateTime.daysInMonth(year: year, month: month)).contains(day),
+            hour <= 23, minute <= 59, second <= 59
+        else { return nil }
+        let wall = CivilDateTime(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
+        let utcSeconds = wall.wallSeconds - Int64(offsetSeconds)
+        return date(microseconds: utcSeconds * 1_000_000 + Int64(micros))
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import Postgres
+import SchedulerCore
+
+/// Schedules in PostgreSQL.
+public struct ScheduleStore: Sendable {
+    let pool: PostgresPool
+
+    public init(pool: PostgresPool) {
+        self.pool = pool
+    }
+
+    public struct Filter: Sendable, Equatable {
+        public var enabled: Bool?
+        public var endpoint: String?
+
+        public init(enabled: Bool? = nil, endpoint: String? = nil) {
+            self.enabled = enabled
+            self.endpoint = endpoint
+        }
+    }
+
+    static let columns = """
+        id, frequency, triggered, cron_definition, interval_definition, timezone, endpoint, payload,
+        auth_token, next_send_at, enabled, created_at, created_by, updated_at, updated_by
+        """
+
+    public func create(_ fields: ScheduleFields, id: UUID = UUID(), by userID: Int64?) async throws -> Schedule {
+        let rows = try await pool.query(
+            """
+            INSERT INTO schedules (id, frequency, cron_definition, interval_definition, timezone, endpoint, payload,
+                                   auth_token, next_send_at, enabled, created_by, updated_by)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+            RETURNING \(Self.columns)
+            """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID)])
+        guard let row = rows.first else { throw StoreError.unexpectedNull("schedules") }
+        return try Self.schedule(row)
+    }
+
+    public func schedule(id: UUID) async throws -> Schedule? {
+        try await pool.query("SELECT \(Self.columns) FROM schedules WHERE id = $1", [SQL.text(id)]).first.map(Self.schedule)
+    }
+
+    public func schedules(filter: Filter, limit: Int, offset: Int) async throws -> Page<Schedule> {
+        let conditions = "($1::boolean IS NULL OR enabled = $1) AND ($2::text IS NULL OR endpoint = $2)"
+        let filterParameters = [SQL.text(filter.enabled), filter.endpoint]
+        return try await pool.withConnection { connection in
+            let count = try await connection.query(
+                "SELECT count(*) FROM schedules WHERE \(conditions)", filterParameters
+            ).first?[0].flatMap { Int($0) } ?? 0
+            let rows = try await connection.query(
+                """
+                SELECT \(Self.columns) FROM schedules WHERE \(conditions)
+                ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4
+                """, filterParameters + [String(limit), String(offset)])
+            return Page(items: try rows.map(Self.schedule), count: count)
+        }
+    }
+
+    /// Reads the schedule under a row lock, lets `change` compute its new fields (or
+    /// refuse them by throwing), and writes them: concurrent updates do not lose writes.
+    /// Returns nil when there is no such schedule.
+    public func update(
+        id: UUID, by userID: Int64?, _ change: (ScheduleFields) throws -> ScheduleFields
+    ) async throws -> Schedule? {
+        try await pool.withTransaction { connection in
+            guard
+                let row = try await connection.query(
+                    "SELECT \(Self.columns) FROM schedules WHERE id = $1 FOR UPDATE", [SQL.text(id)]
+                ).first
+            else { return nil }
+            let fields = try change(try Self.schedule(row).fields)
+            let updated = try await connection.query(
+                """
+                UPDATE schedules SET frequency = $2, cron_definition = $3, interval_definition = $4, timezone = $5,
+                    endpoint = $6, payload = $7, auth_token = $8, next_send_at = $9, enabled = $10,
+                    updated_by = $11, updated_at = now()
+                WHERE id = $1
+                RETURNING \(Self.columns)
+                """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID)])
+            return try updated.first.map(Self.schedule)
+        }
+    }
+
+    /// True when a schedule was deleted.
+    public func delete(id: UUID) async throws -> Bool {
+        try await pool.query("DELETE FROM schedules WHERE id = $1", [SQL.text(id)]).affectedRows == 1
+    }
+
+    static func parameters(_ fields: ScheduleFields) -> [String?] {
+        [
+            SQL.text(fields.frequency), fields.cronDefinition, fields.intervalDefinition, fields.timezone,
+            fields.endpoint, fields.payload == .null ? nil : fields.payload.serialized, fields.authToken,
+            SQL.text(fields.nextSendAt), SQL.text(fields.enabled),
+        ]
+    }
+
+    static func schedule(_ row: PostgresRow) throws -> Schedule {
+        let payload: JSONValue
+        if let text = row["payload"] {
+            do {
+                payload = try JSONParser.parse(text)
+            } catch {
+                throw StoreError.unreadable("payload", "\(error)")
+            }
+        } else {
+            payload = .null
+        }
+        let fields = ScheduleFields(
+            frequency: try row.int64("frequency").map { Int($0) },
+            cronDefinition: row["cron_definition"], intervalDefinition: row["interval_definition"],
+            timezone: try row.requiredString("timezone"), endpoint: try row.requiredString("endpoint"),
+            payload: payload, authToken: row["auth_token"], nextSendAt: try row.date("next_send_at"),
+            enabled: try row.bool("enabled"))
+        return Schedule(
+            id: try row.uuid("id"), fields: fields, triggered: Int(try row.requiredInt64("triggered")),
+            createdAt: try row.requiredDate("created_at"), createdBy: try row.int64("created_by"),
+            updatedAt: try row.requiredDate("updated_at"), updatedBy: try row.int64("updated_by"))
+    }
+}

@@ -1,0 +1,92 @@
+import Postgres
+
+/// Users, groups and tokens.
+public struct UserStore: Sendable {
+    let pool: PostgresPool
+    let minter: TokenMinter
+
+    public init(pool: PostgresPool, minter: TokenMinter) {
+        self.pool = pool
+        self.minter = minter
+    }
+
+    /// The user whose token this is, or nil.
+    public func authenticate(token: String) async throws -> User? {
+        guard token.count <= 128 else { return nil }
+        let rows = try await pool.query(
+            "SELECT id, username, email, is_admin FROM auth_user WHERE token_hash = $1", [TokenMinter.hash(token)])
+        return try rows.first.map(Self.user)
+    }
+
+    /// The user with this email (created if new; made admin when `admin`) and its token.
+    public func issueToken(email: String, admin: Bool) async throws -> (user: User, token: String, created: Bool) {
+        try await pool.withTransaction { connection in
+            let row = try await connection.query(
+                """
+                INSERT INTO auth_user (username, email, is_admin) VALUES ($1, $1, $2)
+                ON CONFLICT ((lower(email))) DO UPDATE SET is_admin = auth_user.is_admin OR EXCLUDED.is_admin
+                RETURNING id, username, email, is_admin, token_generation, token_hash, (xmax = 0) AS inserted
+                """, [email, SQL.text(admin)]
+            ).first
+            guard let row else { throw StoreError.unexpectedNull("auth_user") }
+            let user = try Self.user(row)
+            let generation = Int(try row.requiredInt64("token_generation"))
+            let token = minter.token(userID: user.id, generation: generation)
+            let hash = TokenMinter.hash(token)
+            if row["token_hash"] != hash {
+                try await connection.query("UPDATE auth_user SET token_hash = $1 WHERE id = $2", [hash, SQL.text(user.id)])
+            }
+            return (user, token, try row.bool("inserted"))
+        }
+    }
+
+    public func users(limit: Int, offset: Int) async throws -> Page<User> {
+        try await pool.withConnection { connection in
+            let count = try await connection.query("SELECT count(*) FROM auth_user").first?[0].flatMap { Int($0) } ?? 0
+            let rows = try await connection.query(
+                """
+                SELECT u.id, u.username, u.email, u.is_admin,
+                       coalesce(array_to_string(array(SELECT g.group_id FROM auth_user_groups g
+                                                      WHERE g.user_id = u.id ORDER BY g.group_id), ','), '') AS groups
+                FROM auth_user u ORDER BY u.id DESC LIMIT $1 OFFSET $2
+                """, [String(limit), String(offset)])
+            return Page(items: try rows.map(Self.user), count: count)
+        }
+    }
+
+    public func user(id: Int64) async throws -> User? {
+        let rows = try await pool.query(
+            """
+            SELECT u.id, u.username, u.email, u.is_admin,
+                   coalesce(array_to_string(array(SELECT g.group_id FROM auth_user_groups g
+                                                  WHERE g.user_id = u.id ORDER BY g.group_id), ','), '') AS groups
+            FROM auth_user u WHERE u.id = $1
+            """, [String(id)])
+        return try rows.first.map(Self.user)
+    }
+
+    public func groups(limit: Int, offset: Int) async throws -> Page<Group> {
+        try await pool.withConnection { connection in
+            let count = try await connection.query("SELECT count(*) FROM auth_group").first?[0].flatMap { Int($0) } ?? 0
+            let rows = try await connection.query(
+                "SELECT id, name FROM auth_group ORDER BY id DESC LIMIT $1 OFFSET $2", [String(limit), String(offset)])
+            return Page(items: try rows.map(Self.group), count: count)
+        }
+    }
+
+    public func group(id: Int64) async throws -> Group? {
+        guard id <= Int64(Int32.max) else { return nil }
+        return try await pool.query("SELECT id, name FROM auth_group WHERE id = $1", [String(id)]).first.map(Self.group)
+    }
+
+    static func user(_ row: PostgresRow) throws -> User {
+        User(
+            id: try row.requiredInt64("id"), username: try row.requiredString("username"),
+            email: try row.requiredString("email"), isAdmin: try row.bool("is_admin"),
+            groupIDs: (row["groups"] ?? "").split(separator: ",").compactMap { Int($0) })
+    }
+
+    static func group(_ row: PostgresRow) throws -> Group {
+        Group(id: Int(try row.requiredInt64("id")), name: try row.requiredString("name"))
+    }
+}

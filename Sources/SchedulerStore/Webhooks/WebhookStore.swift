@@ -1,0 +1,77 @@
+import Foundation
+import Postgres
+
+/// A subscription: when `event` happens, POST it to `target`.
+public struct Webhook: Sendable, Equatable {
+    public let id: Int64
+    public let created: Date
+    public let updated: Date
+    public let userID: Int64
+    public let event: String
+    public let target: String
+
+    /// The events a hook may subscribe to.
+    public static let events = ["schedule.added"]
+}
+
+/// Webhooks in PostgreSQL. Each user sees and changes only their own.
+public struct WebhookStore: Sendable {
+    let pool: PostgresPool
+
+    public init(pool: PostgresPool) {
+        self.pool = pool
+    }
+
+    static let columns = "id, created, updated, user_id, event, target"
+
+    public func create(event: String, target: String, userID: Int64) async throws -> Webhook {
+        let rows = try await pool.query(
+            "INSERT INTO webhooks (user_id, event, target) VALUES ($1, $2, $3) RETURNING \(Self.columns)",
+            [String(userID), event, target])
+        guard let row = rows.first else { throw StoreError.unexpectedNull("webhooks") }
+        return try Self.webhook(row)
+    }
+
+    public func webhooks(userID: Int64, limit: Int, offset: Int) async throws -> Page<Webhook> {
+        try await pool.withConnection { connection in
+            let count = try await connection.query(
+                "SELECT count(*) FROM webhooks WHERE user_id = $1", [String(userID)]
+            ).first?[0].flatMap { Int($0) } ?? 0
+            let rows = try await connection.query(
+                "SELECT \(Self.columns) FROM webhooks WHERE user_id = $1 ORDER BY created DESC, id DESC LIMIT $2 OFFSET $3",
+                [String(userID), String(limit), String(offset)])
+            return Page(items: try rows.map(Self.webhook), count: count)
+        }
+    }
+
+    public func webhook(id: Int64, userID: Int64) async throws -> Webhook? {
+        try await pool.query(
+            "SELECT \(Self.columns) FROM webhooks WHERE id = $1 AND user_id = $2", [String(id), String(userID)]
+        ).first.map(Self.webhook)
+    }
+
+    /// Every hook subscribed to `event`, of every user.
+    public func webhooks(event: String) async throws -> [Webhook] {
+        try await pool.query("SELECT \(Self.columns) FROM webhooks WHERE event = $1 ORDER BY id", [event]).map(Self.webhook)
+    }
+
+    public func update(id: Int64, userID: Int64, event: String, target: String) async throws -> Webhook? {
+        try await pool.query(
+            """
+            UPDATE webhooks SET event = $3, target = $4, updated = now()
+            WHERE id = $1 AND user_id = $2 RETURNING \(Self.columns)
+            """, [String(id), String(userID), event, target]
+        ).first.map(Self.webhook)
+    }
+
+    public func delete(id: Int64, userID: Int64) async throws -> Bool {
+        try await pool.query("DELETE FROM webhooks WHERE id = $1 AND user_id = $2", [String(id), String(userID)]).affectedRows == 1
+    }
+
+    static func webhook(_ row: PostgresRow) throws -> Webhook {
+        Webhook(
+            id: try row.requiredInt64("id"), created: try row.requiredDate("created"),
+            updated: try row.requiredDate("updated"), userID: try row.requiredInt64("user_id"),
+            event: try row.requiredString("event"), target: try row.requiredString("target"))
+    }
+}

@@ -1,0 +1,3 @@
+import Ctl
+
+await SchedulerCtl.runMain()

@@ -1,0 +1,83 @@
+import Foundation
+import Postgres
+import SchedulerStore
+import Testing
+import TestSupport
+
+/// Runs the built `scheduler-ctl` as an operator would, with its own environment.
+func ctl(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String, error: String) {
+    let process = Process()
+    process.executableURL = productsDirectory.appendingPathComponent("scheduler-ctl")
+    process.arguments = arguments
+    process.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }
+    let output = Pipe()
+    let error = Pipe()
+    process.standardOutput = output
+    process.standardError = error
+    try process.run()
+    let outputData = output.fileHandleForReading.readDataToEndOfFile()
+    let errorData = error.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+}
+
+@Suite("scheduler-ctl")
+struct SchedulerCtlTests {
+    static let secret = "ctl-tests-secret-key-0123456789"
+
+    func emptyDatabase() async throws -> String {
+        let name = "c_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        let admin = try await PostgresConnection.connect(url: try TestDatabase.adminURL, logger: TestDatabase.logger)
+        try await admin.execute("CREATE DATABASE \(name)")
+        return try TestDatabase.url(database: name)
+    }
+
+    @Test("migrate applies the migrations once; a second run changes nothing")
+    func migrate() async throws {
+        let url = try await emptyDatabase()
+        let environment = ["SCHEDULER_DATABASE": url]
+        let first = try ctl(["migrate", "--directory", TestDatabase.migrationsDirectory], environment: environment)
+        #expect(first.status == 0, "\(first.error)")
+        #expect(first.output.contains("Applied 1 initial"))
+        let second = try ctl(["migrate", "--directory", TestDatabase.migrationsDirectory], environment: environment)
+        #expect(second.status == 0)
+        #expect(second.output == "Database is up to date.\n")
+    }
+
+    @Test("create-admin and create-token print tokens that authenticate, the same each time")
+    func tokens() async throws {
+        let url = try await TestDatabase.fresh()
+        let environment = ["SCHEDULER_DATABASE": url, "SECRET_KEY": Self.secret]
+        let admin = try ctl(["create-admin", "--email", "ops@example.org"], environment: environment)
+        #expect(admin.status == 0, "\(admin.error)")
+        let adminToken = admin.output.trimmingCharacters(in: .newlines)
+        #expect(adminToken.count == 40 && adminToken.allSatisfy(\.isHexDigit))
+
+        let user = try ctl(["create-token", "--email", "dev@example.org"], environment: environment)
+        let userToken = user.output.trimmingCharacters(in: .newlines)
+        #expect(try ctl(["create-token", "--email", "dev@example.org"], environment: environment).output == user.output)
+
+        let pool = PostgresPool(url: url, size: 1, logger: TestDatabase.logger)
+        defer { pool.close() }
+        let store = UserStore(pool: pool, minter: TokenMinter(secretKey: Self.secret))
+        #expect(try await store.authenticate(token: adminToken)?.isAdmin == true)
+        let dev = try #require(try await store.authenticate(token: userToken))
+        #expect(dev.email == "dev@example.org" && !dev.isAdmin)
+    }
+
+    @Test("a missing setting or a bad email stops with one clear line")
+    func errors() async throws {
+        let url = try await TestDatabase.fresh()
+        let noSecret = try ctl(["create-admin", "--email", "ops@example.org"], environment: ["SCHEDULER_DATABASE": url])
+        #expect(noSecret.status != 0)
+        #expect(noSecret.error.contains("SECRET_KEY is not set"))
+        let badEmail = try ctl(["create-token", "--email", "not-an-email"], environment: ["SCHEDULER_DATABASE": url, "SECRET_KEY": Self.secret])
+        #expect(badEmail.status != 0)
+        #expect(badEmail.error.contains("'not-an-email' is not a valid email address"))
+        let noDatabase = try ctl(
+            ["create-token", "--email", "a@example.org"],
+            environment: ["SCHEDULER_DATABASE": "postgres://postgres@127.0.0.1:1/none", "SECRET_KEY": Self.secret])
+        #expect(noDatabase.status != 0)
+        #expect(noDatabase.error.hasPrefix("error: PostgreSQL error"))
+    }
+}

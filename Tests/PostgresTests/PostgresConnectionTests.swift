@@ -1,0 +1,102 @@
+import Foundation
+import Postgres
+import Testing
+import TestSupport
+
+@Suite("PostgreSQL through libpq")
+struct PostgresConnectionTests {
+    @Test("parameters go as text, NULL as nil, and rows come back by name")
+    func parameters() async throws {
+        let connection = try await PostgresConnection.connect(url: try TestDatabase.adminURL, logger: TestDatabase.logger)
+        let rows = try await connection.query(
+            "SELECT $1::int + 1 AS next, $2::text AS nothing, $3::text AS quote, now() AS at", ["41", nil, "it's; DROP TABLE x"])
+        let row = try #require(rows.first)
+        #expect(row["next"] == "42")
+        #expect(row["nothing"] == nil)
+        #expect(row["quote"] == "it's; DROP TABLE x")
+        #expect(row["at"]?.hasSuffix("+00") == true, "sessions run in UTC")
+    }
+
+    @Test("a refused statement is a PostgresError with its SQLSTATE and message")
+    func errors() async throws {
+        let connection = try await PostgresConnection.connect(url: try TestDatabase.adminURL, logger: TestDatabase.logger)
+        await #expect {
+            try await connection.query("SELECT * FROM no_such_table")
+        } throws: { error in
+            let error = error as? PostgresError
+            return error?.kind == .query && error?.code == "42P01" && error?.message.contains("no_such_table") == true
+        }
+        // The connection is still usable afterwards.
+        #expect(try await connection.query("SELECT 1").first?[0] == "1")
+    }
+
+    @Test("a NUL character in a parameter is refused, not truncated")
+    func nul() async throws {
+        let connection = try await PostgresConnection.connect(url: try TestDatabase.adminURL, logger: TestDatabase.logger)
+        await #expect(throws: PostgresError.self) { try await connection.query("SELECT $1::text", ["a\u{0}b"]) }
+    }
+
+    @Test("a server that is not there is a connection error")
+    func unreachable() async throws {
+        await #expect {
+            try await PostgresConnection.connect(url: "postgres://postgres@127.0.0.1:1/none", logger: TestDatabase.logger)
+        } throws: { error in
+            (error as? PostgresError)?.kind == .connection
+        }
+    }
+}
+
+@Suite("Connection pool")
+struct PostgresPoolTests {
+    @Test("many tasks share a few connections, each alone on its connection")
+    func sharing() async throws {
+        let pool = PostgresPool(url: try TestDatabase.adminURL, size: 3, logger: TestDatabase.logger)
+        defer { pool.close() }
+        let pids = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<30 {
+                group.addTask {
+                    try await pool.withConnection { connection in
+                        try await connection.query("SELECT pg_sleep(0.01)")
+                        return try await connection.query("SELECT pg_backend_pid()").first?[0] ?? ""
+                    }
+                }
+            }
+            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(pids.count <= 3 && pids.count >= 1)
+    }
+
+    @Test("a transaction that throws leaves nothing behind")
+    func rollback() async throws {
+        let pool = try await TestDatabase.freshPool()
+        defer { pool.close() }
+        try await pool.query("CREATE TABLE t (x int)")
+        struct Boom: Error {}
+        await #expect(throws: Boom.self) {
+            try await pool.withTransaction { connection in
+                try await connection.query("INSERT INTO t VALUES (1)")
+                throw Boom()
+            }
+        }
+        try await pool.withTransaction { connection in try await connection.query("INSERT INTO t VALUES (2)") }
+        #expect(try await pool.query("SELECT x FROM t").map { $0[0] } == ["2"])
+    }
+
+    @Test("a connection killed by the server is replaced, and the pool carries on")
+    func heals() async throws {
+        let pool = PostgresPool(url: try TestDatabase.adminURL, size: 1, logger: TestDatabase.logger)
+        defer { pool.close() }
+        let pid = try #require(try await pool.query("SELECT pg_backend_pid()").first?[0])
+        let other = try await PostgresConnection.connect(url: try TestDatabase.adminURL, logger: TestDatabase.logger)
+        try await other.query("SELECT pg_terminate_backend($1::int)", [pid])
+        // The first use of the dead connection fails as a connection error...
+        await #expect {
+            try await pool.query("SELECT 1")
+        } throws: { error in
+            (error as? PostgresError)?.kind == .connection
+        }
+        // ...and the next one gets a new connection.
+        let newPID = try #require(try await pool.query("SELECT pg_backend_pid()").first?[0])
+        #expect(newPID != pid)
+    }
+}

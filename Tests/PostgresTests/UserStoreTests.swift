@@ -1,0 +1,33 @@
+import Foundation
+import Postgres
+import SchedulerStore
+import Testing
+import TestSupport
+
+@Suite("Users and tokens")
+struct UserStoreTests {
+    @Test("the same email gets the same token, stored only as a hash")
+    func sameToken() async throws {
+        let pool = try await TestDatabase.freshPool()
+        defer { pool.close() }
+        let store = UserStore(pool: pool, minter: TokenMinter(secretKey: "a-test-secret-key-0123"))
+        let first = try await store.issueToken(email: "bob@example.org", admin: false)
+        let second = try await store.issueToken(email: "Bob@Example.org", admin: false)
+        #expect(first.created && !second.created)
+        #expect(first.token == second.token)
+        #expect(first.token.count == 40)
+        let stored = try await pool.query("SELECT token_hash FROM auth_user").map { $0[0] }
+        #expect(stored == [TokenMinter.hash(first.token)])
+        #expect(!stored.contains(first.token))
+        #expect(try await store.authenticate(token: first.token)?.email == "bob@example.org")
+        #expect(try await store.authenticate(token: String(first.token.reversed())) == nil)
+    }
+
+    @Test("tokens differ by user and by secret key")
+    func derivation() {
+        let minter = TokenMinter(secretKey: "key-one-0123456789")
+        #expect(minter.token(userID: 1, generation: 1) != minter.token(userID: 2, generation: 1))
+        #expect(minter.token(userID: 1, generation: 1) != TokenMinter(secretKey: "key-two-0123456789").token(userID: 1, generation: 1))
+        #expect(minter.token(userID: 1, generation: 1) == minter.token(userID: 1, generation: 1))
+    }
+}

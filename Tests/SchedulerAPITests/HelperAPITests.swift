@@ -1,0 +1,80 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import NIOPosix
+import SchedulerCore
+import Testing
+
+@Suite("Webhooks, health and metrics")
+struct HelperAPITests {
+    @Test("webhooks: create, list, update and delete; each user sees only their own")
+    func webhooks() async throws {
+        try await APIHarness.run { api in
+            let created = try await api.send(.post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"http://hooks.example.org/in"}"#)
+            #expect(created.status == .created, "\(created.text)")
+            let hook = try #require(created.object)
+            #expect(hook.keys == ["id", "created", "updated", "user", "event", "target"])
+            let id = try #require(hook["id"]?.integerValue)
+            let uri = "/api/v1/webhook/\(id)/"
+
+            #expect(try await api.send(.get, "/api/v1/webhook/").object?["count"] == .int(1))
+            #expect(try await api.send(.get, "/api/v1/webhook/", token: api.adminToken).object?["count"] == .int(0))
+            #expect(try await api.send(.get, uri, token: api.adminToken).status == .notFound)
+
+            let patched = try await api.send(.patch, uri, json: #"{"target":"https://hooks.example.org/v2"}"#)
+            #expect(patched.object?["target"] == .string("https://hooks.example.org/v2"))
+            #expect(patched.object?["event"] == .string("schedule.added"))
+            let put = try await api.send(.put, uri, json: #"{"target":"https://hooks.example.org/v3"}"#)
+            #expect(put.status == .badRequest)
+            #expect(put.errors("event") == ["This field is required."])
+
+            let bad = try await api.send(.post, "/api/v1/webhook/", json: #"{"event":"schedule.exploded","target":"nope"}"#)
+            #expect(bad.status == .badRequest)
+            #expect(bad.errors("event") == ["\"schedule.exploded\" is not a valid choice."])
+            #expect(bad.errors("target") == ["Enter a valid URL."])
+
+            #expect(try await api.send(.delete, uri, token: api.adminToken).status == .notFound)
+            #expect(try await api.send(.delete, uri).status == .noContent)
+            #expect(try await api.send(.get, uri).status == .notFound)
+        }
+    }
+
+    @Test("health: 503 naming the broker when it cannot be reached")
+    func healthDown() async throws {
+        try await APIHarness.run { api in
+            let reply = try await api.send(.get, "/api/health/")
+            #expect(reply.status == .serviceUnavailable)
+            #expect(reply.object?["up"] == .bool(false))
+            guard case .object(let result)? = reply.object?["result"] else { throw TestFailure("no result") }
+            #expect(result["database"] == .string("Accessible"))
+            #expect(result["broker"]?.stringValue?.hasPrefix("Inaccessible") == true)
+            #expect(result["version"] == .string(SchedulerVersion.current))
+        }
+    }
+
+    @Test("health: 200 when the database and the broker's port answer")
+    func healthUp() async throws {
+        // A TCP listener stands in for the broker's port until the AMQP client lands.
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { listener.close(promise: nil) }
+        let port = try #require(listener.localAddress?.port)
+        try await APIHarness.run(environment: ["BROKER_URL": "amqp://guest:guest@127.0.0.1:\(port)/%2f"]) { api in
+            let reply = try await api.send(.get, "/api/health/")
+            #expect(reply.status == .ok)
+            #expect(reply.json?.serialized == #"{"up":true,"result":{"database":"Accessible","broker":"Accessible","version":"\#(SchedulerVersion.current)"}}"#)
+        }
+    }
+
+    @Test("metrics: the keys, and a push started")
+    func metrics() async throws {
+        try await APIHarness.run { api in
+            let list = try await api.send(.get, "/api/metrics/")
+            #expect(list.status == .ok)
+            #expect(list.object?["metrics_available"] == .array(MetricKeys.available.map(JSONValue.string)))
+            let fire = try await api.send(.post, "/api/metrics/")
+            #expect(fire.status == .created)
+            #expect(fire.json?.serialized == #"{"scheduled_metrics_initiated":true}"#)
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import SchedulerCore
+import Testing
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    let secret = ["SECRET_KEY": "0123456789abcdef0123"]
+
+    @Test("defaults")
+    func defaults() throws {
+        let configuration = try Configuration(environment: secret)
+        #expect(configuration.port == 8000)
+        #expect(configuration.pageSize == 100)
+        #expect(configuration.databaseURL == Configuration.defaultDatabaseURL)
+        #expect(!configuration.debug && !configuration.useSSL)
+    }
+
+    @Test("the original's names are read")
+    func names() throws {
+        let configuration = try Configuration(environment: secret.merging([
+            "SCHEDULER_DATABASE": "postgres://u:p@db:5432/s", "BROKER_URL": "amqp://guest:guest@mq:5672/%2f", "DEBUG": "true",
+            "USE_SSL": "1", "HOOK_AUTH_TOKEN": "hook", "PORT": "9000", "PAGE_SIZE": "20",
+        ]) { $1 })
+        #expect(configuration.databaseURL == "postgres://u:p@db:5432/s")
+        #expect(configuration.debug && configuration.useSSL)
+        #expect(configuration.hookAuthToken == "hook")
+        #expect(configuration.port == 9000 && configuration.pageSize == 20)
+    }
+
+    @Test(
+        "a missing or malformed setting is one clear line",
+        arguments: [
+            ([:], "SECRET_KEY is not set: set it to a long random string (API tokens are derived from it)"),
+            (["SECRET_KEY": "short"], "SECRET_KEY is too short: use at least 16 characters (API tokens are derived from it)"),
+            (["PORT": "eighty"], "PORT must be an integer from 1 to 65535, got 'eighty'"),
+            (["PORT": "70000"], "PORT must be an integer from 1 to 65535, got '70000'"),
+            (["DEBUG": "maybe"], "DEBUG must be true or false, got 'maybe'"),
+            (["PAGE_SIZE": "0"], "PAGE_SIZE must be an integer from 1 to 1000, got '0'"),
+            (["SCHEDULER_DATABASE": "mysql://u:secret@db/x"], "SCHEDULER_DATABASE must be a postgres:// URL, got 'mysql://u:***@db/x'"),
+            (["BROKER_URL": "redis://mq"], "BROKER_URL must be a amqp:// URL, got 'redis://mq'"),
+        ] as [([String: String], String)])
+    func malformed(environment: [String: String], message: String) {
+        let base = environment["SECRET_KEY"] == nil && !environment.isEmpty ? secret : [:]
+        #expect(throws: ConfigurationError(message)) {
+            try Configuration(environment: base.merging(environment) { $1 })
+        }
+    }
+}

@@ -1,0 +1,87 @@
+# Shared by scripts/start, scripts/test and bench/run: install what is missing and run
+# PostgreSQL in a folder of the project, without any system service manager.
+# Source it; it sets ROOT to the project folder.
+
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA="$ROOT/.data"
+mkdir -p "$DATA"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages the project needs to build, run and test.
+DEBIAN_PACKAGES=(pkg-config libpq-dev postgresql postgresql-contrib python3-venv curl)
+
+ensure_packages() {
+    local missing=()
+    for package in "${DEBIAN_PACKAGES[@]}" "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        [ "$(id -u)" = 0 ] || die "missing Debian packages: ${missing[*]} (install them as root: apt-get install ${missing[*]})"
+        log "installing ${missing[*]}"
+        if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' 2>/dev/null | head -1)" ]; then
+            apt-get update -qq
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }
+    fi
+    command -v swift >/dev/null || die "the Swift toolchain (6.2 or later) is not on PATH"
+}
+
+pg_bin() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -n "$dir" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
+    echo "$dir"
+}
+
+# Runs a command as the postgres user when we are root (PostgreSQL refuses to run as root).
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_postgres NAME PORT: a cluster in .data/NAME on 127.0.0.1:PORT, trust auth for
+# local connections only. Prints nothing; sets PG_URL_BASE (no database name).
+start_postgres() {
+    local name=$1 port=$2 bin dir
+    bin=$(pg_bin)
+    dir="$DATA/$name"
+    if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$DATA"; then
+        # The project folder is not reachable by the postgres user: keep the cluster in /tmp.
+        dir="/tmp/seed-scheduler-$(echo "$ROOT" | md5sum | cut -c1-8)/$name"
+        log "postgres cannot reach $DATA; using $dir"
+    fi
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir" && chmod 700 "$dir"
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        log "creating a PostgreSQL cluster in $dir"
+        as_pg "$bin/initdb" -D "$dir" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+    fi
+    if ! as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        log "starting PostgreSQL on 127.0.0.1:$port"
+        as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=${PG_FSYNC:-on}" start >/dev/null \
+            || { cat "$dir/server.log" >&2; die "PostgreSQL did not start"; }
+    fi
+    PG_DIR="$dir"
+    PG_URL_BASE="postgres://postgres@127.0.0.1:$port"
+}
+
+stop_postgres() {
+    local dir=${1:-$PG_DIR}
+    [ -f "$dir/postmaster.pid" ] && as_pg "$(pg_bin)/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+create_database() {
+    local url_base=$1 name=$2
+    psql "$url_base/postgres" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1 \
+        || psql "$url_base/postgres" -qc "CREATE DATABASE \"$name\"" >/dev/null
+}
+
+# A SECRET_KEY for this checkout, made once and kept in .data/.
+local_secret_key() {
+    [ -s "$DATA/secret_key" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DATA/secret_key"
+    cat "$DATA/secret_key"
+}
