@@ -58,6 +58,8 @@ public final class PostgresConnection: @unchecked Sendable {
             PQfinish(handle)
             throw PostgresError(kind: .connection, message: message)
         }
+        // Server notices ("relation already exists, skipping") are not errors: keep them off stderr.
+        PQsetNoticeProcessor(handle, { _, _ in }, nil)
         let connection = PostgresConnection(handle: handle, queue: queue, logger: logger)
         _ = try connection.executeBlocking("SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'; SET IntervalStyle TO 'iso_8601'")
         return connection
