@@ -11,6 +11,8 @@ let package = Package(
     products: [
         .executable(name: "scheduler-web", targets: ["scheduler-web"]),
         .executable(name: "scheduler-ctl", targets: ["scheduler-ctl"]),
+        .executable(name: "scheduler-beat", targets: ["scheduler-beat"]),
+        .executable(name: "scheduler-worker", targets: ["scheduler-worker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
@@ -18,7 +20,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
     ],
     targets: [
         // C libraries: a module map and a shim header each, nothing else.
@@ -26,6 +27,17 @@ let package = Package(
             name: "CLibPQ",
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
+        ),
+
+        .systemLibrary(
+            name: "CRabbitMQ",
+            pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
         ),
 
         // The domain: schedules, cron, intervals, time zones, JSON, validation. No I/O, no C.
@@ -41,6 +53,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The only module that imports librabbitmq.
+        .target(
+            name: "AMQP",
+            dependencies: ["CRabbitMQ", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+
+        // The only module that imports libcurl.
+        .target(
+            name: "HTTPClient",
+            dependencies: ["CCurl"],
+            swiftSettings: swiftSettings
+        ),
+
         // Rows <-> domain: the SQL of schedules, users, tokens and webhooks; migrations.
         .target(
             name: "SchedulerStore",
@@ -52,16 +78,47 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The pipeline's shared pieces: topology, job messages, dead-letter re-drive.
+        .target(
+            name: "Delivery",
+            dependencies: [
+                "AMQP", "SchedulerCore", "SchedulerStore", "Postgres",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // scheduler-beat's logic.
+        .target(
+            name: "Beat",
+            dependencies: [
+                "AMQP", "Delivery", "SchedulerCore", "SchedulerStore", "Postgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // scheduler-worker's logic.
+        .target(
+            name: "Worker",
+            dependencies: [
+                "AMQP", "HTTPClient", "Delivery", "SchedulerCore", "SchedulerStore", "Postgres",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // scheduler-web's logic: the REST API.
         .target(
             name: "SchedulerAPI",
             dependencies: [
-                "SchedulerCore", "SchedulerStore", "Postgres",
+                "SchedulerCore", "SchedulerStore", "Postgres", "Delivery", "AMQP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -79,6 +136,14 @@ let package = Package(
 
         .executableTarget(name: "scheduler-web", dependencies: ["SchedulerAPI"], swiftSettings: swiftSettings),
         .executableTarget(name: "scheduler-ctl", dependencies: ["Ctl"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "scheduler-beat",
+            dependencies: ["Beat", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "scheduler-worker",
+            dependencies: ["Worker", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            swiftSettings: swiftSettings),
 
         .target(
             name: "TestSupport",
@@ -97,7 +162,17 @@ let package = Package(
             dependencies: [
                 "SchedulerAPI", "SchedulerStore", "SchedulerCore", "Postgres", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "Beat", "Worker", "Delivery", "AMQP", "SchedulerAPI", "SchedulerStore", "SchedulerCore", "Postgres", "TestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -11,7 +11,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the project needs to build, run and test.
-DEBIAN_PACKAGES=(pkg-config libpq-dev postgresql postgresql-contrib python3-venv curl)
+DEBIAN_PACKAGES=(pkg-config libpq-dev postgresql postgresql-contrib librabbitmq-dev rabbitmq-server libcurl4-openssl-dev python3-venv curl)
 
 ensure_packages() {
     local missing=()
@@ -84,4 +84,49 @@ create_database() {
 local_secret_key() {
     [ -s "$DATA/secret_key" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DATA/secret_key"
     cat "$DATA/secret_key"
+}
+
+# start_rabbitmq NAME PORT: a RabbitMQ node whose data and logs live in .data/NAME, on
+# 127.0.0.1:PORT, configured by rabbitmq/rabbitmq.conf. Sets AMQP_URL and RABBIT_ENV.
+start_rabbitmq() {
+    local name=$1 port=$2 dir
+    dir="$DATA/$name"
+    mkdir -p "$dir/mnesia" "$dir/log"
+    [ -f "$dir/enabled_plugins" ] || echo "[]." > "$dir/enabled_plugins"
+    # The node's environment, also needed by rabbitmqctl to reach it.
+    RABBIT_ENV=(
+        HOME="$dir"
+        RABBITMQ_NODENAME="$name@localhost"
+        RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+        RABBITMQ_NODE_PORT="$port"
+        RABBITMQ_DIST_PORT="$((port + 20000))"
+        RABBITMQ_MNESIA_BASE="$dir/mnesia"
+        RABBITMQ_LOG_BASE="$dir/log"
+        RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
+        RABBITMQ_CONFIG_FILE="$ROOT/rabbitmq/rabbitmq.conf"
+        RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+        RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
+    )
+    if ! env "${RABBIT_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$name@localhost" status >/dev/null 2>&1; then
+        log "starting RabbitMQ on 127.0.0.1:$port"
+        env "${RABBIT_ENV[@]}" nohup /usr/lib/rabbitmq/bin/rabbitmq-server > "$dir/server.out" 2>&1 &
+        local waited=0
+        until env "${RABBIT_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$name@localhost" --timeout 10 await_startup >/dev/null 2>&1; do
+            waited=$((waited + 1))
+            [ "$waited" -lt 60 ] || { tail -30 "$dir/server.out" >&2; die "RabbitMQ did not start"; }
+            sleep 1
+        done
+    fi
+    RABBIT_DIR="$dir"
+    RABBIT_NODE="$name@localhost"
+    AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
+}
+
+rabbitmqctl_node() {
+    env "${RABBIT_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$RABBIT_NODE" "$@"
+}
+
+stop_rabbitmq() {
+    [ -n "${RABBIT_NODE:-}" ] || return 0
+    rabbitmqctl_node stop >/dev/null 2>&1 || true
 }

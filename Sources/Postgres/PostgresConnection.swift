@@ -89,6 +89,12 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// The handle, for the other blocking helpers of this module; only on `queue`.
+    func withHandle<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        dispatchPrecondition(condition: .onQueue(queue))
+        return try body(handle)
+    }
+
     func queryBlocking(_ sql: String, _ parameters: [String?]) throws -> PostgresRows {
         dispatchPrecondition(condition: .onQueue(queue))
         if parameters.contains(where: { $0?.utf8.contains(0) == true }) {

@@ -5,8 +5,10 @@ struct APISettings: Sendable {
     let pageSize: Int
     let maxPageSize: Int
     let useSSL: Bool
+    let hookAuthToken: String?
 
     init(_ configuration: Configuration) {
+        hookAuthToken = configuration.hookAuthToken
         pageSize = configuration.pageSize
         maxPageSize = configuration.maxPageSize
         useSSL = configuration.useSSL

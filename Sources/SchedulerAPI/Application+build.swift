@@ -1,3 +1,4 @@
+import Delivery
 import Hummingbird
 import Logging
 import Postgres
@@ -35,7 +36,14 @@ public func buildRouter(configuration: Configuration, pool: PostgresPool, logger
     }
 
     let api = router.group("api").add(middleware: AuthenticationMiddleware(users: users))
-    ScheduleController(store: ScheduleStore(pool: pool), settings: settings).addRoutes(to: api)
+    let deliveries = DeliveryStore(pool: pool)
+    ScheduleController(store: ScheduleStore(pool: pool), deliveryStore: deliveries, settings: settings).addRoutes(to: api)
+    FailedTaskController(
+        store: deliveries,
+        redriver: DeadLetterRedriver(
+            brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: deliveries, logger: logger),
+        settings: settings
+    ).addRoutes(to: api)
     UserController(store: users, settings: settings).addRoutes(to: api)
     WebhookController(store: WebhookStore(pool: pool), settings: settings).addRoutes(to: api)
     HealthController(pool: pool, brokerURL: configuration.brokerURL).addRoutes(to: api)

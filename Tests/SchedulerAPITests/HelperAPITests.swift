@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
-import NIOCore
-import NIOPosix
+import TestSupport
 import SchedulerCore
 import Testing
 
@@ -52,14 +51,9 @@ struct HelperAPITests {
         }
     }
 
-    @Test("health: 200 when the database and the broker's port answer")
+    @Test("health: 200 when the database and RabbitMQ answer")
     func healthUp() async throws {
-        // A TCP listener stands in for the broker's port until the AMQP client lands.
-        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        defer { listener.close(promise: nil) }
-        let port = try #require(listener.localAddress?.port)
-        try await APIHarness.run(environment: ["BROKER_URL": "amqp://guest:guest@127.0.0.1:\(port)/%2f"]) { api in
+        try await APIHarness.run(environment: ["BROKER_URL": try TestBroker.baseURL + "/%2f"]) { api in
             let reply = try await api.send(.get, "/api/health/")
             #expect(reply.status == .ok)
             #expect(reply.json?.serialized == #"{"up":true,"result":{"database":"Accessible","broker":"Accessible","version":"\#(SchedulerVersion.current)"}}"#)

@@ -12,6 +12,8 @@ struct ConfigurationTests {
         #expect(configuration.pageSize == 100)
         #expect(configuration.databaseURL == Configuration.defaultDatabaseURL)
         #expect(!configuration.debug && !configuration.useSSL)
+        #expect(configuration.retryPolicy == RetryPolicy(maxAttempts: 6, delays: [5000, 30000, 300_000, 1_800_000]))
+        #expect(configuration.deliveryTimeout == 30)
     }
 
     @Test("the original's names are read")
@@ -37,6 +39,8 @@ struct ConfigurationTests {
             (["PAGE_SIZE": "0"], "PAGE_SIZE must be an integer from 1 to 1000, got '0'"),
             (["SCHEDULER_DATABASE": "mysql://u:secret@db/x"], "SCHEDULER_DATABASE must be a postgres:// URL, got 'mysql://u:***@db/x'"),
             (["BROKER_URL": "redis://mq"], "BROKER_URL must be a amqp:// URL, got 'redis://mq'"),
+            (["RETRY_DELAYS": "soon"], "RETRY_DELAYS must be a comma-separated list of durations like 5s,30s,5m,30m (units ms, s, m, h; at most 24h), got 'soon'"),
+            (["DELIVERY_ATTEMPTS": "0"], "DELIVERY_ATTEMPTS must be an integer from 1 to 100, got '0'"),
         ] as [([String: String], String)])
     func malformed(environment: [String: String], message: String) {
         let base = environment["SECRET_KEY"] == nil && !environment.isEmpty ? secret : [:]

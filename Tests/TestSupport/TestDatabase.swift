@@ -96,3 +96,35 @@ public var productsDirectory: URL {
     if url.lastPathComponent.hasSuffix(".xctest") { url = url.deletingLastPathComponent() }
     return url
 }
+
+/// Virtual hosts on the test RabbitMQ that `scripts/test` starts (`SCHEDULER_TEST_BROKER`,
+/// a URL without a virtual host, and `SCHEDULER_TEST_RABBITMQCTL`, a rabbitmqctl for it):
+/// each test that uses the broker gets a virtual host of its own, so queues are not shared.
+public enum TestBroker {
+    public static var baseURL: String {
+        get throws {
+            guard let url = ProcessInfo.processInfo.environment["SCHEDULER_TEST_BROKER"], !url.isEmpty else {
+                throw TestSetupError("SCHEDULER_TEST_BROKER is not set: run the tests with scripts/test, which starts RabbitMQ")
+            }
+            return url
+        }
+    }
+
+    /// The URL of a new, empty virtual host.
+    public static func freshURL() throws -> String {
+        guard let control = ProcessInfo.processInfo.environment["SCHEDULER_TEST_RABBITMQCTL"] else {
+            throw TestSetupError("SCHEDULER_TEST_RABBITMQCTL is not set: run the tests with scripts/test")
+        }
+        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+        for arguments in [["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: control)
+            process.arguments = arguments
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw TestSetupError("rabbitmqctl \(arguments) failed") }
+        }
+        return try baseURL + "/" + name
+    }
+}

@@ -1,13 +1,13 @@
 import Foundation
 import Hummingbird
-import NIOCore
-import NIOPosix
+import AMQP
+import Dispatch
 import Postgres
 import SchedulerCore
 import Synchronization
 
-/// `GET /api/health/`: 200 when PostgreSQL answers a query and the broker accepts a
-/// connection, else 503 with `"up": false` and what failed.
+/// `GET /api/health/`: 200 when PostgreSQL answers a query and RabbitMQ accepts a login,
+/// else 503 with `"up": false` and what failed.
 struct HealthController: Sendable {
     let pool: PostgresPool
     let brokerURL: String
@@ -47,21 +47,23 @@ struct HealthController: Sendable {
         }
     }
 
-    /// nil when the broker's port accepted a TCP connection within 2 seconds, else why not.
+    /// nil when the broker accepted an AMQP login within 2 seconds, else why not.
     private func checkBroker() async -> String? {
-        guard let components = URLComponents(string: brokerURL), let host = components.host, !host.isEmpty else {
-            return "BROKER_URL has no host"
-        }
-        let port = components.port ?? (components.scheme == "amqps" ? 5671 : 5672)
+        let url = brokerURL
         return await withTimeout(seconds: 3) {
-            do {
-                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .connectTimeout(.seconds(2))
-                    .connect(host: host, port: port).get()
-                try? await channel.close()
-                return nil
-            } catch {
-                return "cannot connect to \(host):\(port)"
+            await withCheckedContinuation { continuation in
+                // The blocking librabbitmq calls run on a dispatch thread, not the event loop.
+                DispatchQueue.global().async {
+                    do {
+                        let connection = try AMQPConnection(url: url, heartbeat: 0, timeout: 2)
+                        connection.close()
+                        continuation.resume(returning: nil)
+                    } catch let error as AMQPError {
+                        continuation.resume(returning: error.message)
+                    } catch {
+                        continuation.resume(returning: "\(error)")
+                    }
+                }
             }
         }
     }

@@ -6,11 +6,13 @@ import SchedulerStore
 /// `/api/v1/schedule/`: list, create, retrieve, replace, update and delete schedules.
 struct ScheduleController: Sendable {
     let store: ScheduleStore
+    let deliveryStore: DeliveryStore
     let settings: APISettings
 
     func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
         group.resource("v1/schedule/", [.get: list, .post: create])
         group.resource("v1/schedule/:id/", [.get: retrieve, .put: replace, .patch: update, .delete: delete])
+        group.resource("v1/schedule/:id/deliveries/", [.get: deliveries])
     }
 
     @Sendable func list(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
@@ -37,9 +39,17 @@ struct ScheduleController: Sendable {
         let user = try context.caller()
         let body = try await request.jsonBody(context: context)
         let fields = try ScheduleValidation.fields(from: body, existing: nil, partial: false, now: Date()).orBadRequest()
-        let schedule = try await store.create(fields, by: user.id)
-        context.logger.info("schedule created", metadata: ["schedule.id": "\(schedule.id)"])
         let links = Links(request: request, useSSL: settings.useSSL)
+        let hookToken = settings.hookAuthToken
+        let schedule = try await store.create(fields, by: user.id) { schedule, connection in
+            // `schedule.added` hooks: queued in the same transaction, delivered by the pipeline.
+            for hook in try await WebhookStore.webhooks(event: "schedule.added", connection: connection) {
+                let body: JSONValue = .object(["hook": WebhookController.json(hook), "data": schedule.json(links)])
+                try await DeliveryStore.queueWebhookCall(
+                    scheduleID: schedule.id, target: hook.target, body: body, authToken: hookToken, connection: connection)
+            }
+        }
+        context.logger.info("schedule created", metadata: ["schedule.id": "\(schedule.id)"])
         return JSONResponse.make(status: .created, body: schedule.json(links), headers: [.location: links.schedule(schedule.id)])
     }
 
@@ -75,6 +85,16 @@ struct ScheduleController: Sendable {
         guard try await store.delete(id: id) else { throw APIError.notFound }
         context.logger.info("schedule deleted", metadata: ["schedule.id": "\(id)"])
         return Response(status: .noContent)
+    }
+
+    /// The schedule's recent deliveries, newest first.
+    @Sendable func deliveries(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let id = try scheduleID(context)
+        guard try await store.schedule(id: id) != nil else { throw APIError.notFound }
+        let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
+        let page = try await deliveryStore.deliveries(scheduleID: id, limit: pagination.limit, offset: pagination.offset)
+        let links = Links(request: request, useSSL: settings.useSSL)
+        return JSONResponse.make(body: pagination.page(page.items.map { $0.json(links) }, count: page.count, request: request, links: links))
     }
 
     private func scheduleID(_ context: SchedulerRequestContext) throws -> UUID {

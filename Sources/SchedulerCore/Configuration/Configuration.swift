@@ -24,6 +24,15 @@ public struct Configuration: Sendable, Equatable {
     public var maxPageSize: Int
     public var databasePoolSize: Int
     public var maxBodyBytes: Int
+    /// Seconds one delivery attempt may take.
+    public var deliveryTimeout: Double
+    public var retryPolicy: RetryPolicy
+    /// Jobs a worker holds unacknowledged (and POSTs at once), at most.
+    public var workerPrefetch: Int
+    /// Standard Webhooks signing secret (`whsec_<base64>`, or any other text used as is).
+    public var signingSecret: String?
+    /// Schedules beat claims per transaction.
+    public var beatBatchSize: Int
 
     public static let defaultDatabaseURL = "postgres://postgres@localhost:5432/seed_scheduler"
     public static let defaultBrokerURL = "amqp://guest:guest@localhost:5672/%2f"
@@ -51,6 +60,16 @@ public struct Configuration: Sendable, Equatable {
         pageSize = try reader.int("PAGE_SIZE", default: 100, range: 1...maxPageSize)
         databasePoolSize = try reader.int("DATABASE_POOL_SIZE", default: 8, range: 1...200)
         maxBodyBytes = try reader.int("MAX_BODY_BYTES", default: 1_048_576, range: 1024...67_108_864)
+        deliveryTimeout = Double(try reader.int("DELIVERY_TIMEOUT", default: 30, range: 1...3600))
+        let attempts = try reader.int("DELIVERY_ATTEMPTS", default: 6, range: 1...100)
+        let delaysText = reader.string("RETRY_DELAYS") ?? "5s,30s,5m,30m"
+        guard let delays = RetryPolicy.parseDelays(delaysText) else {
+            throw ConfigurationError("RETRY_DELAYS must be a comma-separated list of durations like 5s,30s,5m,30m (units ms, s, m, h; at most 24h), got '\(delaysText)'")
+        }
+        retryPolicy = RetryPolicy(maxAttempts: attempts, delays: delays)
+        workerPrefetch = try reader.int("WORKER_PREFETCH", default: 200, range: 1...10_000)
+        signingSecret = reader.string("SIGNING_SECRET")
+        beatBatchSize = try reader.int("BEAT_BATCH_SIZE", default: 500, range: 1...50_000)
     }
 
     struct Reader {

@@ -34,4 +34,21 @@ public enum ScheduleTiming: Sendable, Equatable {
             return nil
         }
     }
+
+    /// The run after the occurrence due at `scheduled`, fired at `now`. After downtime the
+    /// missed runs are not made up: the next run is the first one after `now` (an interval
+    /// keeps its cadence: `scheduled` plus a whole number of intervals).
+    public func nextRun(afterFiring scheduled: Date, now: Date) -> Date? {
+        switch self {
+        case .cron(let cron, let zone):
+            return cron.nextDate(after: max(scheduled, now), in: zone)
+        case .interval(let interval):
+            let start = Timestamp.microseconds(scheduled)
+            let elapsed = Timestamp.microseconds(now) - start
+            let steps = elapsed < interval.microseconds ? 1 : elapsed / interval.microseconds + 1
+            return Timestamp.date(microseconds: start + steps * interval.microseconds)
+        case .none:
+            return nil
+        }
+    }
 }

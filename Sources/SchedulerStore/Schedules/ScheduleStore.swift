@@ -25,16 +25,24 @@ public struct ScheduleStore: Sendable {
         auth_token, next_send_at, enabled, created_at, created_by, updated_at, updated_by
         """
 
-    public func create(_ fields: ScheduleFields, id: UUID = UUID(), by userID: Int64?) async throws -> Schedule {
-        let rows = try await pool.query(
-            """
+    /// Inserts the schedule; `onCreated` runs in the same transaction (to queue webhook calls).
+    public func create(
+        _ fields: ScheduleFields, id: UUID = UUID(), by userID: Int64?,
+        onCreated: (Schedule, PostgresConnection) async throws -> Void = { _, _ in }
+    ) async throws -> Schedule {
+        try await pool.withTransaction { connection in
+            let rows = try await connection.query(
+                """
             INSERT INTO schedules (id, frequency, cron_definition, interval_definition, timezone, endpoint, payload,
                                    auth_token, next_send_at, enabled, created_by, updated_by)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
             RETURNING \(Self.columns)
             """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID)])
-        guard let row = rows.first else { throw StoreError.unexpectedNull("schedules") }
-        return try Self.schedule(row)
+            guard let row = rows.first else { throw StoreError.unexpectedNull("schedules") }
+            let schedule = try Self.schedule(row)
+            try await onCreated(schedule, connection)
+            return schedule
+        }
     }
 
     public func schedule(id: UUID) async throws -> Schedule? {
@@ -69,7 +77,12 @@ public struct ScheduleStore: Sendable {
                     "SELECT \(Self.columns) FROM schedules WHERE id = $1 FOR UPDATE", [SQL.text(id)]
                 ).first
             else { return nil }
-            let fields = try change(try Self.schedule(row).fields)
+            let existing = try Self.schedule(row).fields
+            let fields = try change(existing)
+            if existing.enabled && !fields.enabled {
+                // Disabled: jobs already queued must not be POSTed.
+                try await DeliveryStore.cancelPending(scheduleID: id, connection: connection)
+            }
             let updated = try await connection.query(
                 """
                 UPDATE schedules SET frequency = $2, cron_definition = $3, interval_definition = $4, timezone = $5,
@@ -83,8 +96,12 @@ public struct ScheduleStore: Sendable {
     }
 
     /// True when a schedule was deleted.
+    /// True when a schedule was deleted; its queued jobs are cancelled with it.
     public func delete(id: UUID) async throws -> Bool {
-        try await pool.query("DELETE FROM schedules WHERE id = $1", [SQL.text(id)]).affectedRows == 1
+        try await pool.withTransaction { connection in
+            try await DeliveryStore.cancelPending(scheduleID: id, connection: connection)
+            return try await connection.query("DELETE FROM schedules WHERE id = $1", [SQL.text(id)]).affectedRows == 1
+        }
     }
 
     static func parameters(_ fields: ScheduleFields) -> [String?] {

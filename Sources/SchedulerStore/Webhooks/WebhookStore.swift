@@ -51,8 +51,8 @@ public struct WebhookStore: Sendable {
     }
 
     /// Every hook subscribed to `event`, of every user.
-    public func webhooks(event: String) async throws -> [Webhook] {
-        try await pool.query("SELECT \(Self.columns) FROM webhooks WHERE event = $1 ORDER BY id", [event]).map(Self.webhook)
+    public static func webhooks(event: String, connection: PostgresConnection) async throws -> [Webhook] {
+        try await connection.query("SELECT \(columns) FROM webhooks WHERE event = $1 ORDER BY id", [event]).map(webhook)
     }
 
     public func update(id: Int64, userID: Int64, event: String, target: String) async throws -> Webhook? {

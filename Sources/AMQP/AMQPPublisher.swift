@@ -1,0 +1,74 @@
+import Dispatch
+import Logging
+
+/// Publishes batches with publisher confirms on a connection of its own, opened on first
+/// use (declaring the topology) and opened again after a failure.
+///
+/// `@unchecked Sendable` is safe because the connection is only touched on `queue`, a
+/// serial queue: the blocking librabbitmq calls never run on Swift's cooperative pool.
+public final class AMQPPublisher: @unchecked Sendable {
+    private let url: String
+    private let topology: AMQPTopology?
+    private let logger: Logger
+    private let queue = DispatchQueue(label: "amqp.publisher")
+    private var connection: AMQPConnection?
+    private let channel: UInt16 = 1
+
+    public init(url: String, topology: AMQPTopology?, logger: Logger) {
+        self.url = url
+        self.topology = topology
+        self.logger = logger
+    }
+
+    /// Publishes every message and returns once the broker confirmed them all; throws if
+    /// any was refused or unroutable, or the connection failed (then nothing is known to
+    /// be published, and the caller publishes again later).
+    public func publish(_ messages: [AMQPOutgoingMessage], timeout: Double = 30) async throws {
+        guard !messages.isEmpty else { return }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            queue.async {
+                continuation.resume(with: Result { try self.publishBlocking(messages, timeout: timeout) })
+            }
+        }
+    }
+
+    /// Opens the connection now (declaring the topology), so start-up fails early and clearly.
+    public func connect() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            queue.async { continuation.resume(with: Result { _ = try self.openIfNeeded() }) }
+        }
+    }
+
+    public func close() {
+        queue.sync {
+            connection?.close()
+            connection = nil
+        }
+    }
+
+    private func openIfNeeded() throws -> AMQPConnection {
+        if let connection { return connection }
+        let connection = try AMQPConnection(url: url, heartbeat: 0)
+        try connection.openChannel(channel)
+        if let topology { try connection.declare(topology, channel: channel) }
+        try connection.enableConfirms(channel: channel)
+        self.connection = connection
+        logger.debug("AMQP publisher connected")
+        return connection
+    }
+
+    private func publishBlocking(_ messages: [AMQPOutgoingMessage], timeout: Double) throws {
+        do {
+            let connection = try openIfNeeded()
+            var last: UInt64 = 0
+            for message in messages { last = try connection.publish(message, mandatory: true, channel: channel) }
+            try connection.waitForConfirms(upTo: last, channel: channel, timeout: timeout)
+        } catch let error as AMQPError {
+            if error.kind != .rejected {
+                // Start over on a fresh connection next time.
+                connection = nil
+            }
+            throw error
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import AMQP
+import Delivery
+import Foundation
+import Logging
+import Postgres
+import SchedulerCore
+import SchedulerStore
+import ServiceLifecycle
+import Synchronization
+
+/// scheduler-beat: publishes one job per due occurrence, then sleeps until the next due
+/// time or until PostgreSQL says a schedule changed.
+///
+/// Each round claims due schedules with `FOR UPDATE SKIP LOCKED` (so several beats never
+/// claim the same occurrence), records their deliveries and advances them in one
+/// transaction, then publishes with confirms and marks them published. Work per round
+/// grows with the number of due schedules: the claim and the wake-up query use the partial
+/// index on `next_send_at`. A crash between commit and publish leaves the deliveries
+/// unpublished; their lease runs out and a beat publishes them (same delivery ids).
+public final class Beat: Service, Sendable {
+    let store: DeliveryStore
+    let publisher: AMQPPublisher
+    let databaseURL: String
+    let batchSize: Int
+    let logger: Logger
+    /// The longest sleep without a notification, in seconds.
+    let idleWake: Double
+    private let rounds = Mutex(0)
+
+    public init(configuration: Configuration, pool: PostgresPool, logger: Logger, idleWake: Double = 30) {
+        store = DeliveryStore(pool: pool)
+        publisher = AMQPPublisher(
+            url: configuration.brokerURL, topology: DeliveryTopology.make(configuration.retryPolicy), logger: logger)
+        databaseURL = configuration.databaseURL
+        batchSize = configuration.beatBatchSize
+        self.logger = logger
+        self.idleWake = idleWake
+    }
+
+    /// Rounds run so far (for tests and metrics).
+    public var roundsRun: Int { rounds.withLock { $0 } }
+
+    public func run() async throws {
+        let listener = Mutex<PostgresListener?>(nil)
+        let stopping = Mutex(false)
+        defer {
+            listener.withLock { $0?.stop() }
+            publisher.close()
+        }
+        await withGracefulShutdownHandler {
+            var failures = 0
+            while !stopping.withLock({ $0 }) {
+                do {
+                    var current = listener.withLock { $0 }
+                    if current == nil {
+                        let opened = try await PostgresListener(url: databaseURL, channel: "scheduler_schedules", logger: logger)
+                        listener.withLock { $0 = opened }
+                        current = opened
+                    }
+                    try await runRound()
+                    failures = 0
+                    let next = try await store.nextWake()
+                    let deadline = min(next ?? .distantFuture, Date().addingTimeInterval(idleWake))
+                    if deadline > Date(), !stopping.withLock({ $0 }) {
+                        _ = try await current?.wait(until: deadline)
+                    }
+                } catch {
+                    failures += 1
+                    let delay = min(30.0, 0.25 * pow(2.0, Double(min(failures, 7))))
+                    logger.error("beat round failed; retrying", metadata: ["error": "\(error)", "retry.in.s": "\(delay)"])
+                    listener.withLock {
+                        $0?.stop()
+                        $0 = nil
+                    }
+                    try? await Task.sleep(for: .seconds(delay))
+                }
+            }
+        } onGracefulShutdown: {
+            stopping.withLock { $0 = true }
+            listener.withLock { $0?.stop() }
+        }
+    }
+
+    /// Publishes everything due now and everything left unpublished; returns the jobs published.
+    @discardableResult
+    public func runRound(now: @Sendable () -> Date = Date.init) async throws -> Int {
+        var published = 0
+        while true {
+            let jobs = try await store.claimDue(now: now(), limit: batchSize)
+            if !jobs.isEmpty {
+                try await publish(jobs)
+                published += jobs.count
+            }
+            if jobs.count < batchSize { break }
+        }
+        while true {
+            let jobs = try await store.leaseUnpublished(limit: batchSize)
+            if !jobs.isEmpty {
+                logger.info("publishing deliveries left unpublished", metadata: ["count": "\(jobs.count)"])
+                try await publish(jobs)
+                published += jobs.count
+            }
+            if jobs.count < batchSize { break }
+        }
+        rounds.withLock { $0 += 1 }
+        return published
+    }
+
+    private func publish(_ jobs: [DeliveryJob]) async throws {
+        do {
+            try await publisher.publish(jobs.map { $0.message() })
+        } catch {
+            // Let the next round (or another beat) publish them as soon as the broker is back.
+            try? await store.releaseLease(jobs.map(\.deliveryID))
+            throw error
+        }
+        try await store.markPublished(jobs.map(\.deliveryID))
+        logger.debug("published", metadata: ["count": "\(jobs.count)"])
+    }
+}

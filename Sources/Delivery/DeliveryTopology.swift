@@ -1,0 +1,76 @@
+import AMQP
+import SchedulerCore
+
+/// The RabbitMQ topology of the delivery pipeline (also in `rabbitmq/definitions.json`):
+///
+/// - topic exchange `scheduler.deliveries` → quorum queue `scheduler.deliveries` (`schedule.#`);
+/// - per retry delay D: fanout exchange `scheduler.retry.D` → quorum queue `scheduler.retry.D`
+///   whose messages expire after D and dead-letter back to `scheduler.deliveries` with their
+///   original routing key (at-least-once dead-lettering);
+/// - fanout exchange `scheduler.dead` → quorum queue `scheduler.dead-letters`.
+public enum DeliveryTopology {
+    public static let exchange = "scheduler.deliveries"
+    public static let queue = "scheduler.deliveries"
+    public static let deadExchange = "scheduler.dead"
+    public static let deadQueue = "scheduler.dead-letters"
+
+    public static func retryName(milliseconds: Int) -> String {
+        "scheduler.retry.\(RetryPolicy.label(milliseconds: milliseconds))"
+    }
+
+    static let quorum: [String: AMQPValue] = ["x-queue-type": .string("quorum")]
+
+    public static func make(_ policy: RetryPolicy) -> AMQPTopology {
+        var exchanges = [
+            AMQPTopology.Exchange(name: exchange, type: "topic"), AMQPTopology.Exchange(name: deadExchange, type: "fanout"),
+        ]
+        var queues = [
+            AMQPTopology.Queue(name: queue, arguments: quorum), AMQPTopology.Queue(name: deadQueue, arguments: quorum),
+        ]
+        var bindings = [
+            AMQPTopology.Binding(queue: queue, exchange: exchange, routingKey: "schedule.#"),
+            AMQPTopology.Binding(queue: deadQueue, exchange: deadExchange, routingKey: ""),
+        ]
+        for delay in Set(policy.delays).sorted() {
+            let name = retryName(milliseconds: delay)
+            exchanges.append(AMQPTopology.Exchange(name: name, type: "fanout"))
+            queues.append(
+                AMQPTopology.Queue(
+                    name: name,
+                    arguments: quorum.merging([
+                        "x-message-ttl": .int(Int64(delay)),
+                        "x-dead-letter-exchange": .string(exchange),
+                        "x-dead-letter-strategy": .string("at-least-once"),
+                        "x-overflow": .string("reject-publish"),
+                    ]) { $1 }))
+            bindings.append(AMQPTopology.Binding(queue: name, exchange: name, routingKey: ""))
+        }
+        return AMQPTopology(exchanges: exchanges, queues: queues, bindings: bindings)
+    }
+
+    /// Every queue of the topology, main queue first.
+    public static func queueNames(_ policy: RetryPolicy) -> [String] {
+        make(policy).queues.map(\.name)
+    }
+}
+
+/// Headers the pipeline puts on messages.
+public enum DeliveryHeaders {
+    /// The attempt this message is for, from 1.
+    public static let attempt = "x-attempt"
+    /// On dead letters: why, the last HTTP status (if any), and the attempts made.
+    public static let reason = "x-failure-reason"
+    public static let lastStatus = "x-last-status"
+    public static let lastError = "x-last-error"
+    public static let attempts = "x-attempts"
+    public static let failedAt = "x-failed-at"
+}
+
+extension DeliveryJob {
+    /// The job as a message on `scheduler.deliveries` for `attempt`.
+    public func message(attempt: Int = 1) -> AMQPOutgoingMessage {
+        AMQPOutgoingMessage(
+            exchange: DeliveryTopology.exchange, routingKey: routingKey, body: json.serializedBytes,
+            messageID: deliveryID.uuidString.lowercased(), headers: [DeliveryHeaders.attempt: .int(Int64(attempt))])
+    }
+}

@@ -1,0 +1,204 @@
+internal import CCurl
+import Dispatch
+import Foundation
+
+/// An outgoing POST.
+public struct HTTPPost: Sendable {
+    public let id: UInt64
+    public let url: String
+    public let headers: [String]
+    public let body: [UInt8]
+    /// Seconds for the whole attempt (connect, send, answer).
+    public let timeout: Double
+
+    public init(id: UInt64, url: String, headers: [String], body: [UInt8], timeout: Double) {
+        self.id = id
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+    }
+}
+
+/// How a POST ended: an HTTP status, or a transport error in libcurl's words.
+public struct HTTPOutcome: Sendable {
+    public enum Failure: Sendable, Equatable {
+        case timeout
+        case connection
+        case other
+    }
+
+    public let id: UInt64
+    public let status: Int?
+    public let failure: Failure?
+    public let error: String?
+    /// The receiver's `Retry-After` header, as sent.
+    public let retryAfter: String?
+    public let seconds: Double
+}
+
+/// Many POSTs in flight at once on one thread, through libcurl's multi interface:
+/// connections are kept alive and reused per host, and `poll` can also wait on another
+/// descriptor (the worker's AMQP socket), so one loop serves both.
+///
+/// `@unchecked Sendable` is safe because a multi handle and its easy handles have a single
+/// owner, the worker's delivery thread; the only method other threads may call is
+/// `wakeup()`, which libcurl documents as thread-safe.
+public final class CurlMulti: @unchecked Sendable {
+    private let multi: UnsafeMutableRawPointer
+    private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
+
+    private final class Transfer: RetryAfterSink {
+        let id: UInt64
+        let easy: UnsafeMutableRawPointer
+        let headers: UnsafeMutablePointer<curl_slist>?
+        let started = DispatchTime.now()
+        var retryAfter: String?
+
+        init(id: UInt64, easy: UnsafeMutableRawPointer, headers: UnsafeMutablePointer<curl_slist>?) {
+            self.id = id
+            self.easy = easy
+            self.headers = headers
+        }
+    }
+
+    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+    public init(maxConnectionsPerHost: Int = 64) {
+        _ = Self.globalInit
+        multi = curl_multi_init()
+        _ = shim_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
+        _ = shim_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxConnectionsPerHost * 4)
+    }
+
+    deinit {
+        for transfer in transfers.values { release(transfer) }
+        curl_multi_cleanup(multi)
+    }
+
+    public var inFlight: Int { transfers.count }
+
+    /// Starts a POST; its outcome comes from a later `perform()`.
+    public func start(_ post: HTTPPost) throws {
+        guard let easy = curl_easy_init() else { throw CurlError(code: -1, message: "curl_easy_init failed") }
+        var list: UnsafeMutablePointer<curl_slist>?
+        for header in post.headers + ["Expect:"] { list = curl_slist_append(list, header) }
+        let transfer = Transfer(id: post.id, easy: easy, headers: list)
+        var code = shim_easy_setopt_string(easy, CURLOPT_URL, post.url)
+        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_POST, 1) }
+        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, post.body.count) }
+        if code == CURLE_OK {
+            // libcurl copies the body (COPYPOSTFIELDS), so it need not outlive this call.
+            var body = post.body
+            if body.isEmpty { body = [0] }
+            code = body.withUnsafeMutableBytes { shim_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, $0.baseAddress) }
+        }
+        if code == CURLE_OK { code = shim_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list) }
+        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(post.timeout * 1000)) }
+        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(min(post.timeout, 10) * 1000)) }
+        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1) }
+        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0) }
+        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS)) }
+        if code == CURLE_OK { code = shim_easy_setopt_string(easy, CURLOPT_USERAGENT, "seed-scheduler") }
+        if code == CURLE_OK { code = shim_easy_setopt_write(easy, CURLOPT_WRITEFUNCTION, discardBody) }
+        if code == CURLE_OK { code = shim_easy_setopt_write(easy, CURLOPT_HEADERFUNCTION, readHeader) }
+        if code == CURLE_OK { code = shim_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, Unmanaged.passUnretained(transfer).toOpaque()) }
+        guard code == CURLE_OK else {
+            release(transfer)
+            throw CurlError(code: Int(code.rawValue), message: String(cString: curl_easy_strerror(code)))
+        }
+        let added = curl_multi_add_handle(multi, easy)
+        guard added == CURLM_OK else {
+            release(transfer)
+            throw CurlError(code: Int(added.rawValue), message: String(cString: curl_multi_strerror(added)))
+        }
+        transfers[easy] = transfer
+    }
+
+    /// Waits up to `timeoutMilliseconds` for network activity, a `wakeup()`, or `extraDescriptor`
+    /// becoming readable; returns true in that last case.
+    public func poll(extraDescriptor: Int32?, timeoutMilliseconds: Int) -> Bool {
+        var extra = curl_waitfd(fd: extraDescriptor ?? -1, events: Int16(CURL_WAIT_POLLIN), revents: 0)
+        var count: Int32 = 0
+        if extraDescriptor != nil {
+            _ = curl_multi_poll(multi, &extra, 1, Int32(timeoutMilliseconds), &count)
+            return extra.revents & Int16(CURL_WAIT_POLLIN) != 0
+        }
+        _ = curl_multi_poll(multi, nil, 0, Int32(timeoutMilliseconds), &count)
+        return false
+    }
+
+    /// Wakes a `poll` in progress; safe from any thread.
+    public func wakeup() {
+        _ = curl_multi_wakeup(multi)
+    }
+
+    /// Drives the transfers and returns those that finished.
+    public func perform() -> [HTTPOutcome] {
+        var running: Int32 = 0
+        _ = curl_multi_perform(multi, &running)
+        var outcomes: [HTTPOutcome] = []
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(multi, &remaining) {
+            guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle,
+                let transfer = transfers.removeValue(forKey: easy)
+            else { continue }
+            let result = message.pointee.data.result
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - transfer.started.uptimeNanoseconds) / 1e9
+            if result == CURLE_OK {
+                var status = 0
+                _ = shim_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+                outcomes.append(
+                    HTTPOutcome(id: transfer.id, status: status, failure: nil, error: nil, retryAfter: transfer.retryAfter, seconds: seconds))
+            } else {
+                let failure: HTTPOutcome.Failure
+                switch result {
+                case CURLE_OPERATION_TIMEDOUT: failure = .timeout
+                case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SEND_ERROR,
+                    CURLE_RECV_ERROR, CURLE_GOT_NOTHING:
+                    failure = .connection
+                default: failure = .other
+                }
+                outcomes.append(
+                    HTTPOutcome(
+                        id: transfer.id, status: nil, failure: failure, error: String(cString: curl_easy_strerror(result)),
+                        retryAfter: nil, seconds: seconds))
+            }
+            curl_multi_remove_handle(multi, easy)
+            release(transfer)
+        }
+        return outcomes
+    }
+
+    private func release(_ transfer: Transfer) {
+        curl_easy_cleanup(transfer.easy)
+        curl_slist_free_all(transfer.headers)
+    }
+}
+
+/// A libcurl failure to set up a transfer.
+public struct CurlError: Error, Sendable, CustomStringConvertible {
+    public let code: Int
+    public let message: String
+    public var description: String { "libcurl error \(code): \(message)" }
+}
+
+private func discardBody(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
+    size * count
+}
+
+private func readHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
+    let length = size * count
+    guard let data, let context else { return length }
+    let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
+    if line.lowercased().hasPrefix("retry-after:") {
+        let transfer = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue()
+        (transfer as? any RetryAfterSink)?.retryAfter = String(line.dropFirst("retry-after:".count)).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    return length
+}
+
+/// Lets the header callback reach a transfer without exposing it.
+protocol RetryAfterSink: AnyObject {
+    var retryAfter: String? { get set }
+}

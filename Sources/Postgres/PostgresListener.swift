@@ -1,0 +1,62 @@
+internal import CLibPQ
+import Foundation
+import Logging
+import Synchronization
+
+/// LISTEN on a connection of its own and wait for NOTIFY with a deadline.
+///
+/// The waiting is `poll` on libpq's socket, run on the connection's serial queue in slices
+/// of at most half a second, so `stop()` is noticed promptly.
+public final class PostgresListener: Sendable {
+    private let connection: PostgresConnection
+    private let stopped = Mutex(false)
+
+    public init(url: String, channel: String, logger: Logger) async throws {
+        connection = try await PostgresConnection.connect(url: url, applicationName: "seed-scheduler listener", logger: logger)
+        try await connection.execute("LISTEN \"\(channel.replacingOccurrences(of: "\"", with: ""))\"")
+    }
+
+    /// Returns true when a notification arrived before `deadline`, false at the deadline
+    /// or after `stop()`. Throws when the connection broke.
+    public func wait(until deadline: Date) async throws -> Bool {
+        try await connection.onQueue { [self] in
+            while !stopped.withLock({ $0 }) {
+                if try connection.drainNotificationsBlocking() > 0 { return true }
+                let remaining = deadline.timeIntervalSinceNow
+                if remaining <= 0 { return false }
+                try connection.pollReadableBlocking(milliseconds: Int32(min(remaining, 0.5) * 1000) + 1)
+            }
+            return false
+        }
+    }
+
+    public func stop() {
+        stopped.withLock { $0 = true }
+    }
+}
+
+extension PostgresConnection {
+    /// Reads what the server sent and returns how many notifications were waiting.
+    func drainNotificationsBlocking() throws -> Int {
+        try withHandle { handle in
+            guard PQconsumeInput(handle) == 1 else {
+                throw PostgresError(kind: .connection, message: String(cString: PQerrorMessage(handle)))
+            }
+            var count = 0
+            while let notification = PQnotifies(handle) {
+                PQfreemem(notification)
+                count += 1
+            }
+            return count
+        }
+    }
+
+    /// Waits until the socket is readable or the time is up.
+    func pollReadableBlocking(milliseconds: Int32) throws {
+        try withHandle { handle in
+            var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+            guard descriptor.fd >= 0 else { throw PostgresError(kind: .connection, message: "the connection has no socket") }
+            _ = Glibc.poll(&descriptor, 1, milliseconds)
+        }
+    }
+}

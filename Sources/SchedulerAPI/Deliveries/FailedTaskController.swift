@@ -1,0 +1,44 @@
+import AMQP
+import Delivery
+import Foundation
+import Hummingbird
+import SchedulerCore
+import SchedulerStore
+
+/// `/api/v1/failed-tasks/`: dead-lettered deliveries; POST re-drives them all (the same
+/// code as `scheduler-ctl dlq retry`).
+struct FailedTaskController: Sendable {
+    let store: DeliveryStore
+    let redriver: DeadLetterRedriver
+    let settings: APISettings
+
+    func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
+        group.resource("v1/failed-tasks/", [.get: list, .post: redrive])
+        group.resource("v1/failed-tasks/:id/", [.get: retrieve])
+    }
+
+    @Sendable func list(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
+        let page = try await store.dead(limit: pagination.limit, offset: pagination.offset)
+        let links = Links(request: request, useSSL: settings.useSSL)
+        return JSONResponse.make(body: pagination.page(page.items.map { $0.failedTaskJSON(links) }, count: page.count, request: request, links: links))
+    }
+
+    @Sendable func retrieve(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        guard let text = context.parameters.get("id"), let id = UUID(uuidString: text),
+            let delivery = try await store.delivery(id: id), delivery.state == .dead
+        else { throw APIError.notFound }
+        return JSONResponse.make(body: delivery.failedTaskJSON(Links(request: request, useSSL: settings.useSSL)))
+    }
+
+    @Sendable func redrive(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        do {
+            let moved = try await redriver.redrive()
+            context.logger.info("failed tasks re-driven", metadata: ["count": "\(moved.count)"])
+        } catch let error as AMQPError {
+            context.logger.error("re-drive failed", metadata: ["error": "\(error)"])
+            throw APIError(.serviceUnavailable, detail: "The broker is unavailable; try again shortly.", headers: [.retryAfter: "5"])
+        }
+        return JSONResponse.make(status: .created, body: .object(["requeued_failed_tasks": .bool(true)]))
+    }
+}

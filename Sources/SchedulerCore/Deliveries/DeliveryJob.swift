@@ -1,0 +1,63 @@
+import Foundation
+
+/// The message on `scheduler.deliveries`: which occurrence to deliver. The receiver,
+/// payload and token are read from PostgreSQL when the job is delivered, so a change to
+/// the schedule (or its deletion) reaches jobs already queued.
+public struct DeliveryJob: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        /// A schedule's occurrence: POST the schedule's payload to its endpoint.
+        case schedule
+        /// A webhook call: POST the stored body to the hook's target.
+        case webhook
+    }
+
+    public let deliveryID: UUID
+    public let scheduleID: UUID?
+    public let scheduledFor: Date
+    public let kind: Kind
+
+    public init(deliveryID: UUID, scheduleID: UUID?, scheduledFor: Date, kind: Kind) {
+        self.deliveryID = deliveryID
+        self.scheduleID = scheduleID
+        self.scheduledFor = scheduledFor
+        self.kind = kind
+    }
+
+    /// `schedule.<schedule-uuid>` (webhook calls about a schedule use the schedule's key too).
+    public var routingKey: String {
+        "schedule.\(scheduleID.map { $0.uuidString.lowercased() } ?? "none")"
+    }
+
+    public var json: JSONValue {
+        .object([
+            "delivery_id": .string(deliveryID.uuidString.lowercased()),
+            "schedule_id": scheduleID.map { .string($0.uuidString.lowercased()) } ?? .null,
+            "scheduled_for": .string(Timestamp.format(scheduledFor)),
+            "kind": .string(kind.rawValue),
+        ])
+    }
+
+    /// Reads a message body; the error says what is wrong with it, for the dead letter.
+    public init(body: [UInt8]) throws(FieldErrorMessage) {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(body)
+        } catch {
+            throw FieldErrorMessage("malformed job: not JSON (\(error.description))")
+        }
+        guard let object = value.objectValue else { throw FieldErrorMessage("malformed job: not a JSON object") }
+        guard let text = object["delivery_id"]?.stringValue, let deliveryID = UUID(uuidString: text) else {
+            throw FieldErrorMessage("malformed job: delivery_id is missing or not a UUID")
+        }
+        guard let when = object["scheduled_for"]?.stringValue.flatMap(Timestamp.parse) else {
+            throw FieldErrorMessage("malformed job: scheduled_for is missing or not a time")
+        }
+        let kind = object["kind"]?.stringValue.flatMap(Kind.init(rawValue:)) ?? .schedule
+        var scheduleID: UUID?
+        if let text = object["schedule_id"]?.stringValue {
+            guard let id = UUID(uuidString: text) else { throw FieldErrorMessage("malformed job: schedule_id is not a UUID") }
+            scheduleID = id
+        }
+        self.init(deliveryID: deliveryID, scheduleID: scheduleID, scheduledFor: when, kind: kind)
+    }
+}

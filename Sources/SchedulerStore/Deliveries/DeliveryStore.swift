@@ -1,0 +1,274 @@
+import Foundation
+import Postgres
+import SchedulerCore
+
+/// Delivery records: the outbox beat publishes from, the state workers record, and what
+/// the API and operators read.
+public struct DeliveryStore: Sendable {
+    let pool: PostgresPool
+
+    public init(pool: PostgresPool) {
+        self.pool = pool
+    }
+
+    /// How long a claimed but unpublished job waits before another beat may publish it.
+    public static let publishLease = 60
+
+    static let columns = """
+        id, schedule_id, kind, scheduled_for, state, attempts, last_status, last_error, latency_ms,
+        created_at, published_at, finished_at
+        """
+
+    // MARK: Beat
+
+    /// Claims up to `limit` due schedules (skipping rows another beat holds), records one
+    /// delivery per occurrence, advances each schedule, and commits; returns the jobs to
+    /// publish. An occurrence recorded before (same delivery id) is not returned again.
+    public func claimDue(now: Date, limit: Int) async throws -> [DeliveryJob] {
+        try await pool.withTransaction { connection in
+            try await connection.execute("SET LOCAL scheduler.beat = 'on'")
+            let due = try await connection.query(
+                """
+                SELECT id, cron_definition, interval_definition, timezone, next_send_at, frequency, triggered
+                FROM schedules
+                WHERE enabled AND next_send_at IS NOT NULL AND next_send_at <= $1
+                ORDER BY next_send_at
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+                """, [SQL.text(now), String(limit)])
+            guard due.count > 0 else { return [] }
+            var jobs: [DeliveryJob] = []
+            var nextRuns: [String?] = []
+            var stillEnabled: [String?] = []
+            for row in due {
+                let id = try row.uuid("id")
+                let scheduled = try row.requiredDate("next_send_at")
+                let timing = ScheduleTiming(
+                    cronDefinition: row["cron_definition"], intervalDefinition: row["interval_definition"],
+                    timezone: try row.requiredString("timezone"))
+                let triggered = Int(try row.requiredInt64("triggered")) + 1
+                let exhausted = try row.int64("frequency").map { triggered >= Int($0) } ?? false
+                jobs.append(
+                    DeliveryJob(
+                        deliveryID: DeliveryID.derive(scheduleID: id, scheduledFor: scheduled), scheduleID: id,
+                        scheduledFor: scheduled, kind: .schedule))
+                nextRuns.append(exhausted ? nil : SQL.text(timing.nextRun(afterFiring: scheduled, now: now)))
+                stillEnabled.append(SQL.text(!exhausted))
+            }
+            let ids = PostgresArray.literal(jobs.map { $0.scheduleID.map(SQL.text) })
+            try await connection.query(
+                """
+                UPDATE schedules s SET next_send_at = u.next, triggered = s.triggered + 1, enabled = u.enabled
+                FROM unnest($1::uuid[], $2::timestamptz[], $3::boolean[]) AS u(id, next, enabled)
+                WHERE s.id = u.id
+                """, [ids, PostgresArray.literal(nextRuns), PostgresArray.literal(stillEnabled)])
+            let inserted = try await connection.query(
+                """
+                INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, publish_after)
+                SELECT u.id, u.schedule_id, 'schedule', u.scheduled_for, u.routing_key, now() + make_interval(secs => $5)
+                FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS u(id, schedule_id, scheduled_for, routing_key)
+                ON CONFLICT (id) DO NOTHING
+                RETURNING id
+                """,
+                [
+                    PostgresArray.literal(jobs.map { SQL.text($0.deliveryID) }), ids,
+                    PostgresArray.literal(jobs.map { SQL.text($0.scheduledFor) }),
+                    PostgresArray.literal(jobs.map(\.routingKey)), String(Self.publishLease),
+                ])
+            let fresh = Set(try inserted.map { try $0.uuid("id") })
+            return jobs.filter { fresh.contains($0.deliveryID) }
+        }
+    }
+
+    /// Records that these jobs were published and confirmed by the broker.
+    public func markPublished(_ ids: [UUID]) async throws {
+        guard !ids.isEmpty else { return }
+        try await pool.query(
+            "UPDATE deliveries SET published_at = now() WHERE id = ANY($1::uuid[])", [PostgresArray.literal(ids.map(SQL.text))])
+    }
+
+    /// Makes unpublished deliveries eligible for publishing again at once (their publish failed).
+    public func releaseLease(_ ids: [UUID]) async throws {
+        guard !ids.isEmpty else { return }
+        try await pool.query(
+            "UPDATE deliveries SET publish_after = now() WHERE id = ANY($1::uuid[]) AND published_at IS NULL",
+            [PostgresArray.literal(ids.map(SQL.text))])
+    }
+
+    /// Leases up to `limit` unpublished deliveries whose lease ran out (a beat crashed
+    /// between recording and publishing, or the API queued a webhook call) and returns them.
+    public func leaseUnpublished(limit: Int) async throws -> [DeliveryJob] {
+        let rows = try await pool.query(
+            """
+            UPDATE deliveries SET publish_after = now() + make_interval(secs => $2)
+            WHERE id IN (
+                SELECT id FROM deliveries
+                WHERE published_at IS NULL AND publish_after <= now() AND state = 'queued'
+                ORDER BY publish_after LIMIT $1 FOR UPDATE SKIP LOCKED)
+            RETURNING \(Self.columns)
+            """, [String(limit), String(Self.publishLease)])
+        return try rows.map { try Self.delivery($0).job }
+    }
+
+    /// The earliest next run of any enabled schedule, and of any unpublished delivery.
+    public func nextWake() async throws -> Date? {
+        let row = try await pool.query(
+            """
+            SELECT least(
+                (SELECT min(next_send_at) FROM schedules WHERE enabled AND next_send_at IS NOT NULL),
+                (SELECT min(publish_after) FROM deliveries WHERE published_at IS NULL AND state = 'queued')) AS next
+            """
+        ).first
+        return try row?.date("next")
+    }
+
+    // MARK: Worker
+
+    /// What a worker needs to POST a delivery: where, what, and whether it is still wanted.
+    public struct Target: Sendable, Equatable {
+        public let state: Delivery.State
+        public let attempts: Int
+        public let endpoint: String?
+        public let body: String
+        public let authToken: String?
+    }
+
+    /// The targets of these deliveries; a delivery with no row is not in the result.
+    public func targets(_ ids: [UUID]) async throws -> [UUID: Target] {
+        guard !ids.isEmpty else { return [:] }
+        let rows = try await pool.query(
+            """
+            SELECT d.id, d.state, d.attempts, d.kind,
+                   CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END AS endpoint,
+                   CASE WHEN d.kind = 'webhook' THEN d.body::text ELSE s.payload::text END AS body,
+                   CASE WHEN d.kind = 'webhook' THEN d.auth_token ELSE s.auth_token END AS auth_token
+            FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id
+            WHERE d.id = ANY($1::uuid[])
+            """, [PostgresArray.literal(ids.map(SQL.text))])
+        var targets: [UUID: Target] = [:]
+        for row in rows {
+            guard let state = Delivery.State(rawValue: try row.requiredString("state")) else { continue }
+            targets[try row.uuid("id")] = Target(
+                state: state, attempts: Int(try row.requiredInt64("attempts")), endpoint: row["endpoint"],
+                body: row["body"] ?? "{}", authToken: row["auth_token"])
+        }
+        return targets
+    }
+
+    /// One attempt's result.
+    public struct Attempt: Sendable {
+        public let id: UUID
+        public let state: Delivery.State
+        public let attempts: Int
+        public let status: Int?
+        public let error: String?
+        public let latencyMilliseconds: Double?
+
+        public init(id: UUID, state: Delivery.State, attempts: Int, status: Int?, error: String?, latencyMilliseconds: Double?) {
+            self.id = id
+            self.state = state
+            self.attempts = attempts
+            self.status = status
+            self.error = error
+            self.latencyMilliseconds = latencyMilliseconds
+        }
+    }
+
+    /// Writes many attempts' results in one statement. A delivery already delivered or
+    /// cancelled keeps that state.
+    public func record(_ attempts: [Attempt]) async throws {
+        guard !attempts.isEmpty else { return }
+        try await pool.query(
+            """
+            UPDATE deliveries d SET state = u.state, attempts = greatest(d.attempts, u.attempts),
+                last_status = u.status, last_error = u.error, latency_ms = u.latency, updated_at = now(),
+                finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
+            FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[])
+                AS u(id, state, attempts, status, error, latency)
+            WHERE d.id = u.id AND d.state NOT IN ('delivered', 'cancelled')
+            """,
+            [
+                PostgresArray.literal(attempts.map { SQL.text($0.id) }),
+                PostgresArray.literal(attempts.map(\.state.rawValue)),
+                PostgresArray.literal(attempts.map { String($0.attempts) }),
+                PostgresArray.literal(attempts.map { $0.status.map { String($0) } }),
+                PostgresArray.literal(attempts.map(\.error)),
+                PostgresArray.literal(attempts.map { $0.latencyMilliseconds.map { String($0) } }),
+            ])
+    }
+
+    // MARK: API and operators
+
+    /// Marks a schedule's pending deliveries cancelled (it was disabled or deleted), so
+    /// workers drop their queued jobs instead of POSTing them.
+    public static func cancelPending(scheduleID: UUID, connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            UPDATE deliveries SET state = 'cancelled', finished_at = now(), updated_at = now()
+            WHERE schedule_id = $1 AND kind = 'schedule' AND state IN ('queued', 'retrying')
+            """, [SQL.text(scheduleID)])
+    }
+
+    /// Queues a webhook call (published by beat from the outbox).
+    public static func queueWebhookCall(
+        scheduleID: UUID, target: String, body: JSONValue, authToken: String?, connection: PostgresConnection
+    ) async throws {
+        try await connection.query(
+            """
+            INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, target, body, auth_token)
+            VALUES ($1, $2, 'webhook', now(), $3, $4, $5, $6)
+            """,
+            [SQL.text(UUID()), SQL.text(scheduleID), "schedule.\(SQL.text(scheduleID))", target, body.serialized, authToken])
+    }
+
+    public func deliveries(scheduleID: UUID, limit: Int, offset: Int) async throws -> Page<Delivery> {
+        try await pool.withConnection { connection in
+            let count = try await connection.query(
+                "SELECT count(*) FROM deliveries WHERE schedule_id = $1", [SQL.text(scheduleID)]
+            ).first?[0].flatMap { Int($0) } ?? 0
+            let rows = try await connection.query(
+                """
+                SELECT \(Self.columns) FROM deliveries WHERE schedule_id = $1
+                ORDER BY scheduled_for DESC, created_at DESC LIMIT $2 OFFSET $3
+                """, [SQL.text(scheduleID), String(limit), String(offset)])
+            return Page(items: try rows.map(Self.delivery), count: count)
+        }
+    }
+
+    /// Dead deliveries, most recent first.
+    public func dead(limit: Int, offset: Int) async throws -> Page<Delivery> {
+        try await pool.withConnection { connection in
+            let count = try await connection.query("SELECT count(*) FROM deliveries WHERE state = 'dead'").first?[0].flatMap { Int($0) } ?? 0
+            let rows = try await connection.query(
+                "SELECT \(Self.columns) FROM deliveries WHERE state = 'dead' ORDER BY finished_at DESC, id LIMIT $1 OFFSET $2",
+                [String(limit), String(offset)])
+            return Page(items: try rows.map(Self.delivery), count: count)
+        }
+    }
+
+    public func delivery(id: UUID) async throws -> Delivery? {
+        try await pool.query("SELECT \(Self.columns) FROM deliveries WHERE id = $1", [SQL.text(id)]).first.map(Self.delivery)
+    }
+
+    /// A dead delivery re-driven: queued again with fresh attempts.
+    public func requeue(_ ids: [UUID]) async throws {
+        guard !ids.isEmpty else { return }
+        try await pool.query(
+            """
+            UPDATE deliveries SET state = 'queued', attempts = 0, finished_at = NULL, updated_at = now()
+            WHERE id = ANY($1::uuid[]) AND state = 'dead'
+            """, [PostgresArray.literal(ids.map(SQL.text))])
+    }
+
+    static func delivery(_ row: PostgresRow) throws -> Delivery {
+        Delivery(
+            id: try row.uuid("id"), scheduleID: row["schedule_id"].flatMap(UUID.init(uuidString:)),
+            kind: DeliveryJob.Kind(rawValue: try row.requiredString("kind")) ?? .schedule,
+            scheduledFor: try row.requiredDate("scheduled_for"),
+            state: Delivery.State(rawValue: try row.requiredString("state")) ?? .queued,
+            attempts: Int(try row.requiredInt64("attempts")), lastStatus: try row.int64("last_status").map { Int($0) },
+            lastError: row["last_error"], latencyMilliseconds: row["latency_ms"].flatMap(Double.init),
+            createdAt: try row.requiredDate("created_at"), publishedAt: try row.date("published_at"),
+            finishedAt: try row.date("finished_at"))
+    }
+}

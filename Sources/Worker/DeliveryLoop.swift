@@ -1,0 +1,386 @@
+import AMQP
+import Delivery
+import Dispatch
+import Foundation
+import HTTPClient
+import Logging
+import Postgres
+import SchedulerCore
+import SchedulerStore
+import Synchronization
+
+/// The worker's engine: one thread owns the consuming AMQP connection and a libcurl multi
+/// handle, and waits on both at once (`curl_multi_poll` with the AMQP socket as an extra
+/// descriptor). Database reads and writes and the retry/dead-letter publishes run as tasks
+/// on their own connections; their results come back through `inbox`, with a wakeup.
+///
+/// A job is acked only after its outcome is recorded (and, for a retry or a dead letter,
+/// after the message that carries it on was confirmed by the broker). On stop it takes no
+/// new jobs, lets the transfers in flight finish, and hands back (nack, requeue) the rest.
+///
+/// `@unchecked Sendable`: everything but `inbox` and `stopping` (both behind a mutex) is
+/// touched only by the loop's own thread.
+final class DeliveryLoop: @unchecked Sendable {
+    struct Settings: Sendable {
+        let brokerURL: String
+        let prefetch: Int
+        let timeout: Double
+        let policy: RetryPolicy
+        let signer: WebhookSigner?
+    }
+
+    /// Results coming back to the loop's thread (errors and ids only: safe to send).
+    enum Event: @unchecked Sendable {
+        case targets(generation: Int, [UInt64], [UUID: DeliveryStore.Target])
+        case lookupFailed(generation: Int, [UInt64], any Error)
+        case finished(generation: Int, [UInt64])
+        case finishFailed(generation: Int, [Finalization], any Error)
+    }
+
+    /// What happens to a job when it leaves the worker.
+    struct Finalization: @unchecked Sendable {
+        let tag: UInt64
+        /// A message to publish first (to a retry queue or the dead letters).
+        let message: AMQPOutgoingMessage?
+        /// The record to write, if any.
+        let attempt: DeliveryStore.Attempt?
+    }
+
+    struct InFlight {
+        let delivery: AMQPDelivery
+        let job: DeliveryJob
+        let attempt: Int
+    }
+
+    private let settings: Settings
+    private let store: DeliveryStore
+    private let publisher: AMQPPublisher
+    private let logger: Logger
+    private let multi = CurlMulti()
+    private let inbox = Mutex<[Event]>([])
+    private let stopping = Mutex(false)
+    private let done = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    private let finishedFlag = Mutex(false)
+
+    private var consumer: AMQPConnection?
+    private var generation = 0
+    private var jobs: [UInt64: InFlight] = [:]
+    private var pendingLookups: [UInt64] = []
+    private var pendingFinalizations: [Finalization] = []
+    private var retryFinalizationsAt: Date?
+    private var failedFinalizations: [Finalization] = []
+    private let channel: UInt16 = 1
+
+    init(settings: Settings, pool: PostgresPool, logger: Logger) {
+        self.settings = settings
+        store = DeliveryStore(pool: pool)
+        publisher = AMQPPublisher(url: settings.brokerURL, topology: DeliveryTopology.make(settings.policy), logger: logger)
+        self.logger = logger
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            run()
+            publisher.close()
+            let continuation = done.withLock { continuation in
+                finishedFlag.withLock { $0 = true }
+                defer { continuation = nil }
+                return continuation
+            }
+            continuation?.resume()
+        }
+        thread.name = "delivery-loop"
+        thread.start()
+    }
+
+    func stop() {
+        stopping.withLock { $0 = true }
+        multi.wakeup()
+    }
+
+    /// Returns when the loop has stopped.
+    func finished() async {
+        await withCheckedContinuation { continuation in
+            let already = finishedFlag.withLock { $0 }
+            if already {
+                continuation.resume()
+            } else {
+                done.withLock { $0 = continuation }
+                if finishedFlag.withLock({ $0 }) { done.withLock { $0?.resume(); $0 = nil } }
+            }
+        }
+    }
+
+    private var isStopping: Bool { stopping.withLock { $0 } }
+
+    // MARK: The loop
+
+    private func run() {
+        var failures = 0
+        var stopDeadline: Date?
+        while true {
+            if isStopping {
+                if stopDeadline == nil {
+                    stopDeadline = Date().addingTimeInterval(settings.timeout + 5)
+                    logger.info("stopping: finishing deliveries in flight", metadata: ["in.flight": "\(jobs.count)"])
+                }
+                if jobs.isEmpty || Date() >= stopDeadline! { break }
+            }
+            if consumer == nil && !isStopping {
+                do {
+                    try connect()
+                    failures = 0
+                } catch {
+                    failures += 1
+                    let delay = min(30.0, 0.25 * pow(2.0, Double(min(failures, 7))))
+                    logger.error("cannot consume deliveries; retrying", metadata: ["error": "\(error)", "retry.in.s": "\(delay)"])
+                    sleepUnlessStopped(delay)
+                    continue
+                }
+            }
+            do {
+                if !isStopping { try receive() }
+                handleInbox()
+                startLookups()
+                for outcome in multi.perform() { handle(outcome) }
+                flushFinalizations()
+                let readable = multi.poll(extraDescriptor: consumer?.socket, timeoutMilliseconds: consumer?.hasBufferedFrames == true ? 0 : 100)
+                if readable || consumer?.hasBufferedFrames == true, !isStopping { try receive() }
+            } catch {
+                logger.error("lost the broker connection; unacked jobs return to the queue", metadata: ["error": "\(error)"])
+                dropConnection()
+            }
+        }
+        // Hand back what did not finish.
+        if let consumer {
+            for tag in jobs.keys.sorted() { try? consumer.nack(tag, requeue: true, channel: channel) }
+            consumer.close()
+        }
+        self.consumer = nil
+        logger.info("stopped", metadata: ["handed.back": "\(jobs.count)"])
+    }
+
+    private func connect() throws {
+        let connection = try AMQPConnection(url: settings.brokerURL, heartbeat: 30)
+        try connection.openChannel(channel)
+        try connection.declare(DeliveryTopology.make(settings.policy), channel: channel)
+        try connection.consume(queue: DeliveryTopology.queue, prefetch: settings.prefetch, channel: channel)
+        consumer = connection
+        generation += 1
+        logger.info("consuming", metadata: ["queue": "\(DeliveryTopology.queue)", "prefetch": "\(settings.prefetch)"])
+    }
+
+    private func dropConnection() {
+        consumer?.close()
+        consumer = nil
+        generation += 1
+        // Their delivery tags died with the connection: the broker delivers them again.
+        jobs.removeAll()
+        pendingLookups.removeAll()
+        pendingFinalizations.removeAll()
+        failedFinalizations.removeAll()
+    }
+
+    private func sleepUnlessStopped(_ seconds: Double) {
+        let until = Date().addingTimeInterval(seconds)
+        while Date() < until && !isStopping { Thread.sleep(forTimeInterval: 0.05) }
+    }
+
+    /// Takes the deliveries waiting on the connection.
+    private func receive() throws {
+        guard let consumer else { return }
+        while let delivery = try consumer.nextDelivery(timeout: 0) {
+            accept(delivery)
+        }
+    }
+
+    private func accept(_ delivery: AMQPDelivery) {
+        let attempt = max(1, Int(delivery.headers[DeliveryHeaders.attempt]?.intValue ?? 1))
+        do {
+            let job = try DeliveryJob(body: delivery.body)
+            jobs[delivery.deliveryTag] = InFlight(delivery: delivery, job: job, attempt: attempt)
+            pendingLookups.append(delivery.deliveryTag)
+        } catch {
+            logger.warning("malformed job dead-lettered", metadata: ["reason": "\(error.message)"])
+            jobs[delivery.deliveryTag] = InFlight(
+                delivery: delivery, job: DeliveryJob(deliveryID: UUID(), scheduleID: nil, scheduledFor: Date(), kind: .schedule),
+                attempt: attempt)
+            pendingFinalizations.append(
+                Finalization(
+                    tag: delivery.deliveryTag,
+                    message: deadLetter(delivery, reason: error.message, status: nil, error: nil, attempts: attempt),
+                    attempt: nil))
+        }
+    }
+
+    // MARK: Steps
+
+    private func startLookups() {
+        guard !pendingLookups.isEmpty else { return }
+        let tags = pendingLookups
+        pendingLookups.removeAll()
+        let ids = tags.compactMap { jobs[$0]?.job.deliveryID }
+        let generation = generation
+        post { [store] in
+            do {
+                return .targets(generation: generation, tags, try await store.targets(ids))
+            } catch {
+                return .lookupFailed(generation: generation, tags, error)
+            }
+        }
+    }
+
+    private func handleInbox() {
+        let events = inbox.withLock { events in
+            defer { events.removeAll() }
+            return events
+        }
+        for event in events {
+            switch event {
+            case .targets(let generation, let tags, let targets) where generation == self.generation:
+                for tag in tags { if let job = jobs[tag] { begin(tag: tag, job: job, target: targets[job.job.deliveryID]) } }
+            case .lookupFailed(let generation, let tags, let error) where generation == self.generation:
+                logger.error("cannot read delivery records; will try again", metadata: ["error": "\(error)"])
+                pendingLookups.append(contentsOf: tags)
+                Thread.sleep(forTimeInterval: 0.5)
+            case .finished(let generation, let tags) where generation == self.generation:
+                for tag in tags {
+                    guard jobs.removeValue(forKey: tag) != nil else { continue }
+                    do {
+                        try consumer?.ack(tag, channel: channel)
+                    } catch {
+                        logger.error("ack failed", metadata: ["error": "\(error)"])
+                    }
+                }
+            case .finishFailed(let generation, let finalizations, let error) where generation == self.generation:
+                logger.error("cannot record outcomes or publish retries; will try again", metadata: ["error": "\(error)"])
+                failedFinalizations.append(contentsOf: finalizations)
+                retryFinalizationsAt = Date().addingTimeInterval(1)
+            default:
+                continue  // from a connection that is gone
+            }
+        }
+    }
+
+    /// Starts the POST, or settles a job that must not be POSTed.
+    private func begin(tag: UInt64, job: InFlight, target: DeliveryStore.Target?) {
+        guard let target else {
+            pendingFinalizations.append(
+                Finalization(
+                    tag: tag,
+                    message: deadLetter(job.delivery, reason: "no delivery record for this job", status: nil, error: nil, attempts: job.attempt),
+                    attempt: nil))
+            return
+        }
+        switch target.state {
+        case .cancelled, .delivered:
+            // Disabled or deleted after it was queued, or a repeat of a delivered job.
+            logger.debug("job not delivered", metadata: ["delivery.id": "\(job.job.deliveryID)", "state": "\(target.state)"])
+            pendingFinalizations.append(Finalization(tag: tag, message: nil, attempt: nil))
+            return
+        case .queued, .retrying, .dead:
+            break
+        }
+        guard let endpoint = target.endpoint else {
+            pendingFinalizations.append(Finalization(tag: tag, message: nil, attempt: nil))
+            return
+        }
+        let body = Array((target.body.isEmpty || target.body == "null" ? "{}" : target.body).utf8)
+        let id = job.job.deliveryID.uuidString.lowercased()
+        var headers = [
+            "Content-Type: application/json",
+            "Idempotency-Key: \(id)",
+            "X-Scheduler-Delivery-Id: \(id)",
+            "X-Scheduler-Scheduled-For: \(Timestamp.format(job.job.scheduledFor))",
+            "X-Scheduler-Attempt: \(job.attempt)",
+        ]
+        if let schedule = job.job.scheduleID { headers.append("X-Scheduler-Schedule-Id: \(schedule.uuidString.lowercased())") }
+        if let token = target.authToken, !token.isEmpty { headers.append("Authorization: Token \(token)") }
+        if let signer = settings.signer {
+            headers += signer.headers(id: id, timestamp: Int(Date().timeIntervalSince1970), body: body)
+        }
+        do {
+            try multi.start(HTTPPost(id: tag, url: endpoint, headers: headers, body: body, timeout: settings.timeout))
+        } catch {
+            finish(tag: tag, job: job, status: nil, error: "\(error)", retryAfter: nil, seconds: 0)
+        }
+    }
+
+    private func handle(_ outcome: HTTPOutcome) {
+        guard let job = jobs[outcome.id] else { return }
+        finish(tag: outcome.id, job: job, status: outcome.status, error: outcome.error, retryAfter: outcome.retryAfter, seconds: outcome.seconds)
+    }
+
+    private func finish(tag: UInt64, job: InFlight, status: Int?, error: String?, retryAfter: String?, seconds: Double) {
+        let decision = settings.policy.decide(status: status, error: error, attempt: job.attempt, retryAfter: retryAfter)
+        let latency = seconds * 1000
+        switch decision {
+        case .delivered:
+            pendingFinalizations.append(
+                Finalization(
+                    tag: tag, message: nil,
+                    attempt: .init(id: job.job.deliveryID, state: .delivered, attempts: job.attempt, status: status, error: nil, latencyMilliseconds: latency)))
+        case .retry(let index, let reason):
+            var headers = job.delivery.headers
+            headers[DeliveryHeaders.attempt] = .int(Int64(job.attempt + 1))
+            let message = AMQPOutgoingMessage(
+                exchange: DeliveryTopology.retryName(milliseconds: settings.policy.delays[index]),
+                routingKey: job.delivery.routingKey, body: job.delivery.body, messageID: job.delivery.messageID, headers: headers)
+            logger.info("delivery failed; will retry", metadata: ["delivery.id": "\(job.job.deliveryID)", "reason": "\(reason)", "attempt": "\(job.attempt)"])
+            pendingFinalizations.append(
+                Finalization(
+                    tag: tag, message: message,
+                    attempt: .init(id: job.job.deliveryID, state: .retrying, attempts: job.attempt, status: status, error: error, latencyMilliseconds: latency)))
+        case .dead(let reason):
+            logger.warning("delivery failed for good", metadata: ["delivery.id": "\(job.job.deliveryID)", "reason": "\(reason)"])
+            pendingFinalizations.append(
+                Finalization(
+                    tag: tag,
+                    message: deadLetter(job.delivery, reason: reason, status: status, error: error, attempts: job.attempt),
+                    attempt: .init(id: job.job.deliveryID, state: .dead, attempts: job.attempt, status: status, error: error ?? reason, latencyMilliseconds: latency)))
+        }
+    }
+
+    private func deadLetter(_ delivery: AMQPDelivery, reason: String, status: Int?, error: String?, attempts: Int) -> AMQPOutgoingMessage {
+        var headers = delivery.headers
+        headers[DeliveryHeaders.reason] = .string(reason)
+        headers[DeliveryHeaders.attempts] = .int(Int64(attempts))
+        headers[DeliveryHeaders.failedAt] = .string(Timestamp.format(Date()))
+        if let status { headers[DeliveryHeaders.lastStatus] = .int(Int64(status)) }
+        if let error { headers[DeliveryHeaders.lastError] = .string(error) }
+        return AMQPOutgoingMessage(
+            exchange: DeliveryTopology.deadExchange, routingKey: delivery.routingKey, body: delivery.body,
+            messageID: delivery.messageID, headers: headers)
+    }
+
+    /// Publishes what must be published, records what must be recorded, then acks: in one
+    /// batch per turn of the loop.
+    private func flushFinalizations() {
+        if let at = retryFinalizationsAt, Date() >= at {
+            pendingFinalizations.append(contentsOf: failedFinalizations)
+            failedFinalizations.removeAll()
+            retryFinalizationsAt = nil
+        }
+        guard !pendingFinalizations.isEmpty else { return }
+        let batch = pendingFinalizations
+        pendingFinalizations.removeAll()
+        let generation = generation
+        post { [store, publisher] in
+            do {
+                try await publisher.publish(batch.compactMap(\.message))
+                try await store.record(batch.compactMap(\.attempt))
+                return .finished(generation: generation, batch.map(\.tag))
+            } catch {
+                return .finishFailed(generation: generation, batch, error)
+            }
+        }
+    }
+
+    private func post(_ work: @escaping @Sendable () async -> Event) {
+        Task { [self] in
+            let event = await work()
+            inbox.withLock { $0.append(event) }
+            multi.wakeup()
+        }
+    }
+}

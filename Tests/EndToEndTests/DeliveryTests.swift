@@ -1,0 +1,222 @@
+import AMQP
+import Crypto
+import Delivery
+import Foundation
+import SchedulerCore
+import SchedulerStore
+import Testing
+import TestSupport
+
+@Suite("Delivery pipeline, end to end", .timeLimit(.minutes(5)))
+struct DeliveryTests {
+    @Test("an interval schedule is POSTed on time with its body and headers, signed")
+    func interval() async throws {
+        let secret = "whsec_" + Data("a-signing-secret-for-tests".utf8).base64EncodedString()
+        try await Pipeline.run(environment: ["SIGNING_SECRET": secret]) { pipeline in
+            let due = Date().addingTimeInterval(1.5)
+            let id = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("interval"))","interval_definition":"2 seconds","auth_token":"secret-token","payload":{"z":1,"a":"b"},"next_send_at":"\#(Timestamp.format(due))"}"#
+            )
+            let requests = try await pipeline.receiver.waitFor("interval", count: 2, timeout: 15)
+            try #require(requests.count >= 2)
+            let first = requests[0]
+            #expect(first.body == #"{"z":1,"a":"b"}"#)
+            #expect(first.header("Content-Type") == "application/json")
+            #expect(first.header("Authorization") == "Token secret-token")
+            let deliveryID = DeliveryID.derive(scheduleID: id, scheduledFor: due).uuidString.lowercased()
+            #expect(first.header("Idempotency-Key") == deliveryID)
+            #expect(first.header("X-Scheduler-Schedule-Id") == id.uuidString.lowercased())
+            #expect(first.header("X-Scheduler-Scheduled-For") == Timestamp.format(due))
+            #expect(first.header("X-Scheduler-Attempt") == "1")
+            // On time: it leaves at its due time, not before, and well within a second.
+            let lateness = first.arrived.timeIntervalSince(due)
+            #expect(lateness >= 0 && lateness < 1.0, "lateness \(lateness)")
+            // The next run keeps the interval's cadence.
+            #expect(requests[1].header("X-Scheduler-Scheduled-For") == Timestamp.format(due.addingTimeInterval(2)))
+
+            // Standard Webhooks: the signature verifies with the secret.
+            let timestamp = try #require(first.header("webhook-timestamp"))
+            #expect(first.header("webhook-id") == deliveryID)
+            let signed = Data("\(deliveryID).\(timestamp).\(first.body)".utf8)
+            let key = SymmetricKey(data: Data("a-signing-secret-for-tests".utf8))
+            let expected = "v1," + Data(HMAC<SHA256>.authenticationCode(for: signed, using: key)).base64EncodedString()
+            #expect(first.header("webhook-signature") == expected)
+
+            // The delivery is recorded.
+            let delivered = try await pipeline.eventually(timeout: 5) {
+                try await pipeline.deliveries(id).contains { $0.state == .delivered && $0.lastStatus == 200 && $0.attempts == 1 }
+            }
+            #expect(delivered)
+        }
+    }
+
+    @Test("a cron schedule fires at the right minute of its time zone")
+    func cronInZone() async throws {
+        try await Pipeline.run { pipeline in
+            // Kathmandu is UTC+5:45: if the zone were ignored, the minute would be 45 minutes off.
+            let zone = TimeZone(identifier: "Asia/Kathmandu")!
+            let target = Date().addingTimeInterval(70)
+            let wall = CivilDateTime(wallSeconds: zone.wallSeconds(atUTC: Int64(target.timeIntervalSince1970)))
+            let id = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("cron"))","cron_definition":"\#(wall.minute) \#(wall.hour) * * *","timezone":"Asia/Kathmandu"}"#
+            )
+            let expected = Date(timeIntervalSince1970: (target.timeIntervalSince1970 / 60).rounded(.down) * 60)
+            let requests = try await pipeline.receiver.waitFor("cron", count: 1, timeout: 150)
+            let first = try #require(requests.first)
+            #expect(first.header("X-Scheduler-Scheduled-For") == Timestamp.format(expected))
+            let lateness = first.arrived.timeIntervalSince(expected)
+            #expect(lateness >= 0 && lateness < 1.0, "lateness \(lateness)")
+            // Next run: the same wall time tomorrow.
+            let (_, body) = try await pipeline.send(.get, "/api/v1/schedule/\(id.uuidString.lowercased())/")
+            #expect(body?.objectValue?["next_send_at"] == .string(Timestamp.format(expected.addingTimeInterval(86_400))))
+            #expect(body?.objectValue?["triggered"] == .int(1))
+        }
+    }
+
+    @Test("a receiver that fails twice then succeeds gets three attempts and one success")
+    func retries() async throws {
+        try await Pipeline.run { pipeline in
+            pipeline.receiver.script("flaky", [503, 429])
+            let id = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("flaky"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
+            let requests = try await pipeline.receiver.waitFor("flaky", count: 3, timeout: 20)
+            #expect(requests.map { $0.header("X-Scheduler-Attempt") } == ["1", "2", "3"])
+            #expect(Set(requests.map { $0.header("Idempotency-Key") }).count == 1)
+            let done = try await pipeline.eventually(timeout: 5) {
+                try await pipeline.deliveries(id).first.map { $0.state == .delivered && $0.attempts == 3 } ?? false
+            }
+            #expect(done)
+            try await Task.sleep(for: .seconds(2))
+            #expect(pipeline.receiver.received("flaky").count == 3, "no fourth POST")
+        }
+    }
+
+    @Test("a 404 is dead-lettered with its reason, listed in failed-tasks, and re-driven by POST")
+    func deadLetters() async throws {
+        try await Pipeline.run { pipeline in
+            pipeline.receiver.script("gone", [404])
+            let id = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("gone"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
+            let dead = try await pipeline.eventually(timeout: 10) { try pipeline.depth(DeliveryTopology.deadQueue) == 1 }
+            #expect(dead)
+            #expect(pipeline.receiver.received("gone").count == 1, "a 404 is not retried")
+
+            // The message says why.
+            let connection = try AMQPConnection(url: pipeline.configuration.brokerURL, heartbeat: 0)
+            try connection.openChannel(1)
+            let letter = try #require(try connection.get(queue: DeliveryTopology.deadQueue, channel: 1))
+            #expect(letter.headers[DeliveryHeaders.lastStatus] == .int(404))
+            #expect(letter.headers[DeliveryHeaders.attempts] == .int(1))
+            #expect(letter.headers[DeliveryHeaders.reason]?.stringValue?.hasPrefix("HTTP 404 after 1 attempt") == true)
+            #expect(letter.routingKey == "schedule.\(id.uuidString.lowercased())")
+            try connection.nack(letter.deliveryTag, requeue: true, channel: 1)
+            connection.close()
+
+            let (status, list) = try await pipeline.send(.get, "/api/v1/failed-tasks/")
+            #expect(status == .ok)
+            guard case .array(let items)? = list?.objectValue?["results"], let task = items.first?.objectValue else {
+                throw ReceiverError("no failed task listed: \(list?.serialized ?? "")")
+            }
+            #expect(task.keys == ["url", "id", "schedule", "task_id", "initiated_at", "reason"])
+            #expect(task["reason"]?.stringValue?.contains("404") == true)
+
+            // Fixed receiver; re-drive.
+            let (redriven, answer) = try await pipeline.send(.post, "/api/v1/failed-tasks/")
+            #expect(redriven == .created)
+            #expect(answer?.serialized == #"{"requeued_failed_tasks":true}"#)
+            let again = try await pipeline.receiver.waitFor("gone", count: 2, timeout: 10)
+            #expect(again.count == 2)
+            #expect(again.last?.header("X-Scheduler-Attempt") == "1", "fresh attempts")
+            #expect(again.last?.header("Idempotency-Key") == again.first?.header("Idempotency-Key"), "same delivery id")
+            let delivered = try await pipeline.eventually(timeout: 5) {
+                try await pipeline.deliveries(id).first?.state == .delivered
+            }
+            #expect(delivered)
+            #expect(try pipeline.depth(DeliveryTopology.deadQueue) == 0)
+        }
+    }
+
+    @Test("a malformed message is dead-lettered and the worker keeps going")
+    func malformed() async throws {
+        try await Pipeline.run { pipeline in
+            let publisher = AMQPPublisher(
+                url: pipeline.configuration.brokerURL, topology: DeliveryTopology.make(pipeline.configuration.retryPolicy),
+                logger: pipeline.logger)
+            try await publisher.publish([
+                AMQPOutgoingMessage(exchange: DeliveryTopology.exchange, routingKey: "schedule.garbage", body: Array("{not json".utf8)),
+                AMQPOutgoingMessage(exchange: DeliveryTopology.exchange, routingKey: "schedule.garbage", body: Array(#"{"delivery_id":5}"#.utf8)),
+            ])
+            publisher.close()
+            let dead = try await pipeline.eventually(timeout: 10) { try pipeline.depth(DeliveryTopology.deadQueue) == 2 }
+            #expect(dead)
+            let connection = try AMQPConnection(url: pipeline.configuration.brokerURL, heartbeat: 0)
+            try connection.openChannel(1)
+            let letter = try #require(try connection.get(queue: DeliveryTopology.deadQueue, channel: 1))
+            #expect(letter.headers[DeliveryHeaders.reason]?.stringValue?.hasPrefix("malformed job") == true)
+            connection.close()
+
+            _ = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("after"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
+            #expect(try await pipeline.receiver.waitFor("after", count: 1, timeout: 10).count == 1)
+        }
+    }
+
+    @Test("a job queued before its schedule was disabled (or deleted) is not POSTed")
+    func cancelled() async throws {
+        try await Pipeline.run(worker: false) { pipeline in
+            let disabled = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("disabled"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
+            let deleted = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("deleted"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
+            let kept = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("kept"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
+            let queued = try await pipeline.eventually(timeout: 10) { try pipeline.depth(DeliveryTopology.queue) == 3 }
+            #expect(queued)
+            #expect(try await pipeline.send(.patch, "/api/v1/schedule/\(disabled.uuidString.lowercased())/", json: #"{"enabled":false}"#).status == .ok)
+            #expect(try await pipeline.send(.delete, "/api/v1/schedule/\(deleted.uuidString.lowercased())/").status == .noContent)
+            pipeline.startWorker()
+            #expect(try await pipeline.receiver.waitFor("kept", count: 1, timeout: 10).count == 1)
+            try await Task.sleep(for: .seconds(1))
+            #expect(pipeline.receiver.received("disabled").isEmpty)
+            #expect(pipeline.receiver.received("deleted").isEmpty)
+            #expect(try await pipeline.deliveries(disabled).map(\.state) == [.cancelled])
+            let drained = try await pipeline.eventually(timeout: 5) { try pipeline.depth(DeliveryTopology.queue) == 0 }
+            #expect(drained)
+        }
+    }
+
+    @Test("a schedule.added webhook is called through the pipeline with HOOK_AUTH_TOKEN")
+    func webhook() async throws {
+        try await Pipeline.run(environment: ["HOOK_AUTH_TOKEN": "hook-token"]) { pipeline in
+            let (status, _) = try await pipeline.send(
+                .post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"\#(pipeline.receiver.url("hook"))"}"#)
+            #expect(status == .created)
+            let id = try await pipeline.createSchedule(#"{"endpoint":"\#(pipeline.receiver.url("never"))"}"#)
+            let calls = try await pipeline.receiver.waitFor("hook", count: 1, timeout: 10)
+            let call = try #require(calls.first)
+            #expect(call.header("Authorization") == "Token hook-token")
+            let body = try JSONParser.parse(call.body).objectValue
+            #expect(body?.keys == ["hook", "data"])
+            #expect(body?["data"]?.objectValue?["id"] == .string(id.uuidString.lowercased()))
+            #expect(body?["hook"]?.objectValue?["event"] == .string("schedule.added"))
+        }
+    }
+
+    @Test("after downtime, a schedule that missed several runs fires once and continues from now")
+    func catchUp() async throws {
+        try await Pipeline.run(beat: false) { pipeline in
+            let start = Date().addingTimeInterval(-9.5)
+            let id = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("late"))","interval_definition":"3 seconds","next_send_at":"\#(Timestamp.format(start))"}"#)
+            pipeline.startBeat()
+            let requests = try await pipeline.receiver.waitFor("late", count: 1, timeout: 10)
+            #expect(requests.count == 1)
+            #expect(requests.first?.header("X-Scheduler-Scheduled-For") == Timestamp.format(start))
+            let (_, body) = try await pipeline.send(.get, "/api/v1/schedule/\(id.uuidString.lowercased())/")
+            // start + 4 intervals is the first run after now (start + 9.5 s and a little).
+            #expect(body?.objectValue?["next_send_at"] == .string(Timestamp.format(start.addingTimeInterval(12))))
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(pipeline.receiver.received("late").count == 1, "missed runs are not made up")
+        }
+    }
+}

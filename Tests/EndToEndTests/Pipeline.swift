@@ -1,0 +1,144 @@
+import AMQP
+import Beat
+import Delivery
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Postgres
+import SchedulerAPI
+import SchedulerCore
+import SchedulerStore
+import ServiceLifecycle
+import Synchronization
+import TestSupport
+import Worker
+
+/// The whole system for one test: a fresh database and RabbitMQ virtual host, the API
+/// (through its router), beat and a worker running in this process, and a receiver.
+final class Pipeline: Sendable {
+    let configuration: Configuration
+    let pool: PostgresPool
+    let receiver: Receiver
+    let adminToken: String
+    let logger: Logger
+    private let services = Mutex<[String: (ServiceGroup, Task<Void, any Error>)]>([:])
+
+    static let secretKey = "end-to-end-secret-key-0123456789"
+
+    private init(configuration: Configuration, pool: PostgresPool, receiver: Receiver, adminToken: String, logger: Logger) {
+        self.configuration = configuration
+        self.pool = pool
+        self.receiver = receiver
+        self.adminToken = adminToken
+        self.logger = logger
+    }
+
+    static func run(
+        environment: [String: String] = [:], beat: Bool = true, worker: Bool = true,
+        _ body: @Sendable (Pipeline) async throws -> Void
+    ) async throws {
+        let databaseURL = try await TestDatabase.fresh()
+        let brokerURL = try TestBroker.freshURL()
+        let configuration = try Configuration(
+            environment: [
+                "SCHEDULER_DATABASE": databaseURL, "BROKER_URL": brokerURL, "SECRET_KEY": secretKey, "RETRY_DELAYS": "1s,2s",
+                "DELIVERY_ATTEMPTS": "4", "DELIVERY_TIMEOUT": "5",
+            ].merging(environment) { $1 })
+        var logger = Logger(label: "e2e")
+        logger.logLevel = ProcessInfo.processInfo.environment["E2E_DEBUG"] == nil ? .error : .debug
+        let pool = PostgresPool(url: databaseURL, size: 4, logger: logger)
+        let admin = try await UserStore(pool: pool, minter: TokenMinter(secretKey: secretKey)).issueToken(email: "e2e@example.org", admin: true)
+        let receiver = try await Receiver.start()
+        let pipeline = Pipeline(configuration: configuration, pool: pool, receiver: receiver, adminToken: admin.token, logger: logger)
+        if beat { pipeline.startBeat() }
+        if worker { pipeline.startWorker() }
+        do {
+            try await body(pipeline)
+        } catch {
+            await pipeline.stopAll()
+            throw error
+        }
+        await pipeline.stopAll()
+    }
+
+    func startBeat(name: String = "beat") {
+        start(name, Beat(configuration: configuration, pool: PostgresPool(url: configuration.databaseURL, size: 2, logger: logger), logger: logger))
+    }
+
+    func startWorker(name: String = "worker") {
+        start(name, Worker(configuration: configuration, pool: PostgresPool(url: configuration.databaseURL, size: 2, logger: logger), logger: logger))
+    }
+
+    private func start(_ name: String, _ service: any Service) {
+        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [], logger: logger)
+        let task = Task { try await group.run() }
+        services.withLock { $0[name] = (group, task) }
+    }
+
+    /// Stops one service gracefully and waits for it.
+    func stop(_ name: String) async {
+        guard let (group, task) = services.withLock({ $0.removeValue(forKey: name) }) else { return }
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
+
+    func stopAll() async {
+        for name in services.withLock({ Array($0.keys) }) { await stop(name) }
+        await receiver.stop()
+        pool.close()
+    }
+
+    /// Calls the API as the admin.
+    func api<T: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {
+        let router = buildRouter(configuration: configuration, pool: pool, logger: logger)
+        let application = Application(router: router, logger: logger)
+        return try await application.test(.router) { client in try await body(client) }
+    }
+
+    func send(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil) async throws -> (status: HTTPResponse.Status, json: JSONValue?) {
+        let token = adminToken
+        return try await api { client in
+            let response = try await client.executeRequest(
+                uri: uri, method: method, headers: [.authorization: "Token \(token)", .contentType: "application/json"],
+                body: json.map { ByteBuffer(string: $0) })
+            return (response.status, try? JSONParser.parse(String(buffer: response.body)))
+        }
+    }
+
+    /// Creates a schedule through the API and returns its id.
+    func createSchedule(_ json: String) async throws -> UUID {
+        let (status, body) = try await send(.post, "/api/v1/schedule/", json: json)
+        guard status == .created, let id = body?.objectValue?["id"]?.stringValue.flatMap(UUID.init(uuidString:)) else {
+            throw ReceiverError("create failed: \(status) \(body?.serialized ?? "")")
+        }
+        return id
+    }
+
+    func deliveries(_ scheduleID: UUID) async throws -> [Delivery] {
+        try await DeliveryStore(pool: pool).deliveries(scheduleID: scheduleID, limit: 100, offset: 0).items
+    }
+
+    /// The number of messages ready in a queue of this pipeline's virtual host (0 while
+    /// the queue is not declared yet).
+    func depth(_ queue: String) throws -> Int {
+        let connection = try AMQPConnection(url: configuration.brokerURL, heartbeat: 0)
+        defer { connection.close() }
+        try connection.openChannel(1)
+        do {
+            return try connection.declareQueue(queue, passive: true, channel: 1).messages
+        } catch let error as AMQPError where error.code == 404 {
+            return 0
+        }
+    }
+
+    /// Waits until `check` holds (or the time is up).
+    func eventually(timeout: Double, _ check: @Sendable () async throws -> Bool) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try await check() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return try await check()
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// A small real HTTP server that plays the receiver: it records every POST to
+/// `/hook/<name>` and answers 200, or the statuses scripted for that name, in order.
+final class Receiver: Sendable {
+    struct Request: Sendable {
+        let path: String
+        let headers: [String: String]
+        let body: String
+        let arrived: Date
+
+        func header(_ name: String) -> String? { headers[name.lowercased()] }
+    }
+
+    /// What the routes and the tests share.
+    final class State: Sendable {
+        let requests = Mutex<[Request]>([])
+        let scripts = Mutex<[String: [Int]]>([:])
+        let port = Mutex<Int?>(nil)
+
+        func record(_ request: Request, name: String) -> Int {
+            requests.withLock { $0.append(request) }
+            return scripts.withLock { scripts in
+                guard var statuses = scripts[name], !statuses.isEmpty else { return 200 }
+                let status = statuses.removeFirst()
+                scripts[name] = statuses
+                return status
+            }
+        }
+    }
+
+    let state = State()
+    private let group: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    /// Starts listening on 127.0.0.1 on a free port.
+    static func start() async throws -> Receiver {
+        let receiver = Receiver()
+        for _ in 0..<500 {
+            if receiver.state.port.withLock({ $0 }) != nil { return receiver }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw ReceiverError("the receiver did not start")
+    }
+
+    private init() {
+        let state = state
+        let router = Router()
+        router.post("hook/:name") { request, context -> Response in
+            let body = try await request.body.collect(upTo: 10_000_000)
+            var headers: [String: String] = [:]
+            for field in request.headers { headers[field.name.canonicalName] = field.value }
+            let name = context.parameters.get("name") ?? ""
+            let status = state.record(
+                Request(path: "/hook/\(name)", headers: headers, body: String(buffer: body), arrived: Date()), name: name)
+            return Response(status: .init(code: status))
+        }
+        var logger = Logger(label: "receiver")
+        logger.logLevel = .warning
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in state.port.withLock { $0 = channel.localAddress?.port } },
+            logger: logger)
+        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: logger)
+        self.group = group
+        task = Task { try await group.run() }
+    }
+
+    func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
+
+    var port: Int { state.port.withLock { $0 ?? 0 } }
+
+    func url(_ name: String) -> String { "http://127.0.0.1:\(port)/hook/\(name)" }
+
+    /// The statuses to answer `name` with, in order; after them, 200.
+    func script(_ name: String, _ statuses: [Int]) {
+        state.scripts.withLock { $0[name] = statuses }
+    }
+
+    func received(_ name: String) -> [Request] {
+        state.requests.withLock { $0.filter { $0.path == "/hook/\(name)" } }
+    }
+
+    /// Waits until `name` received `count` requests (or the time is up) and returns them.
+    func waitFor(_ name: String, count: Int, timeout: Double) async throws -> [Request] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let got = received(name)
+            if got.count >= count { return got }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return received(name)
+    }
+}
+
+struct ReceiverError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
