@@ -28,7 +28,7 @@ public final class Beat: Service, Sendable {
     private let rounds = Mutex(0)
 
     public init(configuration: Configuration, pool: PostgresPool, logger: Logger, idleWake: Double = 30) {
-        store = DeliveryStore(pool: pool)
+        store = DeliveryStore(pool: pool, publishLease: configuration.beatPublishLease)
         publisher = AMQPPublisher(
             url: configuration.brokerURL, topology: DeliveryTopology.make(configuration.retryPolicy), logger: logger)
         databaseURL = configuration.databaseURL

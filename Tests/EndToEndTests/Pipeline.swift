@@ -18,6 +18,8 @@ import Worker
 /// (through its router), beat and a worker running in this process, and a receiver.
 final class Pipeline: Sendable {
     let configuration: Configuration
+    /// The environment the configuration was read from (for programs started as processes).
+    let environment: [String: String]
     let pool: PostgresPool
     let receiver: Receiver
     let adminToken: String
@@ -26,8 +28,12 @@ final class Pipeline: Sendable {
 
     static let secretKey = "end-to-end-secret-key-0123456789"
 
-    private init(configuration: Configuration, pool: PostgresPool, receiver: Receiver, adminToken: String, logger: Logger) {
+    private init(
+        configuration: Configuration, environment: [String: String], pool: PostgresPool, receiver: Receiver, adminToken: String,
+        logger: Logger
+    ) {
         self.configuration = configuration
+        self.environment = environment
         self.pool = pool
         self.receiver = receiver
         self.adminToken = adminToken
@@ -40,17 +46,18 @@ final class Pipeline: Sendable {
     ) async throws {
         let databaseURL = try await TestDatabase.fresh()
         let brokerURL = try TestBroker.freshURL()
-        let configuration = try Configuration(
-            environment: [
-                "SCHEDULER_DATABASE": databaseURL, "BROKER_URL": brokerURL, "SECRET_KEY": secretKey, "RETRY_DELAYS": "1s,2s",
-                "DELIVERY_ATTEMPTS": "4", "DELIVERY_TIMEOUT": "5",
-            ].merging(environment) { $1 })
+        let settings = [
+            "SCHEDULER_DATABASE": databaseURL, "BROKER_URL": brokerURL, "SECRET_KEY": secretKey, "RETRY_DELAYS": "1s,2s",
+            "DELIVERY_ATTEMPTS": "4", "DELIVERY_TIMEOUT": "5",
+        ].merging(environment) { $1 }
+        let configuration = try Configuration(environment: settings)
         var logger = Logger(label: "e2e")
         logger.logLevel = ProcessInfo.processInfo.environment["E2E_DEBUG"] == nil ? .error : .debug
         let pool = PostgresPool(url: databaseURL, size: 4, logger: logger)
         let admin = try await UserStore(pool: pool, minter: TokenMinter(secretKey: secretKey)).issueToken(email: "e2e@example.org", admin: true)
         let receiver = try await Receiver.start()
-        let pipeline = Pipeline(configuration: configuration, pool: pool, receiver: receiver, adminToken: admin.token, logger: logger)
+        let pipeline = Pipeline(
+            configuration: configuration, environment: settings, pool: pool, receiver: receiver, adminToken: admin.token, logger: logger)
         if beat { pipeline.startBeat() }
         if worker { pipeline.startWorker() }
         do {
@@ -87,6 +94,33 @@ final class Pipeline: Sendable {
         for name in services.withLock({ Array($0.keys) }) { await stop(name) }
         await receiver.stop()
         pool.close()
+    }
+
+    /// Starts `scheduler-<program>` as a process of its own, with this pipeline's settings.
+    func launch(_ program: String, extra: [String: String] = [:]) throws -> Process {
+        let process = Process()
+        process.executableURL = productsDirectory.appendingPathComponent("scheduler-\(program)")
+        process.environment = ["PATH": "/usr/bin:/bin"].merging(environment.merging(extra) { $1 }) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = ProcessInfo.processInfo.environment["E2E_DEBUG"] == nil ? FileHandle.nullDevice : FileHandle.standardError
+        try process.run()
+        return process
+    }
+
+    /// Creates `count` schedules due at `due` that POST to the receiver's `name`.
+    func createDue(_ count: Int, name: String, due: Date) async throws {
+        try await pool.query(
+            "INSERT INTO schedules (id, endpoint, next_send_at) SELECT gen_random_uuid(), $1, $2 FROM generate_series(1, $3)",
+            [receiver.url(name), Timestamp.format(due), String(count)])
+    }
+
+    /// Deliveries in each state.
+    func states() async throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for row in try await pool.query("SELECT state, count(*) AS n FROM deliveries GROUP BY state") {
+            counts[row["state"] ?? ""] = Int(row["n"] ?? "0")
+        }
+        return counts
     }
 
     /// Calls the API as the admin.

@@ -22,6 +22,7 @@ final class Receiver: Sendable {
         let requests = Mutex<[Request]>([])
         let scripts = Mutex<[String: [Int]]>([:])
         let port = Mutex<Int?>(nil)
+        let delays = Mutex<[String: Double]>([:])
 
         func record(_ request: Request, name: String) -> Int {
             requests.withLock { $0.append(request) }
@@ -56,11 +57,14 @@ final class Receiver: Sendable {
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
             let name = context.parameters.get("name") ?? ""
+            // Recorded on arrival, answered after the delay (if any).
             let status = state.record(
                 Request(path: "/hook/\(name)", headers: headers, body: String(buffer: body), arrived: Date()), name: name)
+            if let delay = state.delays.withLock({ $0[name] }) { try await Task.sleep(for: .seconds(delay)) }
             return Response(status: .init(code: status))
         }
         var logger = Logger(label: "receiver")
+        // Many receivers of slow answers at once.
         logger.logLevel = .warning
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
@@ -83,6 +87,16 @@ final class Receiver: Sendable {
     /// The statuses to answer `name` with, in order; after them, 200.
     func script(_ name: String, _ statuses: [Int]) {
         state.scripts.withLock { $0[name] = statuses }
+    }
+
+    /// Answers `name` only after `seconds`.
+    func delay(_ name: String, seconds: Double) {
+        state.delays.withLock { $0[name] = seconds }
+    }
+
+    /// How many times each Idempotency-Key arrived at `name`.
+    func keys(_ name: String) -> [String: Int] {
+        received(name).reduce(into: [:]) { counts, request in counts[request.header("Idempotency-Key") ?? "", default: 0] += 1 }
     }
 
     func received(_ name: String) -> [Request] {

@@ -33,6 +33,8 @@ public struct Configuration: Sendable, Equatable {
     public var signingSecret: String?
     /// Schedules beat claims per transaction.
     public var beatBatchSize: Int
+    /// Seconds before a beat publishes a job another beat recorded but did not publish.
+    public var beatPublishLease: Int
 
     public static let defaultDatabaseURL = "postgres://postgres@localhost:5432/seed_scheduler"
     public static let defaultBrokerURL = "amqp://guest:guest@localhost:5672/%2f"
@@ -70,6 +72,7 @@ public struct Configuration: Sendable, Equatable {
         workerPrefetch = try reader.int("WORKER_PREFETCH", default: 200, range: 1...10_000)
         signingSecret = reader.string("SIGNING_SECRET")
         beatBatchSize = try reader.int("BEAT_BATCH_SIZE", default: 500, range: 1...50_000)
+        beatPublishLease = try reader.int("BEAT_PUBLISH_LEASE", default: 60, range: 2...3600)
     }
 
     struct Reader {

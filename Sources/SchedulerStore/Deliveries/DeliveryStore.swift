@@ -6,13 +6,14 @@ import SchedulerCore
 /// the API and operators read.
 public struct DeliveryStore: Sendable {
     let pool: PostgresPool
+    /// Seconds a claimed but unpublished job waits before a beat publishes it again (it
+    /// must be longer than publishing a batch takes).
+    let publishLease: Int
 
-    public init(pool: PostgresPool) {
+    public init(pool: PostgresPool, publishLease: Int = 60) {
         self.pool = pool
+        self.publishLease = publishLease
     }
-
-    /// How long a claimed but unpublished job waits before another beat may publish it.
-    public static let publishLease = 60
 
     static let columns = """
         id, schedule_id, kind, scheduled_for, state, attempts, last_status, last_error, latency_ms,
@@ -73,7 +74,7 @@ public struct DeliveryStore: Sendable {
                 [
                     PostgresArray.literal(jobs.map { SQL.text($0.deliveryID) }), ids,
                     PostgresArray.literal(jobs.map { SQL.text($0.scheduledFor) }),
-                    PostgresArray.literal(jobs.map(\.routingKey)), String(Self.publishLease),
+                    PostgresArray.literal(jobs.map(\.routingKey)), String(publishLease),
                 ])
             let fresh = Set(try inserted.map { try $0.uuid("id") })
             return jobs.filter { fresh.contains($0.deliveryID) }
@@ -106,7 +107,7 @@ public struct DeliveryStore: Sendable {
                 WHERE published_at IS NULL AND publish_after <= now() AND state = 'queued'
                 ORDER BY publish_after LIMIT $1 FOR UPDATE SKIP LOCKED)
             RETURNING \(Self.columns)
-            """, [String(limit), String(Self.publishLease)])
+            """, [String(limit), String(publishLease)])
         return try rows.map { try Self.delivery($0).job }
     }
 
