@@ -66,6 +66,8 @@ final class DeliveryLoop: @unchecked Sendable {
     private var generation = 0
     private var jobs: [UInt64: InFlight] = [:]
     private var pendingLookups: [UInt64] = []
+    private var failedLookups: [UInt64] = []
+    private var retryLookupsAt: Date?
     private var pendingFinalizations: [Finalization] = []
     private var retryFinalizationsAt: Date?
     private var failedFinalizations: [Finalization] = []
@@ -177,6 +179,7 @@ final class DeliveryLoop: @unchecked Sendable {
         // Their delivery tags died with the connection: the broker delivers them again.
         jobs.removeAll()
         pendingLookups.removeAll()
+        failedLookups.removeAll()
         pendingFinalizations.removeAll()
         failedFinalizations.removeAll()
     }
@@ -216,6 +219,11 @@ final class DeliveryLoop: @unchecked Sendable {
     // MARK: Steps
 
     private func startLookups() {
+        if let at = retryLookupsAt, Date() >= at {
+            pendingLookups.append(contentsOf: failedLookups)
+            failedLookups.removeAll()
+            retryLookupsAt = nil
+        }
         guard !pendingLookups.isEmpty else { return }
         let tags = pendingLookups
         pendingLookups.removeAll()
@@ -241,8 +249,8 @@ final class DeliveryLoop: @unchecked Sendable {
                 for tag in tags { if let job = jobs[tag] { begin(tag: tag, job: job, target: targets[job.job.deliveryID]) } }
             case .lookupFailed(let generation, let tags, let error) where generation == self.generation:
                 logger.error("cannot read delivery records; will try again", metadata: ["error": "\(error)"])
-                pendingLookups.append(contentsOf: tags)
-                Thread.sleep(forTimeInterval: 0.5)
+                failedLookups.append(contentsOf: tags)
+                retryLookupsAt = Date().addingTimeInterval(0.5)
             case .finished(let generation, let tags) where generation == self.generation:
                 for tag in tags {
                     guard jobs.removeValue(forKey: tag) != nil else { continue }

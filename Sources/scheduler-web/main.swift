@@ -1,15 +1,8 @@
-import Foundation
 import Logging
 import SchedulerAPI
 import SchedulerCore
 
-let configuration: Configuration
-do {
-    configuration = try Configuration()
-} catch {
-    FileHandle.standardError.write(Data("scheduler-web: configuration error: \(error)\n".utf8))
-    exit(78)
-}
+let configuration = Configuration.loadOrExit(program: "scheduler-web")
 LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
 var logger = Logger(label: "scheduler-web")
 logger.logLevel = configuration.debug ? .debug : .info

@@ -1,17 +1,10 @@
-import Foundation
 import Logging
 import Postgres
 import Worker
 import SchedulerCore
 import ServiceLifecycle
 
-let configuration: Configuration
-do {
-    configuration = try Configuration()
-} catch {
-    FileHandle.standardError.write(Data("scheduler-worker: configuration error: \(error)\n".utf8))
-    exit(78)
-}
+let configuration = Configuration.loadOrExit(program: "scheduler-worker")
 LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
 var logger = Logger(label: "scheduler-worker")
 logger.logLevel = configuration.debug ? .debug : .info

@@ -123,3 +123,16 @@ public struct Configuration: Sendable, Equatable {
         }
     }
 }
+
+extension Configuration {
+    /// The configuration from the environment, or one clear line on standard error and exit
+    /// status 78 (EX_CONFIG): what every program's main does first.
+    public static func loadOrExit(program: String) -> Configuration {
+        do {
+            return try Configuration()
+        } catch {
+            FileHandle.standardError.write(Data("\(program): configuration error: \(error)\n".utf8))
+            exit(78)
+        }
+    }
+}
