@@ -127,7 +127,7 @@ let package = Package(
         .target(
             name: "Ctl",
             dependencies: [
-                "SchedulerCore", "SchedulerStore", "Postgres",
+                "SchedulerCore", "SchedulerStore", "Postgres", "AMQP", "Delivery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -178,7 +178,8 @@ let package = Package(
         ),
         .testTarget(
             name: "CtlTests",
-            dependencies: ["Ctl", "SchedulerStore", "Postgres", "TestSupport"],
+            dependencies: ["Ctl", "SchedulerStore", "SchedulerCore", "Postgres", "AMQP", "Delivery", "Beat", "Worker", "TestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -9,13 +9,13 @@ import SchedulerStore
 public struct SchedulerCtl: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "scheduler-ctl",
-        abstract: "Operate the Seed Scheduler: migrate the database and issue API tokens.",
+        abstract: "Operate the Seed Scheduler: migrations, API tokens, queue depths and dead letters.",
         discussion: """
             Settings come from the environment, as for the other programs: SCHEDULER_DATABASE \
-            (PostgreSQL URL) and SECRET_KEY (tokens are derived from it).
+            (PostgreSQL URL), BROKER_URL (RabbitMQ URL) and SECRET_KEY (tokens are derived from it).
             """,
         version: SchedulerVersion.current,
-        subcommands: [Migrate.self, CreateAdmin.self, CreateToken.self]
+        subcommands: [Migrate.self, CreateAdmin.self, CreateToken.self, Queues.self, DeadLetters.self]
     )
 
     public init() {}
@@ -36,9 +36,9 @@ public struct SchedulerCtl: AsyncParsableCommand {
 }
 
 /// Reads the configuration or stops with one clear line.
-func loadConfiguration() throws -> Configuration {
+func loadConfiguration(requireSecret: Bool = true) throws -> Configuration {
     do {
-        return try Configuration()
+        return try Configuration(requireSecret: requireSecret)
     } catch {
         throw ValidationError("configuration error: \(error)")
     }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import SchedulerCore
 import SchedulerStore
+import Synchronization
 
 /// Moves dead letters back to `scheduler.deliveries` with fresh attempts. A message leaves
 /// the dead-letter queue only after its republish is confirmed, so a crash mid-way loses
@@ -22,50 +23,93 @@ public struct DeadLetterRedriver: Sendable {
         self.logger = logger
     }
 
-    /// Re-drives every dead letter `matches` accepts and returns their delivery ids (or
-    /// message ids). The rest stay in the queue.
-    public func redrive(where matches: @escaping @Sendable (AMQPDelivery) -> Bool = { _ in true }) async throws -> [String] {
-        let queue = DispatchQueue(label: "dead-letter-redriver")
+    /// Re-drives every dead letter `matches` accepts and returns their message ids (the
+    /// delivery ids). The rest stay in the queue. At most `rate` messages a second when
+    /// given; `progress` is called after each message moved.
+    public func redrive(
+        rate: Double? = nil, progress: @escaping @Sendable (Int) -> Void = { _ in },
+        where matches: @escaping @Sendable (AMQPDelivery) -> Bool = { _ in true }
+    ) async throws -> [String] {
+        let store = store
+        return try await walk(matches: matches) { connection, message, getChannel in
+            if let uuid = message.messageID.flatMap(UUID.init(uuidString:)) {
+                // The record first: a worker must find it queued when the job arrives.
+                try Self.blocking { try await store.requeue([uuid]) }
+            }
+            var headers = message.headers.filter { !$0.key.hasPrefix("x-") }
+            headers[DeliveryHeaders.attempt] = .int(1)
+            let tag = try connection.publish(
+                AMQPOutgoingMessage(
+                    exchange: DeliveryTopology.exchange, routingKey: message.routingKey, body: message.body,
+                    messageID: message.messageID, headers: headers),
+                channel: Self.publishChannel)
+            try connection.waitForConfirms(upTo: tag, channel: Self.publishChannel)
+            // Only now does it leave the dead-letter queue.
+            try connection.ack(message.deliveryTag, channel: getChannel)
+        } after: { count in
+            progress(count)
+            if let rate, rate > 0 { Thread.sleep(forTimeInterval: 1 / rate) }
+        }
+    }
+
+    /// Drops every dead letter `matches` accepts, marks their records purged, and returns
+    /// their message ids.
+    public func purge(
+        progress: @escaping @Sendable (Int) -> Void = { _ in }, where matches: @escaping @Sendable (AMQPDelivery) -> Bool
+    ) async throws -> [String] {
+        let store = store
+        let purged = try await walk(matches: matches) { connection, message, getChannel in
+            try connection.ack(message.deliveryTag, channel: getChannel)
+        } after: { progress($0) }
+        try await store.markPurged(purged.compactMap(UUID.init(uuidString:)))
+        return purged
+    }
+
+    /// The dead letters, read and handed back (for `show`): at most `limit`.
+    public func browse(limit: Int = 100_000) async throws -> [AMQPDelivery] {
+        let found = Mutex<[AMQPDelivery]>([])
+        _ = try await walk(matches: { message in
+            found.withLock { $0.count < limit ? $0.append(message) : () }
+            return false
+        }) { _, _, _ in } after: { _ in }
+        return found.withLock { $0 }
+    }
+
+    static let getChannel: UInt16 = 1
+    static let publishChannel: UInt16 = 2
+
+    /// Takes the dead letters one at a time on a connection and thread of its own; calls
+    /// `act` for each match (which must ack it) and hands the others back at the end.
+    private func walk(
+        matches: @escaping @Sendable (AMQPDelivery) -> Bool,
+        act: @escaping @Sendable (AMQPConnection, AMQPDelivery, UInt16) throws -> Void,
+        after: @escaping @Sendable (Int) -> Void
+    ) async throws -> [String] {
+        let queue = DispatchQueue(label: "dead-letter-walk")
         let topology = DeliveryTopology.make(policy)
         let brokerURL = brokerURL
-        let store = store
-        // Messages are taken one at a time on the redriver's own connection and thread.
         return try await withCheckedThrowingContinuation { continuation in
             queue.async {
                 continuation.resume(with: Result {
                     let connection = try AMQPConnection(url: brokerURL, heartbeat: 0)
                     defer { connection.close() }
-                    let getChannel: UInt16 = 1
-                    let publishChannel: UInt16 = 2
-                    try connection.openChannel(getChannel)
-                    try connection.openChannel(publishChannel)
-                    try connection.declare(topology, channel: getChannel)
-                    try connection.enableConfirms(channel: publishChannel)
-                    var moved: [String] = []
+                    try connection.openChannel(Self.getChannel)
+                    try connection.openChannel(Self.publishChannel)
+                    try connection.declare(topology, channel: Self.getChannel)
+                    try connection.enableConfirms(channel: Self.publishChannel)
+                    var done: [String] = []
                     var skipped: [UInt64] = []
-                    defer { for tag in skipped { try? connection.nack(tag, requeue: true, channel: getChannel) } }
-                    while let message = try connection.get(queue: DeliveryTopology.deadQueue, channel: getChannel) {
+                    defer { for tag in skipped { try? connection.nack(tag, requeue: true, channel: Self.getChannel) } }
+                    while let message = try connection.get(queue: DeliveryTopology.deadQueue, channel: Self.getChannel) {
                         guard matches(message) else {
                             skipped.append(message.deliveryTag)
                             continue
                         }
-                        let id = message.messageID ?? ""
-                        if let uuid = UUID(uuidString: id) {
-                            // The record first: a worker must find it queued when the job arrives.
-                            try Self.blocking { try await store.requeue([uuid]) }
-                        }
-                        var headers = message.headers.filter { !$0.key.hasPrefix("x-") }
-                        headers[DeliveryHeaders.attempt] = .int(1)
-                        let tag = try connection.publish(
-                            AMQPOutgoingMessage(
-                                exchange: DeliveryTopology.exchange, routingKey: message.routingKey, body: message.body,
-                                messageID: message.messageID, headers: headers),
-                            channel: publishChannel)
-                        try connection.waitForConfirms(upTo: tag, channel: publishChannel)
-                        try connection.ack(message.deliveryTag, channel: getChannel)
-                        moved.append(id)
+                        try act(connection, message, Self.getChannel)
+                        done.append(message.messageID ?? "")
+                        after(done.count)
                     }
-                    return moved
+                    return done
                 })
             }
         }

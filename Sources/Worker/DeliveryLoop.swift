@@ -281,7 +281,7 @@ final class DeliveryLoop: @unchecked Sendable {
             return
         }
         switch target.state {
-        case .cancelled, .delivered:
+        case .cancelled, .delivered, .purged:
             // Disabled or deleted after it was queued, or a repeat of a delivered job.
             logger.debug("job not delivered", metadata: ["delivery.id": "\(job.job.deliveryID)", "state": "\(target.state)"])
             pendingFinalizations.append(Finalization(tag: tag, message: nil, attempt: nil))

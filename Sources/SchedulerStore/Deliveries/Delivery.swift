@@ -5,7 +5,7 @@ import SchedulerCore
 /// One occurrence's (or webhook call's) record.
 public struct Delivery: Sendable, Equatable {
     public enum State: String, Sendable, CaseIterable {
-        case queued, delivered, retrying, dead, cancelled
+        case queued, delivered, retrying, dead, cancelled, purged
     }
 
     public let id: UUID

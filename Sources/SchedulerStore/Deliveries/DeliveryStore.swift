@@ -186,7 +186,7 @@ public struct DeliveryStore: Sendable {
                 finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[])
                 AS u(id, state, attempts, status, error, latency)
-            WHERE d.id = u.id AND d.state NOT IN ('delivered', 'cancelled')
+            WHERE d.id = u.id AND d.state NOT IN ('delivered', 'cancelled', 'purged')
             """,
             [
                 PostgresArray.literal(attempts.map { SQL.text($0.id) }),
@@ -257,6 +257,84 @@ public struct DeliveryStore: Sendable {
         try await pool.query(
             """
             UPDATE deliveries SET state = 'queued', attempts = 0, finished_at = NULL, updated_at = now()
+            WHERE id = ANY($1::uuid[]) AND state = 'dead'
+            """, [PostgresArray.literal(ids.map(SQL.text))])
+    }
+
+    // MARK: Dead letters for operators
+
+    /// Which dead letters an operator means.
+    public struct DeadFilter: Sendable, Equatable {
+        public enum ErrorKind: String, Sendable, CaseIterable {
+            /// The receiver answered (`last_status` set).
+            case http
+            /// No answer in time.
+            case timeout
+            /// Could not connect, or the connection broke.
+            case connection
+        }
+
+        public var scheduleID: UUID?
+        /// A substring of the endpoint (or webhook target).
+        public var endpoint: String?
+        public var status: Int?
+        public var errorKind: ErrorKind?
+        public var since: Date?
+        public var until: Date?
+
+        public init(
+            scheduleID: UUID? = nil, endpoint: String? = nil, status: Int? = nil, errorKind: ErrorKind? = nil, since: Date? = nil,
+            until: Date? = nil
+        ) {
+            self.scheduleID = scheduleID
+            self.endpoint = endpoint
+            self.status = status
+            self.errorKind = errorKind
+            self.since = since
+            self.until = until
+        }
+    }
+
+    /// A dead delivery with where it was going.
+    public struct DeadLetter: Sendable {
+        public let delivery: Delivery
+        public let endpoint: String?
+    }
+
+    /// Dead deliveries matching `filter`, most recent failure first.
+    public func deadLetters(_ filter: DeadFilter, limit: Int = 100_000) async throws -> [DeadLetter] {
+        let rows = try await pool.query(
+            """
+            SELECT d.id, d.schedule_id, d.kind, d.scheduled_for, d.state, d.attempts, d.last_status, d.last_error,
+                   d.latency_ms, d.created_at, d.published_at, d.finished_at,
+                   CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END AS endpoint
+            FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id
+            WHERE d.state = 'dead'
+              AND ($1::uuid IS NULL OR d.schedule_id = $1)
+              AND ($2::text IS NULL OR strpos(CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END, $2) > 0)
+              AND ($3::int IS NULL OR d.last_status = $3)
+              AND ($4::text IS NULL
+                   OR ($4 = 'http' AND d.last_status IS NOT NULL)
+                   OR ($4 = 'timeout' AND d.last_status IS NULL AND d.last_error ILIKE '%time%out%')
+                   OR ($4 = 'connection' AND d.last_status IS NULL AND d.last_error NOT ILIKE '%time%out%'))
+              AND ($5::timestamptz IS NULL OR d.finished_at >= $5)
+              AND ($6::timestamptz IS NULL OR d.finished_at < $6)
+            ORDER BY d.finished_at DESC, d.id
+            LIMIT $7
+            """,
+            [
+                filter.scheduleID.map(SQL.text), filter.endpoint, SQL.text(filter.status), filter.errorKind?.rawValue,
+                SQL.text(filter.since), SQL.text(filter.until), String(limit),
+            ])
+        return try rows.map { DeadLetter(delivery: try Self.delivery($0), endpoint: $0["endpoint"]) }
+    }
+
+    /// Marks dead deliveries purged (their dead letters were dropped).
+    public func markPurged(_ ids: [UUID]) async throws {
+        guard !ids.isEmpty else { return }
+        try await pool.query(
+            """
+            UPDATE deliveries SET state = 'purged', updated_at = now()
             WHERE id = ANY($1::uuid[]) AND state = 'dead'
             """, [PostgresArray.literal(ids.map(SQL.text))])
     }

@@ -1,0 +1,88 @@
+import AMQP
+import ArgumentParser
+import Delivery
+import Foundation
+import Postgres
+import SchedulerCore
+
+/// `scheduler-ctl queues`: the depth of every queue of the topology, over AMQP alone.
+struct Queues: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the depth of every queue of the delivery topology.",
+        discussion: """
+            READY is the messages waiting in the queue and CONSUMERS the workers attached, as RabbitMQ \
+            reports them over AMQP (queue.declare); no management plugin is needed. AMQP does not report \
+            messages delivered but not yet acknowledged, so UNACKED is read from the delivery records \
+            instead: jobs published and not finished, less those ready in the main queue (an estimate).
+            """)
+
+    @Flag(help: "Refresh every --interval seconds until interrupted.")
+    var watch = false
+
+    @Option(help: "Seconds between refreshes with --watch.")
+    var interval: Double = 2
+
+    func run() async throws {
+        let configuration = try loadConfiguration(requireSecret: false)
+        let pool = PostgresPool(url: configuration.databaseURL, size: 1, logger: makeLogger("scheduler-ctl"))
+        defer { pool.close() }
+        repeat {
+            let text: String
+            do {
+                text = try await Self.report(configuration: configuration, pool: pool)
+            } catch let error as AMQPError {
+                throw fail("error: \(error)")
+            }
+            if watch && Terminal.isInteractive {
+                // Redraw in place: home the cursor and clear the screen.
+                FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8))
+            }
+            print(text)
+            if watch { try await Task.sleep(for: .seconds(interval)) }
+        } while watch
+    }
+
+    static func report(configuration: Configuration, pool: PostgresPool) async throws -> String {
+        let names = DeliveryTopology.queueNames(configuration.retryPolicy)
+        let counts: [(String, AMQPQueueCounts?)] = try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue(label: "queues").async {
+                continuation.resume(with: Result {
+                    let connection = try AMQPConnection(url: configuration.brokerURL, heartbeat: 0)
+                    defer { connection.close() }
+                    var result: [(String, AMQPQueueCounts?)] = []
+                    var channel: UInt16 = 1
+                    try connection.openChannel(channel)
+                    for name in names {
+                        do {
+                            result.append((name, try connection.declareQueue(name, passive: true, channel: channel)))
+                        } catch let error as AMQPError where error.code == 404 {
+                            // Not declared yet; a failed passive declare closes the channel.
+                            result.append((name, nil))
+                            channel += 1
+                            try connection.openChannel(channel)
+                        }
+                    }
+                    return result
+                })
+            }
+        }
+        let inProgress = (try? await pool.query(
+            "SELECT count(*) FROM deliveries WHERE published_at IS NOT NULL AND state IN ('queued', 'retrying') AND finished_at IS NULL"
+        ).first?[0].flatMap { Int($0) }) ?? nil
+        let mainReady = counts.first { $0.0 == DeliveryTopology.queue }?.1?.messages ?? 0
+        var lines: [[String]] = []
+        let retryingReady = counts.filter { $0.0.hasPrefix("scheduler.retry.") }.reduce(0) { $0 + ($1.1?.messages ?? 0) }
+        for (name, queueCounts) in counts {
+            guard let queueCounts else {
+                lines.append([name, "-", "-", "-"])
+                continue
+            }
+            var unacked = "-"
+            if name == DeliveryTopology.queue, let inProgress {
+                unacked = String(max(0, inProgress - mainReady - retryingReady))
+            }
+            lines.append([name, String(queueCounts.messages), unacked, String(queueCounts.consumers)])
+        }
+        return Terminal.table(["QUEUE", "READY", "UNACKED", "CONSUMERS"], lines) + "\n(at \(Timestamp.format(Date())))"
+    }
+}
