@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // C libraries: a module map and a shim header each, nothing else.
@@ -67,6 +69,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Metrics: the Prometheus registry, its text, and a small server for beat and worker.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // Rows <-> domain: the SQL of schedules, users, tokens and webhooks; migrations.
         .target(
             name: "SchedulerStore",
@@ -92,6 +107,7 @@ let package = Package(
         .target(
             name: "Beat",
             dependencies: [
+                "Telemetry", .product(name: "Metrics", package: "swift-metrics"),
                 "AMQP", "Delivery", "SchedulerCore", "SchedulerStore", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -103,6 +119,7 @@ let package = Package(
         .target(
             name: "Worker",
             dependencies: [
+                "Telemetry", .product(name: "Metrics", package: "swift-metrics"),
                 "AMQP", "HTTPClient", "Delivery", "SchedulerCore", "SchedulerStore", "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -115,8 +132,9 @@ let package = Package(
         .target(
             name: "SchedulerAPI",
             dependencies: [
-                "SchedulerCore", "SchedulerStore", "Postgres", "Delivery", "AMQP",
+                "SchedulerCore", "SchedulerStore", "Postgres", "Delivery", "AMQP", "Telemetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -134,15 +152,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        .executableTarget(name: "scheduler-web", dependencies: ["SchedulerAPI"], swiftSettings: swiftSettings),
+        .executableTarget(name: "scheduler-web", dependencies: ["SchedulerAPI", "Telemetry"], swiftSettings: swiftSettings),
         .executableTarget(name: "scheduler-ctl", dependencies: ["Ctl"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "scheduler-beat",
-            dependencies: ["Beat", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: ["Beat", "Telemetry", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "scheduler-worker",
-            dependencies: ["Worker", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: ["Worker", "Telemetry", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: swiftSettings),
 
         .target(
@@ -169,6 +187,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "Beat", "Worker", "Delivery", "AMQP", "SchedulerAPI", "SchedulerStore", "SchedulerCore", "Postgres", "TestSupport",
+                "Telemetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

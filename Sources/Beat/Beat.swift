@@ -2,6 +2,7 @@ import AMQP
 import Delivery
 import Foundation
 import Logging
+import Metrics
 import Postgres
 import SchedulerCore
 import SchedulerStore
@@ -85,8 +86,11 @@ public final class Beat: Service, Sendable {
     @discardableResult
     public func runRound(now: @Sendable () -> Date = Date.init) async throws -> Int {
         var published = 0
+        var lag = 0.0
         while true {
-            let jobs = try await store.claimDue(now: now(), limit: batchSize)
+            let claimedAt = now()
+            let jobs = try await store.claimDue(now: claimedAt, limit: batchSize)
+            if let earliest = jobs.map(\.scheduledFor).min() { lag = max(lag, claimedAt.timeIntervalSince(earliest)) }
             if !jobs.isEmpty {
                 try await publish(jobs)
                 published += jobs.count
@@ -103,6 +107,8 @@ public final class Beat: Service, Sendable {
             if jobs.count < batchSize { break }
         }
         rounds.withLock { $0 += 1 }
+        BeatMetrics.lastRun.record(Date().timeIntervalSince1970)
+        BeatMetrics.lag.record(lag)
         return published
     }
 
@@ -115,6 +121,15 @@ public final class Beat: Service, Sendable {
             throw error
         }
         try await store.markPublished(jobs.map(\.deliveryID))
+        BeatMetrics.published.increment(by: jobs.count)
         logger.debug("published", metadata: ["count": "\(jobs.count)"])
     }
+}
+
+/// Beat's metrics.
+enum BeatMetrics {
+    static let published = Counter(label: "scheduler_occurrences_published_total")
+    static let lastRun = Gauge(label: "scheduler_beat_last_run_timestamp_seconds")
+    /// How late the most overdue occurrence of the last round was when claimed.
+    static let lag = Gauge(label: "scheduler_beat_lag_seconds")
 }

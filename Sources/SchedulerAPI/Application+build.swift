@@ -27,7 +27,9 @@ public func buildRouter(configuration: Configuration, pool: PostgresPool, logger
     let users = UserStore(pool: pool, minter: TokenMinter(secretKey: configuration.secretKey))
     let router = Router(context: SchedulerRequestContext.self)
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
+    router.add(middleware: MetricsMiddleware())
     if configuration.debug { router.add(middleware: LogRequestsMiddleware(.info)) }
+    PrometheusController(pool: pool, brokerURL: configuration.brokerURL, policy: configuration.retryPolicy).addRoutes(to: router)
 
     router.get("api/v1/schema/") { _, _ in
         Response(

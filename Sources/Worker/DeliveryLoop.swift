@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import HTTPClient
 import Logging
+import Metrics
 import Postgres
 import SchedulerCore
 import SchedulerStore
@@ -205,6 +206,7 @@ final class DeliveryLoop: @unchecked Sendable {
             pendingLookups.append(delivery.deliveryTag)
         } catch {
             logger.warning("malformed job dead-lettered", metadata: ["reason": "\(error.message)"])
+            DeliveryMetrics.skipped("malformed")
             jobs[delivery.deliveryTag] = InFlight(
                 delivery: delivery, job: DeliveryJob(deliveryID: UUID(), scheduleID: nil, scheduledFor: Date(), kind: .schedule),
                 attempt: attempt)
@@ -284,6 +286,7 @@ final class DeliveryLoop: @unchecked Sendable {
         case .cancelled, .delivered, .purged:
             // Disabled or deleted after it was queued, or a repeat of a delivered job.
             logger.debug("job not delivered", metadata: ["delivery.id": "\(job.job.deliveryID)", "state": "\(target.state)"])
+            DeliveryMetrics.skipped(target.state == .delivered ? "duplicate" : "cancelled")
             pendingFinalizations.append(Finalization(tag: tag, message: nil, attempt: nil))
             return
         case .queued, .retrying, .dead:
@@ -307,6 +310,7 @@ final class DeliveryLoop: @unchecked Sendable {
         if let signer = settings.signer {
             headers += signer.headers(id: id, timestamp: Int(Date().timeIntervalSince1970), body: body)
         }
+        if job.attempt == 1 { DeliveryMetrics.lateness.record(Date().timeIntervalSince(job.job.scheduledFor)) }
         do {
             try multi.start(HTTPPost(id: tag, url: endpoint, headers: headers, body: body, timeout: settings.timeout))
         } catch {
@@ -322,6 +326,7 @@ final class DeliveryLoop: @unchecked Sendable {
     private func finish(tag: UInt64, job: InFlight, status: Int?, error: String?, retryAfter: String?, seconds: Double) {
         let decision = settings.policy.decide(status: status, error: error, attempt: job.attempt, retryAfter: retryAfter)
         let latency = seconds * 1000
+        DeliveryMetrics.attempt(decision: decision, status: status, seconds: seconds)
         switch decision {
         case .delivered:
             pendingFinalizations.append(
@@ -390,5 +395,29 @@ final class DeliveryLoop: @unchecked Sendable {
             inbox.withLock { $0.append(event) }
             multi.wakeup()
         }
+    }
+}
+
+/// The worker's metrics (low-cardinality labels only).
+enum DeliveryMetrics {
+    static let lateness = Recorder(label: "scheduler_delivery_lateness_seconds", aggregate: true)
+    static let duration = Recorder(label: "scheduler_delivery_duration_seconds", aggregate: true)
+    static let attempts = Counter(label: "scheduler_delivery_attempts_total")
+
+    static func attempt(decision: DeliveryDecision, status: Int?, seconds: Double) {
+        attempts.increment()
+        duration.record(seconds)
+        let outcome: String
+        switch decision {
+        case .delivered: outcome = "delivered"
+        case .retry: outcome = "retry"
+        case .dead: outcome = "dead"
+        }
+        let statusClass = status.map { "\($0 / 100)xx" } ?? "none"
+        Counter(label: "scheduler_deliveries_total", dimensions: [("outcome", outcome), ("status_class", statusClass)]).increment()
+    }
+
+    static func skipped(_ outcome: String) {
+        Counter(label: "scheduler_deliveries_total", dimensions: [("outcome", outcome), ("status_class", "none")]).increment()
     }
 }

@@ -11,6 +11,7 @@ import SchedulerCore
 import SchedulerStore
 import ServiceLifecycle
 import Synchronization
+import Telemetry
 import TestSupport
 import Worker
 
@@ -44,11 +45,12 @@ final class Pipeline: Sendable {
         environment: [String: String] = [:], beat: Bool = true, worker: Bool = true,
         _ body: @Sendable (Pipeline) async throws -> Void
     ) async throws {
+        Telemetry.bootstrap()
         let databaseURL = try await TestDatabase.fresh()
         let brokerURL = try TestBroker.freshURL()
         let settings = [
             "SCHEDULER_DATABASE": databaseURL, "BROKER_URL": brokerURL, "SECRET_KEY": secretKey, "RETRY_DELAYS": "1s,2s",
-            "DELIVERY_ATTEMPTS": "4", "DELIVERY_TIMEOUT": "5",
+            "DELIVERY_ATTEMPTS": "4", "DELIVERY_TIMEOUT": "5", "BEAT_METRICS_PORT": "0", "WORKER_METRICS_PORT": "0",
         ].merging(environment) { $1 }
         let configuration = try Configuration(environment: settings)
         var logger = Logger(label: "e2e")

@@ -35,6 +35,9 @@ public struct Configuration: Sendable, Equatable {
     public var beatBatchSize: Int
     /// Seconds before a beat publishes a job another beat recorded but did not publish.
     public var beatPublishLease: Int
+    /// Ports of beat's and worker's `/metrics` (0: none).
+    public var beatMetricsPort: Int
+    public var workerMetricsPort: Int
 
     public static let defaultDatabaseURL = "postgres://postgres@localhost:5432/seed_scheduler"
     public static let defaultBrokerURL = "amqp://guest:guest@localhost:5672/%2f"
@@ -77,6 +80,8 @@ public struct Configuration: Sendable, Equatable {
         signingSecret = reader.string("SIGNING_SECRET")
         beatBatchSize = try reader.int("BEAT_BATCH_SIZE", default: 500, range: 1...50_000)
         beatPublishLease = try reader.int("BEAT_PUBLISH_LEASE", default: 60, range: 2...3600)
+        beatMetricsPort = try reader.int("BEAT_METRICS_PORT", default: 9101, range: 0...65535)
+        workerMetricsPort = try reader.int("WORKER_METRICS_PORT", default: 9102, range: 0...65535)
     }
 
     struct Reader {

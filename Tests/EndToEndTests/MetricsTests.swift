@@ -1,0 +1,159 @@
+import Foundation
+import HummingbirdTesting
+import SchedulerCore
+import Testing
+
+/// A strict reader of the Prometheus text exposition format (version 0.0.4).
+struct PrometheusText {
+    struct Sample: Equatable {
+        let name: String
+        let labels: [String: String]
+        let value: Double
+    }
+
+    var types: [String: String] = [:]
+    var samples: [Sample] = []
+
+    struct ParseError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    init(_ text: String) throws {
+        let nameCharacters = CharacterSet.letters.union(.decimalDigits).union(CharacterSet(charactersIn: "_:"))
+        func validName(_ name: Substring) -> Bool {
+            !name.isEmpty && name.unicodeScalars.allSatisfy(nameCharacters.contains) && !(name.first!.isNumber)
+        }
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty { continue }
+            if line.hasPrefix("#") {
+                let parts = line.split(separator: " ", maxSplits: 3)
+                if parts.count >= 3, parts[1] == "TYPE" {
+                    guard parts.count == 4, validName(parts[2]),
+                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(String(parts[3]))
+                    else { throw ParseError(description: "line \(number + 1): bad TYPE line: \(line)") }
+                    types[String(parts[2])] = String(parts[3])
+                }
+                continue
+            }
+            var rest = Substring(line)
+            let nameEnd = rest.firstIndex(where: { $0 == "{" || $0 == " " }) ?? rest.endIndex
+            let name = rest[..<nameEnd]
+            guard validName(name) else { throw ParseError(description: "line \(number + 1): bad metric name: \(line)") }
+            rest = rest[nameEnd...]
+            var labels: [String: String] = [:]
+            if rest.hasPrefix("{") {
+                rest = rest.dropFirst()
+                while !rest.hasPrefix("}") {
+                    guard let equals = rest.firstIndex(of: "="), validName(rest[..<equals]) else {
+                        throw ParseError(description: "line \(number + 1): bad label: \(line)")
+                    }
+                    let key = String(rest[..<equals])
+                    rest = rest[rest.index(after: equals)...]
+                    guard rest.hasPrefix("\"") else { throw ParseError(description: "line \(number + 1): unquoted label value: \(line)") }
+                    rest = rest.dropFirst()
+                    var value = ""
+                    while let character = rest.first, character != "\"" {
+                        if character == "\\" {
+                            rest = rest.dropFirst()
+                            guard let escaped = rest.first else { break }
+                            value.append(escaped == "n" ? "\n" : escaped)
+                        } else {
+                            value.append(character)
+                        }
+                        rest = rest.dropFirst()
+                    }
+                    guard rest.hasPrefix("\"") else { throw ParseError(description: "line \(number + 1): unterminated label value") }
+                    rest = rest.dropFirst()
+                    labels[key] = value
+                    if rest.hasPrefix(",") { rest = rest.dropFirst() }
+                }
+                rest = rest.dropFirst()
+            }
+            let fields = rest.split(separator: " ")
+            guard (1...2).contains(fields.count) else { throw ParseError(description: "line \(number + 1): bad sample: \(line)") }
+            let text = String(fields[0])
+            guard let value = Double(text) ?? (text == "+Inf" ? .infinity : text == "-Inf" ? -.infinity : text == "NaN" ? .nan : nil) else {
+                throw ParseError(description: "line \(number + 1): bad value: \(line)")
+            }
+            samples.append(Sample(name: String(name), labels: labels, value: value))
+        }
+        // Every histogram has ordered buckets ending in +Inf, and a count equal to it.
+        for (family, type) in types where type == "histogram" {
+            let buckets = samples.filter { $0.name == family + "_bucket" }
+            let series = Set(buckets.map { $0.labels.filter { $0.key != "le" } })
+            for labels in series {
+                let ours = buckets.filter { $0.labels.filter { $0.key != "le" } == labels }
+                guard let last = ours.last, last.labels["le"] == "+Inf" else { throw ParseError(description: "\(family): no +Inf bucket") }
+                guard zip(ours, ours.dropFirst()).allSatisfy({ $0.value <= $1.value }) else {
+                    throw ParseError(description: "\(family): buckets not cumulative")
+                }
+                let count = samples.first { $0.name == family + "_count" && $0.labels == labels }
+                guard count?.value == last.value else { throw ParseError(description: "\(family): _count differs from +Inf bucket") }
+            }
+        }
+    }
+
+    func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+        samples.first { sample in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }?.value
+    }
+}
+
+@Suite("Prometheus metrics", .timeLimit(.minutes(2)))
+struct MetricsTests {
+    func scrape(_ pipeline: Pipeline) async throws -> PrometheusText {
+        let text = try await pipeline.api { client in
+            let response = try await client.executeRequest(uri: "/metrics", method: .get, headers: [:], body: nil)
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            return String(buffer: response.body)
+        }
+        return try PrometheusText(text)
+    }
+
+    @Test("GET /metrics is valid Prometheus text, needs no token, and its counters move with deliveries")
+    func counters() async throws {
+        try await Pipeline.run { pipeline in
+            let before = try await scrape(pipeline)
+            let delivered = ["outcome": "delivered", "status_class": "2xx"]
+            let deliveredBefore = before.value("scheduler_deliveries_total", delivered) ?? 0
+            let publishedBefore = before.value("scheduler_occurrences_published_total") ?? 0
+
+            pipeline.receiver.script("metered", [503])
+            _ = try await pipeline.createSchedule(#"{"endpoint":"\#(pipeline.receiver.url("metered"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
+            _ = try await pipeline.createSchedule(#"{"endpoint":"\#(pipeline.receiver.url("metered"))","enabled":false}"#)
+            #expect(try await pipeline.receiver.waitFor("metered", count: 2, timeout: 15).count == 2)
+            try await Task.sleep(for: .milliseconds(500))
+
+            let after = try await scrape(pipeline)
+            #expect(after.types["scheduler_deliveries_total"] == "counter")
+            #expect(after.types["scheduler_delivery_duration_seconds"] == "histogram")
+            #expect(after.types["scheduler_delivery_lateness_seconds"] == "histogram")
+            #expect((after.value("scheduler_deliveries_total", delivered) ?? 0) >= deliveredBefore + 1)
+            #expect((after.value("scheduler_deliveries_total", ["outcome": "retry", "status_class": "5xx"]) ?? 0) >= 1)
+            #expect((after.value("scheduler_occurrences_published_total") ?? 0) >= publishedBefore + 1)
+            #expect((after.value("scheduler_delivery_attempts_total") ?? 0) >= 2)
+            #expect(after.value("scheduler_beat_last_run_timestamp_seconds").map { $0 > Date().timeIntervalSince1970 - 60 } == true)
+            #expect(after.value("scheduler_schedules", ["state": "enabled"]) == 1)
+            #expect(after.value("scheduler_schedules", ["state": "disabled"]) == 1)
+            #expect(after.value("scheduler_queue_ready_messages", ["queue": "scheduler.deliveries"]) != nil)
+            #expect(after.value("scheduler_queue_consumers", ["queue": "scheduler.deliveries"]) == 1)
+            // No schedule or delivery id is ever a label.
+            let labelValues = after.samples.flatMap { $0.labels.values }
+            #expect(!labelValues.contains { UUID(uuidString: $0) != nil })
+        }
+    }
+
+    @Test("the text reader refuses what Prometheus would")
+    func parser() {
+        #expect(throws: PrometheusText.ParseError.self) { try PrometheusText("9bad_name 1") }
+        #expect(throws: PrometheusText.ParseError.self) { try PrometheusText("name{label=unquoted} 1") }
+        #expect(throws: PrometheusText.ParseError.self) { try PrometheusText("name one") }
+        #expect(throws: PrometheusText.ParseError.self) {
+            try PrometheusText("# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1")
+        }
+        #expect(throws: Never.self) {
+            try PrometheusText("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_count 2\nh_sum 3.5")
+        }
+    }
+}
