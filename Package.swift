@@ -132,7 +132,7 @@ let package = Package(
         .target(
             name: "SchedulerAPI",
             dependencies: [
-                "SchedulerCore", "SchedulerStore", "Postgres", "Delivery", "AMQP", "Telemetry",
+                "SchedulerCore", "SchedulerStore", "Postgres", "Delivery", "AMQP", "Telemetry", "HTTPClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),

@@ -39,7 +39,8 @@ public func buildRouter(configuration: Configuration, pool: PostgresPool, logger
 
     let api = router.group("api").add(middleware: AuthenticationMiddleware(users: users))
     let deliveries = DeliveryStore(pool: pool)
-    ScheduleController(store: ScheduleStore(pool: pool), deliveryStore: deliveries, settings: settings).addRoutes(to: api)
+    let pusher = MetricsPusher(configuration: configuration, logger: logger)
+    ScheduleController(store: ScheduleStore(pool: pool), deliveryStore: deliveries, pusher: pusher, settings: settings).addRoutes(to: api)
     FailedTaskController(
         store: deliveries,
         redriver: DeadLetterRedriver(
@@ -49,7 +50,7 @@ public func buildRouter(configuration: Configuration, pool: PostgresPool, logger
     UserController(store: users, settings: settings).addRoutes(to: api)
     WebhookController(store: WebhookStore(pool: pool), settings: settings).addRoutes(to: api)
     HealthController(pool: pool, brokerURL: configuration.brokerURL).addRoutes(to: api)
-    MetricsController().addRoutes(to: api)
+    MetricsController(pool: pool, pusher: pusher).addRoutes(to: api)
     return router
 }
 

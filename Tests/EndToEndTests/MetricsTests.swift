@@ -157,3 +157,27 @@ struct MetricsTests {
         }
     }
 }
+
+@Suite("Go Metrics API push", .timeLimit(.minutes(2)))
+struct MetricsPushTests {
+    @Test("with METRICS_URL set, creates and deletes are pushed, and POST /api/metrics/ pushes the totals")
+    func push() async throws {
+        try await Pipeline.run(beat: false, worker: false) { pipeline in
+            // The receiver plays the Go Metrics API at <METRICS_URL>/metrics/.
+            let environment = ["METRICS_URL": pipeline.receiver.url("gm"), "METRICS_AUTH_TOKEN": "metrics-token"]
+            let configured = try Pipeline.Configured(pipeline, environment)
+            let id = try await configured.createSchedule(#"{"endpoint":"http://127.0.0.1:9/x"}"#)
+            let created = try await pipeline.receiver.waitFor("gm/metrics", count: 1, timeout: 10)
+            #expect(created.first?.body == #"{"schedules.created.sum":1}"#)
+            #expect(created.first?.header("Authorization") == "Bearer metrics-token")
+
+            #expect(try await configured.send(.delete, "/api/v1/schedule/\(id.uuidString.lowercased())/").status == .noContent)
+            _ = try await configured.createSchedule(#"{"endpoint":"http://127.0.0.1:9/x","enabled":false}"#)
+            let fired = try await configured.send(.post, "/api/metrics/")
+            #expect(fired.status == .created)
+            let all = try await pipeline.receiver.waitFor("gm/metrics", count: 4, timeout: 10).map(\.body)
+            #expect(all.contains(#"{"schedules.deleted.sum":1}"#))
+            #expect(all.contains(#"{"schedules.total.last":1,"schedules.enabled.last":0}"#))
+        }
+    }
+}

@@ -125,16 +125,43 @@ final class Pipeline: Sendable {
         return counts
     }
 
+    /// The same pipeline's API with extra settings (for behaviour chosen by configuration).
+    struct Configured: Sendable {
+        let pipeline: Pipeline
+        let configuration: Configuration
+
+        init(_ pipeline: Pipeline, _ extra: [String: String]) throws {
+            self.pipeline = pipeline
+            configuration = try Configuration(environment: pipeline.environment.merging(extra) { $1 })
+        }
+
+        func send(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil) async throws -> (status: HTTPResponse.Status, json: JSONValue?) {
+            try await pipeline.send(method, uri, json: json, configuration: configuration)
+        }
+
+        func createSchedule(_ json: String) async throws -> UUID {
+            let (status, body) = try await send(.post, "/api/v1/schedule/", json: json)
+            guard status == .created, let id = body?.objectValue?["id"]?.stringValue.flatMap(UUID.init(uuidString:)) else {
+                throw ReceiverError("create failed: \(status) \(body?.serialized ?? "")")
+            }
+            return id
+        }
+    }
+
     /// Calls the API as the admin.
-    func api<T: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {
-        let router = buildRouter(configuration: configuration, pool: pool, logger: logger)
+    func api<T: Sendable>(
+        configuration: Configuration? = nil, _ body: @Sendable (any TestClientProtocol) async throws -> T
+    ) async throws -> T {
+        let router = buildRouter(configuration: configuration ?? self.configuration, pool: pool, logger: logger)
         let application = Application(router: router, logger: logger)
         return try await application.test(.router) { client in try await body(client) }
     }
 
-    func send(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil) async throws -> (status: HTTPResponse.Status, json: JSONValue?) {
+    func send(
+        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, configuration: Configuration? = nil
+    ) async throws -> (status: HTTPResponse.Status, json: JSONValue?) {
         let token = adminToken
-        return try await api { client in
+        return try await api(configuration: configuration) { client in
             let response = try await client.executeRequest(
                 uri: uri, method: method, headers: [.authorization: "Token \(token)", .contentType: "application/json"],
                 body: json.map { ByteBuffer(string: $0) })

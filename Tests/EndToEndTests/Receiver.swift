@@ -52,17 +52,20 @@ final class Receiver: Sendable {
     private init() {
         let state = state
         let router = Router()
-        router.post("hook/:name") { request, context -> Response in
+        // `/hook/<name>` and `/hook/<name>/<sub>` (recorded as name "<name>/<sub>").
+        let handler: @Sendable (Hummingbird.Request, BasicRequestContext) async throws -> Response = { request, context in
             let body = try await request.body.collect(upTo: 10_000_000)
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
-            let name = context.parameters.get("name") ?? ""
+            let name = [context.parameters.get("name"), context.parameters.get("sub")].compactMap { $0 }.joined(separator: "/")
             // Recorded on arrival, answered after the delay (if any).
             let status = state.record(
                 Request(path: "/hook/\(name)", headers: headers, body: String(buffer: body), arrived: Date()), name: name)
             if let delay = state.delays.withLock({ $0[name] }) { try await Task.sleep(for: .seconds(delay)) }
             return Response(status: .init(code: status))
         }
+        router.post("hook/:name", use: handler)
+        router.post("hook/:name/:sub", use: handler)
         var logger = Logger(label: "receiver")
         // Many receivers of slow answers at once.
         logger.logLevel = .warning

@@ -90,8 +90,12 @@ struct HealthController: Sendable {
     }
 }
 
-/// `GET /api/metrics/` lists the metric keys; `POST /api/metrics/` starts a push of them.
+/// `GET /api/metrics/` lists the metric keys; `POST /api/metrics/` starts a push of the
+/// current totals to the Go Metrics API (when `METRICS_URL` is set).
 struct MetricsController: Sendable {
+    let pool: PostgresPool
+    let pusher: MetricsPusher
+
     func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
         group.resource("metrics/", [.get: list, .post: fire])
     }
@@ -101,6 +105,12 @@ struct MetricsController: Sendable {
     }
 
     @Sendable func fire(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
-        JSONResponse.make(status: .created, body: .object(["scheduled_metrics_initiated": .bool(true)]))
+        if pusher.isEnabled {
+            let row = try await pool.query("SELECT count(*) AS total, count(*) FILTER (WHERE enabled) AS enabled FROM schedules").first
+            pusher.push([
+                ("schedules.total.last", Int(row?["total"] ?? "") ?? 0), ("schedules.enabled.last", Int(row?["enabled"] ?? "") ?? 0),
+            ])
+        }
+        return JSONResponse.make(status: .created, body: .object(["scheduled_metrics_initiated": .bool(true)]))
     }
 }

@@ -7,6 +7,7 @@ import SchedulerStore
 struct ScheduleController: Sendable {
     let store: ScheduleStore
     let deliveryStore: DeliveryStore
+    let pusher: MetricsPusher
     let settings: APISettings
 
     func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
@@ -50,6 +51,7 @@ struct ScheduleController: Sendable {
             }
         }
         context.logger.info("schedule created", metadata: ["schedule.id": "\(schedule.id)"])
+        pusher.push([("schedules.created.sum", 1)])
         return JSONResponse.make(status: .created, body: schedule.json(links), headers: [.location: links.schedule(schedule.id)])
     }
 
@@ -84,6 +86,7 @@ struct ScheduleController: Sendable {
         let id = try scheduleID(context)
         guard try await store.delete(id: id) else { throw APIError.notFound }
         context.logger.info("schedule deleted", metadata: ["schedule.id": "\(id)"])
+        pusher.push([("schedules.deleted.sum", 1)])
         return Response(status: .noContent)
     }
 
