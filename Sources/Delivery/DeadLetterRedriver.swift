@@ -78,8 +78,9 @@ public struct DeadLetterRedriver: Sendable {
     static let getChannel: UInt16 = 1
     static let publishChannel: UInt16 = 2
 
-    /// Takes the dead letters one at a time on a connection and thread of its own; calls
-    /// `act` for each match (which must ack it) and hands the others back at the end.
+    /// Takes the dead letters there are now, one at a time, on a connection and thread of
+    /// its own; calls `act` for each match (which must ack it) and hands the others back at
+    /// the end.
     private func walk(
         matches: @escaping @Sendable (AMQPDelivery) -> Bool,
         act: @escaping @Sendable (AMQPConnection, AMQPDelivery, UInt16) throws -> Void,
@@ -97,10 +98,15 @@ public struct DeadLetterRedriver: Sendable {
                     try connection.openChannel(Self.publishChannel)
                     try connection.declare(topology, channel: Self.getChannel)
                     try connection.enableConfirms(channel: Self.publishChannel)
+                    // Only what is there now: a re-driven job that fails again joins the queue's
+                    // tail and must not be taken a second time in this run.
+                    let depth = try connection.declareQueue(DeliveryTopology.deadQueue, passive: true, channel: Self.getChannel).messages
                     var done: [String] = []
                     var skipped: [UInt64] = []
                     defer { for tag in skipped { try? connection.nack(tag, requeue: true, channel: Self.getChannel) } }
-                    while let message = try connection.get(queue: DeliveryTopology.deadQueue, channel: Self.getChannel) {
+                    var taken = 0
+                    while taken < depth, let message = try connection.get(queue: DeliveryTopology.deadQueue, channel: Self.getChannel) {
+                        taken += 1
                         guard matches(message) else {
                             skipped.append(message.deliveryTag)
                             continue

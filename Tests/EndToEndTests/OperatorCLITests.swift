@@ -31,7 +31,7 @@ struct OperatorCLITests {
     func deadLetters() async throws {
         try await Pipeline.run { pipeline in
             pipeline.receiver.script("broken-a", [404, 404, 404])
-            pipeline.receiver.script("broken-b", [410, 410])
+            pipeline.receiver.script("broken-b", [410, 410, 410, 410])
             try await pipeline.createDue(3, name: "broken-a", due: Date())
             try await pipeline.createDue(2, name: "broken-b", due: Date())
             let dead = try await pipeline.eventually(timeout: 15) { try pipeline.depth(DeliveryTopology.deadQueue) == 5 }
@@ -84,6 +84,14 @@ struct OperatorCLITests {
             #expect(Set(arrived.map { $0.header("Idempotency-Key") }).count == 3, "the same delivery ids")
             #expect(try pipeline.depth(DeliveryTopology.deadQueue) == 2)
 
+            // Re-driving jobs whose receiver still fails moves each once: they come back, once.
+            let again = try ctl(pipeline, ["dlq", "retry", "--status", "410"])
+            #expect(again.output.contains("Re-drove 2 dead letters."), "\(again.output)")
+            #expect(try await pipeline.receiver.waitFor("broken-b", count: 4, timeout: 15).count == 4)
+            let back = try await pipeline.eventually(timeout: 15) { try pipeline.depth(DeliveryTopology.deadQueue) == 2 }
+            #expect(back)
+            try await Task.sleep(for: .milliseconds(500))
+
             // Purge asks first; "n" keeps everything.
             let declined = try ctl(pipeline, ["dlq", "purge", "--status", "410"], input: "n\n")
             #expect(declined.output.contains("Nothing purged."))
@@ -95,7 +103,7 @@ struct OperatorCLITests {
             #expect(purged.output.contains("Purged 2 dead letters."), "\(purged.output)")
             #expect(try pipeline.depth(DeliveryTopology.deadQueue) == 0)
             #expect(try await pipeline.states()["purged"] == 2)
-            #expect(pipeline.receiver.received("broken-b").count == 2, "purged jobs are not sent")
+            #expect(pipeline.receiver.received("broken-b").count == 4, "purged jobs are not sent")
         }
     }
 }
