@@ -85,6 +85,11 @@ public final class Beat: Service, Sendable {
     /// Publishes everything due now and everything left unpublished; returns the jobs published.
     @discardableResult
     public func runRound(now: @Sendable () -> Date = Date.init) async throws -> Int {
+        let started = ContinuousClock.now
+        defer {
+            let elapsed = ContinuousClock.now - started
+            BeatMetrics.roundDuration.record(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        }
         var published = 0
         var lag = 0.0
         while true {
@@ -132,4 +137,6 @@ enum BeatMetrics {
     static let lastRun = Gauge(label: "scheduler_beat_last_run_timestamp_seconds")
     /// How late the most overdue occurrence of the last round was when claimed.
     static let lag = Gauge(label: "scheduler_beat_lag_seconds")
+    /// How long the last round took (claim, record, publish, mark), in seconds.
+    static let roundDuration = Gauge(label: "scheduler_beat_round_duration_seconds")
 }
