@@ -43,29 +43,7 @@ struct Queues: AsyncParsableCommand {
     }
 
     static func report(configuration: Configuration, pool: PostgresPool) async throws -> String {
-        let names = DeliveryTopology.queueNames(configuration.retryPolicy)
-        let counts: [(String, AMQPQueueCounts?)] = try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue(label: "queues").async {
-                continuation.resume(with: Result {
-                    let connection = try AMQPConnection(url: configuration.brokerURL, heartbeat: 0)
-                    defer { connection.close() }
-                    var result: [(String, AMQPQueueCounts?)] = []
-                    var channel: UInt16 = 1
-                    try connection.openChannel(channel)
-                    for name in names {
-                        do {
-                            result.append((name, try connection.declareQueue(name, passive: true, channel: channel)))
-                        } catch let error as AMQPError where error.code == 404 {
-                            // Not declared yet; a failed passive declare closes the channel.
-                            result.append((name, nil))
-                            channel += 1
-                            try connection.openChannel(channel)
-                        }
-                    }
-                    return result
-                })
-            }
-        }
+        let counts = try await QueueDepths.read(brokerURL: configuration.brokerURL, policy: configuration.retryPolicy)
         let inProgress = (try? await pool.query(
             "SELECT count(*) FROM deliveries WHERE published_at IS NOT NULL AND state IN ('queued', 'retrying') AND finished_at IS NULL"
         ).first?[0].flatMap { Int($0) }) ?? nil

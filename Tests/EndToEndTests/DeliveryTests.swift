@@ -97,7 +97,10 @@ struct DeliveryTests {
             pipeline.receiver.script("gone", [404])
             let id = try await pipeline.createSchedule(
                 #"{"endpoint":"\#(pipeline.receiver.url("gone"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
-            let dead = try await pipeline.eventually(timeout: 10) { try pipeline.depth(DeliveryTopology.deadQueue) == 1 }
+            let dead = try await pipeline.eventually(timeout: 10) {
+                let recorded = try await pipeline.deliveries(id).first?.state == .dead
+                return try pipeline.depth(DeliveryTopology.deadQueue) == 1 && recorded
+            }
             #expect(dead)
             #expect(pipeline.receiver.received("gone").count == 1, "a 404 is not retried")
 

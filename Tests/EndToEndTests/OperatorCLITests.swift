@@ -34,7 +34,11 @@ struct OperatorCLITests {
             pipeline.receiver.script("broken-b", [410, 410, 410, 410])
             try await pipeline.createDue(3, name: "broken-a", due: Date())
             try await pipeline.createDue(2, name: "broken-b", due: Date())
-            let dead = try await pipeline.eventually(timeout: 15) { try pipeline.depth(DeliveryTopology.deadQueue) == 5 }
+            // The dead letters are published first, then recorded: wait for both.
+            let dead = try await pipeline.eventually(timeout: 15) {
+                let recorded = try await pipeline.states()["dead"] == 5
+                return try pipeline.depth(DeliveryTopology.deadQueue) == 5 && recorded
+            }
             try #require(dead)
 
             let list = try ctl(pipeline, ["dlq", "list"])
@@ -88,7 +92,10 @@ struct OperatorCLITests {
             let again = try ctl(pipeline, ["dlq", "retry", "--status", "410"])
             #expect(again.output.contains("Re-drove 2 dead letters."), "\(again.output)")
             #expect(try await pipeline.receiver.waitFor("broken-b", count: 4, timeout: 15).count == 4)
-            let back = try await pipeline.eventually(timeout: 15) { try pipeline.depth(DeliveryTopology.deadQueue) == 2 }
+            let back = try await pipeline.eventually(timeout: 15) {
+                let recorded = try await pipeline.states()["dead"] == 2
+                return try pipeline.depth(DeliveryTopology.deadQueue) == 2 && recorded
+            }
             #expect(back)
             try await Task.sleep(for: .milliseconds(500))
 

@@ -1,6 +1,4 @@
-import AMQP
 import Delivery
-import Dispatch
 import Hummingbird
 import Metrics
 import Postgres
@@ -28,30 +26,9 @@ struct PrometheusController: Sendable {
             Gauge(label: "scheduler_schedules", dimensions: [("state", "enabled")]).record(enabled)
             Gauge(label: "scheduler_schedules", dimensions: [("state", "disabled")]).record(total - enabled)
         }
-        let names = DeliveryTopology.queueNames(policy)
-        let url = brokerURL
-        let counts: [(String, AMQPQueueCounts)] = await withCheckedContinuation { continuation in
-            // librabbitmq blocks: off the event loop.
-            DispatchQueue.global().async {
-                var found: [(String, AMQPQueueCounts)] = []
-                if let connection = try? AMQPConnection(url: url, heartbeat: 0, timeout: 2) {
-                    var channel: UInt16 = 1
-                    if (try? connection.openChannel(channel)) != nil {
-                        for name in names {
-                            if let counts = try? connection.declareQueue(name, passive: true, channel: channel) {
-                                found.append((name, counts))
-                            } else {
-                                channel += 1
-                                if (try? connection.openChannel(channel)) == nil { break }
-                            }
-                        }
-                    }
-                    connection.close()
-                }
-                continuation.resume(returning: found)
-            }
-        }
+        let counts = (try? await QueueDepths.read(brokerURL: brokerURL, policy: policy, timeout: 2)) ?? []
         for (name, queue) in counts {
+            guard let queue else { continue }
             Gauge(label: "scheduler_queue_ready_messages", dimensions: [("queue", name)]).record(queue.messages)
             Gauge(label: "scheduler_queue_consumers", dimensions: [("queue", name)]).record(queue.consumers)
         }
