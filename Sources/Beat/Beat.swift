@@ -92,16 +92,28 @@ public final class Beat: Service, Sendable {
         }
         var published = 0
         var lag = 0.0
+        // Publishing a batch overlaps with claiming the next: one batch in flight at a time.
+        var publishing: Task<Void, any Error>?
+        defer { publishing?.cancel() }
         while true {
             let claimedAt = now()
             let jobs = try await store.claimDue(now: claimedAt, limit: batchSize)
             if let earliest = jobs.map(\.scheduledFor).min() { lag = max(lag, claimedAt.timeIntervalSince(earliest)) }
+            do {
+                try await publishing?.value
+            } catch {
+                // This batch is claimed but will not be published in this round: the next may.
+                try? await store.releaseLease(jobs.map(\.deliveryID))
+                throw error
+            }
+            publishing = nil
             if !jobs.isEmpty {
-                try await publish(jobs)
+                publishing = Task { try await self.publish(jobs) }
                 published += jobs.count
             }
             if jobs.count < batchSize { break }
         }
+        try await publishing?.value
         while true {
             let jobs = try await store.leaseUnpublished(limit: batchSize)
             if !jobs.isEmpty {
@@ -125,8 +137,19 @@ public final class Beat: Service, Sendable {
             try? await store.releaseLease(jobs.map(\.deliveryID))
             throw error
         }
-        try await store.markPublished(jobs.map(\.deliveryID))
         BeatMetrics.published.increment(by: jobs.count)
+        // They are published: failing to note it only means a later beat publishes them
+        // again (same delivery ids; workers skip what is delivered). Try a few times.
+        for attempt in 1...3 {
+            do {
+                try await store.markPublished(jobs.map(\.deliveryID))
+                break
+            } catch {
+                logger.warning("cannot mark deliveries published", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                if attempt == 3 { throw error }
+                try? await Task.sleep(for: .milliseconds(100 * attempt))
+            }
+        }
         logger.debug("published", metadata: ["count": "\(jobs.count)"])
     }
 }

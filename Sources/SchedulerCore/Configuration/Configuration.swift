@@ -76,9 +76,9 @@ public struct Configuration: Sendable, Equatable {
             throw ConfigurationError("RETRY_DELAYS must be a comma-separated list of durations like 5s,30s,5m,30m (units ms, s, m, h; at most 24h), got '\(delaysText)'")
         }
         retryPolicy = RetryPolicy(maxAttempts: attempts, delays: delays)
-        workerPrefetch = try reader.int("WORKER_PREFETCH", default: 200, range: 1...10_000)
+        workerPrefetch = try reader.int("WORKER_PREFETCH", default: 1000, range: 1...10_000)
         signingSecret = reader.string("SIGNING_SECRET")
-        beatBatchSize = try reader.int("BEAT_BATCH_SIZE", default: 500, range: 1...50_000)
+        beatBatchSize = try reader.int("BEAT_BATCH_SIZE", default: 2000, range: 1...50_000)
         beatPublishLease = try reader.int("BEAT_PUBLISH_LEASE", default: 60, range: 2...3600)
         beatMetricsPort = try reader.int("BEAT_METRICS_PORT", default: 9101, range: 0...65535)
         workerMetricsPort = try reader.int("WORKER_METRICS_PORT", default: 9102, range: 0...65535)

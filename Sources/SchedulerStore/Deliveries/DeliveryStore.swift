@@ -84,15 +84,23 @@ public struct DeliveryStore: Sendable {
     /// Records that these jobs were published and confirmed by the broker.
     public func markPublished(_ ids: [UUID]) async throws {
         guard !ids.isEmpty else { return }
+        // Rows are locked in id order, as every multi-row update here does, so a beat and a
+        // worker writing overlapping rows wait for each other instead of deadlocking.
         try await pool.query(
-            "UPDATE deliveries SET published_at = now() WHERE id = ANY($1::uuid[])", [PostgresArray.literal(ids.map(SQL.text))])
+            """
+            WITH locked AS (SELECT id FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
+            UPDATE deliveries d SET published_at = now() FROM locked WHERE d.id = locked.id
+            """, [PostgresArray.literal(ids.map(SQL.text))])
     }
 
     /// Makes unpublished deliveries eligible for publishing again at once (their publish failed).
     public func releaseLease(_ ids: [UUID]) async throws {
         guard !ids.isEmpty else { return }
         try await pool.query(
-            "UPDATE deliveries SET publish_after = now() WHERE id = ANY($1::uuid[]) AND published_at IS NULL",
+            """
+            WITH locked AS (SELECT id FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
+            UPDATE deliveries d SET publish_after = now() FROM locked WHERE d.id = locked.id AND d.published_at IS NULL
+            """,
             [PostgresArray.literal(ids.map(SQL.text))])
     }
 
@@ -181,12 +189,13 @@ public struct DeliveryStore: Sendable {
         guard !attempts.isEmpty else { return }
         try await pool.query(
             """
+            WITH locked AS (SELECT id FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
             UPDATE deliveries d SET state = u.state, attempts = greatest(d.attempts, u.attempts),
                 last_status = u.status, last_error = u.error, latency_ms = u.latency, updated_at = now(),
                 finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[])
                 AS u(id, state, attempts, status, error, latency)
-            WHERE d.id = u.id AND d.state NOT IN ('delivered', 'cancelled', 'purged')
+            WHERE d.id = u.id AND d.id IN (SELECT id FROM locked) AND d.state NOT IN ('delivered', 'cancelled', 'purged')
             """,
             [
                 PostgresArray.literal(attempts.map { SQL.text($0.id) }),
@@ -205,8 +214,11 @@ public struct DeliveryStore: Sendable {
     public static func cancelPending(scheduleID: UUID, connection: PostgresConnection) async throws {
         try await connection.query(
             """
-            UPDATE deliveries SET state = 'cancelled', finished_at = now(), updated_at = now()
-            WHERE schedule_id = $1 AND kind = 'schedule' AND state IN ('queued', 'retrying')
+            WITH locked AS (
+                SELECT id FROM deliveries
+                WHERE schedule_id = $1 AND kind = 'schedule' AND state IN ('queued', 'retrying') ORDER BY id FOR UPDATE)
+            UPDATE deliveries d SET state = 'cancelled', finished_at = now(), updated_at = now()
+            FROM locked WHERE d.id = locked.id AND d.state IN ('queued', 'retrying')
             """, [SQL.text(scheduleID)])
     }
 
