@@ -156,7 +156,7 @@ extension DeadLetters {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show one dead letter: the job, its record and the broker's failure history.")
+        static let configuration = CommandConfiguration(abstract: "Show one dead letter: its record (attempts, last status and error, latency), the job, and the failure headers.")
 
         @Argument(help: "The delivery id.")
         var deliveryID: String
