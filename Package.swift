@@ -156,11 +156,15 @@ let package = Package(
         .executableTarget(name: "scheduler-ctl", dependencies: ["Ctl"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "scheduler-beat",
-            dependencies: ["Beat", "Telemetry", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: [
+                "Beat", "Telemetry", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "scheduler-worker",
-            dependencies: ["Worker", "Telemetry", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: [
+                "Worker", "Telemetry", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings),
 
         .target(
@@ -197,8 +201,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CtlTests",
-            dependencies: ["Ctl", "SchedulerStore", "SchedulerCore", "Postgres", "AMQP", "Delivery", "Beat", "Worker", "TestSupport",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: [
+                "Ctl", "SchedulerStore", "SchedulerCore", "Postgres", "AMQP", "Delivery", "Beat", "Worker", "TestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

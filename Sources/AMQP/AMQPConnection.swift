@@ -242,10 +242,12 @@ public final class AMQPConnection: @unchecked Sendable {
     private func closeError(_ frame: amqp_frame_t, doing: String) -> AMQPError {
         if frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD {
             let close = frame.payload.method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-            return AMQPError(kind: .broker, code: Int(close.reply_code), message: "channel closed during \(doing): \(Self.string(close.reply_text))")
+            return AMQPError(
+                kind: .broker, code: Int(close.reply_code), message: "channel closed during \(doing): \(Self.string(close.reply_text))")
         }
         let close = frame.payload.method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
-        return AMQPError(kind: .broker, code: Int(close.reply_code), message: "connection closed during \(doing): \(Self.string(close.reply_text))")
+        return AMQPError(
+            kind: .broker, code: Int(close.reply_code), message: "connection closed during \(doing): \(Self.string(close.reply_text))")
     }
 
     static func error(from reply: amqp_rpc_reply_t, doing: String) -> AMQPError? {

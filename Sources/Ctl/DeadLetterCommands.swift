@@ -50,7 +50,9 @@ struct DeadLetterFilter: ParsableArguments {
     func storeFilter(now: Date = Date()) throws -> DeliveryStore.DeadFilter {
         var filter = DeliveryStore.DeadFilter()
         if let schedule {
-            guard let id = UUID(uuidString: schedule) else { throw ValidationError("--schedule must be a schedule id (a UUID), got '\(schedule)'") }
+            guard let id = UUID(uuidString: schedule) else {
+                throw ValidationError("--schedule must be a schedule id (a UUID), got '\(schedule)'")
+            }
             filter.scheduleID = id
         }
         filter.endpoint = endpoint
@@ -91,7 +93,8 @@ struct Operator {
         let store = DeliveryStore(pool: pool)
         return Operator(
             configuration: configuration, pool: pool, store: store,
-            redriver: DeadLetterRedriver(brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: store, logger: logger))
+            redriver: DeadLetterRedriver(
+                brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: store, logger: logger))
     }
 
     func close() { pool.close() }
@@ -101,7 +104,8 @@ extension DeliveryStore.DeadLetter {
     var row: [String] {
         [
             delivery.id.uuidString.lowercased(), delivery.scheduleID?.uuidString.lowercased() ?? "-",
-            Terminal.truncate(endpoint ?? "-", 40), delivery.lastStatus.map { "HTTP \($0)" } ?? Terminal.truncate(delivery.lastError ?? "-", 30),
+            Terminal.truncate(endpoint ?? "-", 40),
+            delivery.lastStatus.map { "HTTP \($0)" } ?? Terminal.truncate(delivery.lastError ?? "-", 30),
             String(delivery.attempts), delivery.finishedAt.map(Timestamp.format) ?? "-",
         ]
     }
@@ -156,7 +160,8 @@ extension DeadLetters {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show one dead letter: its record (attempts, last status and error, latency), the job, and the failure headers.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show one dead letter: its record (attempts, last status and error, latency), the job, and the failure headers.")
 
         @Argument(help: "The delivery id.")
         var deliveryID: String
@@ -231,7 +236,9 @@ extension DeadLetters {
         func validate() throws {
             let chosen = [deliveryID != nil, !filter.isEmpty, all].filter { $0 }.count
             guard chosen == 1 else { throw ValidationError("name one delivery id, a filter (--schedule, --endpoint, ...), or --all") }
-            if let deliveryID, UUID(uuidString: deliveryID) == nil { throw ValidationError("'\(deliveryID)' is not a delivery id (a UUID)") }
+            if let deliveryID, UUID(uuidString: deliveryID) == nil {
+                throw ValidationError("'\(deliveryID)' is not a delivery id (a UUID)")
+            }
             if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
         }
 
@@ -258,7 +265,9 @@ extension DeadLetters {
         func select(_ ops: Operator) async throws -> DeadLetterSelection {
             if all { return DeadLetterSelection(letters: try await ops.store.deadLetters(.init()), ids: nil) }
             var letters = try await ops.store.deadLetters(try filter.storeFilter())
-            if let deliveryID { letters = try await ops.store.deadLetters(.init()).filter { $0.delivery.id == UUID(uuidString: deliveryID) } }
+            if let deliveryID {
+                letters = try await ops.store.deadLetters(.init()).filter { $0.delivery.id == UUID(uuidString: deliveryID) }
+            }
             return DeadLetterSelection(letters: letters, ids: Set(letters.map { $0.delivery.id.uuidString.lowercased() }))
         }
     }
@@ -285,7 +294,8 @@ extension DeadLetters {
             defer { ops.close() }
             do {
                 let letters = try await ops.store.deadLetters(all ? .init() : try filter.storeFilter())
-                let selection = DeadLetterSelection(letters: letters, ids: all ? nil : Set(letters.map { $0.delivery.id.uuidString.lowercased() }))
+                let selection = DeadLetterSelection(
+                    letters: letters, ids: all ? nil : Set(letters.map { $0.delivery.id.uuidString.lowercased() }))
                 if !yes {
                     print(selection.describe(verb: "Would purge"))
                     print("Purge \(all ? "every dead letter" : "these \(letters.count)")? [y/N] ", terminator: "")
@@ -320,7 +330,10 @@ struct DeadLetterSelection: Sendable {
     }
 
     func describe(verb: String) -> String {
-        guard !letters.isEmpty else { return "\(verb) nothing: no dead letters match\(ids == nil ? " (malformed messages, if any, have no record)" : "")." }
-        return Terminal.table(DeliveryStore.DeadLetter.header, letters.map(\.row)) + "\n\(verb) \(letters.count) dead letter\(letters.count == 1 ? "" : "s")."
+        guard !letters.isEmpty else {
+            return "\(verb) nothing: no dead letters match\(ids == nil ? " (malformed messages, if any, have no record)" : "")."
+        }
+        return Terminal.table(DeliveryStore.DeadLetter.header, letters.map(\.row))
+            + "\n\(verb) \(letters.count) dead letter\(letters.count == 1 ? "" : "s")."
     }
 }

@@ -60,7 +60,9 @@ public struct DeadLetterRedriver: Sendable {
         let store = store
         let purged = try await walk(matches: matches) { connection, message, getChannel in
             try connection.ack(message.deliveryTag, channel: getChannel)
-        } after: { progress($0) }
+        } after: {
+            progress($0)
+        }
         try await store.markPurged(purged.compactMap(UUID.init(uuidString:)))
         return purged
     }
@@ -71,7 +73,9 @@ public struct DeadLetterRedriver: Sendable {
         _ = try await walk(matches: { message in
             found.withLock { $0.count < limit ? $0.append(message) : () }
             return false
-        }) { _, _, _ in } after: { _ in }
+        }) { _, _, _ in
+        } after: { _ in
+        }
         return found.withLock { $0 }
     }
 
@@ -91,32 +95,34 @@ public struct DeadLetterRedriver: Sendable {
         let brokerURL = brokerURL
         return try await withCheckedThrowingContinuation { continuation in
             queue.async {
-                continuation.resume(with: Result {
-                    let connection = try AMQPConnection(url: brokerURL, heartbeat: 0)
-                    defer { connection.close() }
-                    try connection.openChannel(Self.getChannel)
-                    try connection.openChannel(Self.publishChannel)
-                    try connection.declare(topology, channel: Self.getChannel)
-                    try connection.enableConfirms(channel: Self.publishChannel)
-                    // Only what is there now: a re-driven job that fails again joins the queue's
-                    // tail and must not be taken a second time in this run.
-                    let depth = try connection.declareQueue(DeliveryTopology.deadQueue, passive: true, channel: Self.getChannel).messages
-                    var done: [String] = []
-                    var skipped: [UInt64] = []
-                    defer { for tag in skipped { try? connection.nack(tag, requeue: true, channel: Self.getChannel) } }
-                    var taken = 0
-                    while taken < depth, let message = try connection.get(queue: DeliveryTopology.deadQueue, channel: Self.getChannel) {
-                        taken += 1
-                        guard matches(message) else {
-                            skipped.append(message.deliveryTag)
-                            continue
+                continuation.resume(
+                    with: Result {
+                        let connection = try AMQPConnection(url: brokerURL, heartbeat: 0)
+                        defer { connection.close() }
+                        try connection.openChannel(Self.getChannel)
+                        try connection.openChannel(Self.publishChannel)
+                        try connection.declare(topology, channel: Self.getChannel)
+                        try connection.enableConfirms(channel: Self.publishChannel)
+                        // Only what is there now: a re-driven job that fails again joins the queue's
+                        // tail and must not be taken a second time in this run.
+                        let depth = try connection.declareQueue(DeliveryTopology.deadQueue, passive: true, channel: Self.getChannel)
+                            .messages
+                        var done: [String] = []
+                        var skipped: [UInt64] = []
+                        defer { for tag in skipped { try? connection.nack(tag, requeue: true, channel: Self.getChannel) } }
+                        var taken = 0
+                        while taken < depth, let message = try connection.get(queue: DeliveryTopology.deadQueue, channel: Self.getChannel) {
+                            taken += 1
+                            guard matches(message) else {
+                                skipped.append(message.deliveryTag)
+                                continue
+                            }
+                            try act(connection, message, Self.getChannel)
+                            done.append(message.messageID ?? "")
+                            after(done.count)
                         }
-                        try act(connection, message, Self.getChannel)
-                        done.append(message.messageID ?? "")
-                        after(done.count)
-                    }
-                    return done
-                })
+                        return done
+                    })
             }
         }
     }

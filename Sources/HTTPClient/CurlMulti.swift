@@ -149,7 +149,8 @@ public final class CurlMulti: @unchecked Sendable {
                 var status = 0
                 _ = shim_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
                 outcomes.append(
-                    HTTPOutcome(id: transfer.id, status: status, failure: nil, error: nil, retryAfter: transfer.retryAfter, seconds: seconds))
+                    HTTPOutcome(
+                        id: transfer.id, status: status, failure: nil, error: nil, retryAfter: transfer.retryAfter, seconds: seconds))
             } else {
                 let failure: HTTPOutcome.Failure
                 switch result {
@@ -193,7 +194,8 @@ private func readHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ cou
     let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
     if line.lowercased().hasPrefix("retry-after:") {
         let transfer = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue()
-        (transfer as? any RetryAfterSink)?.retryAfter = String(line.dropFirst("retry-after:".count)).trimmingCharacters(in: .whitespacesAndNewlines)
+        (transfer as? any RetryAfterSink)?.retryAfter = String(line.dropFirst("retry-after:".count)).trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
     return length
 }

@@ -34,7 +34,8 @@ public final class PostgresConnection: @unchecked Sendable {
         let queue = DispatchQueue(label: "postgres.connection")
         return try await withCheckedThrowingContinuation { continuation in
             queue.async {
-                continuation.resume(with: Result { try connectBlocking(url: url, applicationName: applicationName, queue: queue, logger: logger) })
+                continuation.resume(
+                    with: Result { try connectBlocking(url: url, applicationName: applicationName, queue: queue, logger: logger) })
             }
         }
     }

@@ -109,7 +109,11 @@ final class DeliveryLoop: @unchecked Sendable {
                 continuation.resume()
             } else {
                 done.withLock { $0 = continuation }
-                if finishedFlag.withLock({ $0 }) { done.withLock { $0?.resume(); $0 = nil } }
+                if finishedFlag.withLock({ $0 }) {
+                    done.withLock {
+                        $0?.resume(); $0 = nil
+                    }
+                }
             }
         }
     }
@@ -147,7 +151,8 @@ final class DeliveryLoop: @unchecked Sendable {
                 startLookups()
                 for outcome in multi.perform() { handle(outcome) }
                 flushFinalizations()
-                let readable = multi.poll(extraDescriptor: consumer?.socket, timeoutMilliseconds: consumer?.hasBufferedFrames == true ? 0 : 100)
+                let readable = multi.poll(
+                    extraDescriptor: consumer?.socket, timeoutMilliseconds: consumer?.hasBufferedFrames == true ? 0 : 100)
                 if readable || consumer?.hasBufferedFrames == true, !isStopping { try receive() }
             } catch {
                 logger.error("lost the broker connection; unacked jobs return to the queue", metadata: ["error": "\(error)"])
@@ -278,7 +283,8 @@ final class DeliveryLoop: @unchecked Sendable {
             pendingFinalizations.append(
                 Finalization(
                     tag: tag,
-                    message: deadLetter(job.delivery, reason: "no delivery record for this job", status: nil, error: nil, attempts: job.attempt),
+                    message: deadLetter(
+                        job.delivery, reason: "no delivery record for this job", status: nil, error: nil, attempts: job.attempt),
                     attempt: nil))
             return
         }
@@ -320,7 +326,9 @@ final class DeliveryLoop: @unchecked Sendable {
 
     private func handle(_ outcome: HTTPOutcome) {
         guard let job = jobs[outcome.id] else { return }
-        finish(tag: outcome.id, job: job, status: outcome.status, error: outcome.error, retryAfter: outcome.retryAfter, seconds: outcome.seconds)
+        finish(
+            tag: outcome.id, job: job, status: outcome.status, error: outcome.error, retryAfter: outcome.retryAfter,
+            seconds: outcome.seconds)
     }
 
     private func finish(tag: UInt64, job: InFlight, status: Int?, error: String?, retryAfter: String?, seconds: Double) {
@@ -332,25 +340,33 @@ final class DeliveryLoop: @unchecked Sendable {
             pendingFinalizations.append(
                 Finalization(
                     tag: tag, message: nil,
-                    attempt: .init(id: job.job.deliveryID, state: .delivered, attempts: job.attempt, status: status, error: nil, latencyMilliseconds: latency)))
+                    attempt: .init(
+                        id: job.job.deliveryID, state: .delivered, attempts: job.attempt, status: status, error: nil,
+                        latencyMilliseconds: latency)))
         case .retry(let index, let reason):
             var headers = job.delivery.headers
             headers[DeliveryHeaders.attempt] = .int(Int64(job.attempt + 1))
             let message = AMQPOutgoingMessage(
                 exchange: DeliveryTopology.retryName(milliseconds: settings.policy.delays[index]),
                 routingKey: job.delivery.routingKey, body: job.delivery.body, messageID: job.delivery.messageID, headers: headers)
-            logger.info("delivery failed; will retry", metadata: ["delivery.id": "\(job.job.deliveryID)", "reason": "\(reason)", "attempt": "\(job.attempt)"])
+            logger.info(
+                "delivery failed; will retry",
+                metadata: ["delivery.id": "\(job.job.deliveryID)", "reason": "\(reason)", "attempt": "\(job.attempt)"])
             pendingFinalizations.append(
                 Finalization(
                     tag: tag, message: message,
-                    attempt: .init(id: job.job.deliveryID, state: .retrying, attempts: job.attempt, status: status, error: error, latencyMilliseconds: latency)))
+                    attempt: .init(
+                        id: job.job.deliveryID, state: .retrying, attempts: job.attempt, status: status, error: error,
+                        latencyMilliseconds: latency)))
         case .dead(let reason):
             logger.warning("delivery failed for good", metadata: ["delivery.id": "\(job.job.deliveryID)", "reason": "\(reason)"])
             pendingFinalizations.append(
                 Finalization(
                     tag: tag,
                     message: deadLetter(job.delivery, reason: reason, status: status, error: error, attempts: job.attempt),
-                    attempt: .init(id: job.job.deliveryID, state: .dead, attempts: job.attempt, status: status, error: error ?? reason, latencyMilliseconds: latency)))
+                    attempt: .init(
+                        id: job.job.deliveryID, state: .dead, attempts: job.attempt, status: status, error: error ?? reason,
+                        latencyMilliseconds: latency)))
         }
     }
 

@@ -1,9 +1,9 @@
+import Beat
 import Logging
 import Postgres
-import Beat
 import SchedulerCore
-import Telemetry
 import ServiceLifecycle
+import Telemetry
 
 let configuration = Configuration.loadOrExit(program: "scheduler-beat")
 LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }

@@ -1,9 +1,9 @@
 import Logging
 import Postgres
-import Worker
 import SchedulerCore
-import Telemetry
 import ServiceLifecycle
+import Telemetry
+import Worker
 
 let configuration = Configuration.loadOrExit(program: "scheduler-worker")
 LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }

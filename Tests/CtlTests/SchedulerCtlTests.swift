@@ -1,8 +1,8 @@
 import Foundation
 import Postgres
 import SchedulerStore
-import Testing
 import TestSupport
+import Testing
 
 /// Runs the built `scheduler-ctl` as an operator would, with its own environment.
 func ctl(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String, error: String) {
@@ -71,7 +71,8 @@ struct SchedulerCtlTests {
         let noSecret = try ctl(["create-admin", "--email", "ops@example.org"], environment: ["SCHEDULER_DATABASE": url])
         #expect(noSecret.status != 0)
         #expect(noSecret.error.contains("SECRET_KEY is not set"))
-        let badEmail = try ctl(["create-token", "--email", "not-an-email"], environment: ["SCHEDULER_DATABASE": url, "SECRET_KEY": Self.secret])
+        let badEmail = try ctl(
+            ["create-token", "--email", "not-an-email"], environment: ["SCHEDULER_DATABASE": url, "SECRET_KEY": Self.secret])
         #expect(badEmail.status != 0)
         #expect(badEmail.error.contains("'not-an-email' is not a valid email address"))
         let noDatabase = try ctl(

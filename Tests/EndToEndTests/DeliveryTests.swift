@@ -4,8 +4,8 @@ import Delivery
 import Foundation
 import SchedulerCore
 import SchedulerStore
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Delivery pipeline, end to end", .timeLimit(.minutes(5)))
 struct DeliveryTests {
@@ -147,7 +147,8 @@ struct DeliveryTests {
                 logger: pipeline.logger)
             try await publisher.publish([
                 AMQPOutgoingMessage(exchange: DeliveryTopology.exchange, routingKey: "schedule.garbage", body: Array("{not json".utf8)),
-                AMQPOutgoingMessage(exchange: DeliveryTopology.exchange, routingKey: "schedule.garbage", body: Array(#"{"delivery_id":5}"#.utf8)),
+                AMQPOutgoingMessage(
+                    exchange: DeliveryTopology.exchange, routingKey: "schedule.garbage", body: Array(#"{"delivery_id":5}"#.utf8)),
             ])
             publisher.close()
             let dead = try await pipeline.eventually(timeout: 10) { try pipeline.depth(DeliveryTopology.deadQueue) == 2 }
@@ -175,7 +176,9 @@ struct DeliveryTests {
                 #"{"endpoint":"\#(pipeline.receiver.url("kept"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
             let queued = try await pipeline.eventually(timeout: 10) { try pipeline.depth(DeliveryTopology.queue) == 3 }
             #expect(queued)
-            #expect(try await pipeline.send(.patch, "/api/v1/schedule/\(disabled.uuidString.lowercased())/", json: #"{"enabled":false}"#).status == .ok)
+            #expect(
+                try await pipeline.send(.patch, "/api/v1/schedule/\(disabled.uuidString.lowercased())/", json: #"{"enabled":false}"#).status
+                    == .ok)
             #expect(try await pipeline.send(.delete, "/api/v1/schedule/\(deleted.uuidString.lowercased())/").status == .noContent)
             pipeline.startWorker()
             #expect(try await pipeline.receiver.waitFor("kept", count: 1, timeout: 10).count == 1)
@@ -210,7 +213,8 @@ struct DeliveryTests {
         try await Pipeline.run(beat: false) { pipeline in
             let start = Date().addingTimeInterval(-9.5)
             let id = try await pipeline.createSchedule(
-                #"{"endpoint":"\#(pipeline.receiver.url("late"))","interval_definition":"3 seconds","next_send_at":"\#(Timestamp.format(start))"}"#)
+                #"{"endpoint":"\#(pipeline.receiver.url("late"))","interval_definition":"3 seconds","next_send_at":"\#(Timestamp.format(start))"}"#
+            )
             pipeline.startBeat()
             let requests = try await pipeline.receiver.waitFor("late", count: 1, timeout: 10)
             #expect(requests.count == 1)

@@ -1,7 +1,7 @@
 import Foundation
 import SchedulerCore
-import Testing
 import TestSupport
+import Testing
 
 /// Faults: processes killed, the broker restarted, beats racing. Each test asserts that
 /// nothing due is lost and nothing is delivered twice. `scripts/test` runs this suite on

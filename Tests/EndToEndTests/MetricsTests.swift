@@ -120,7 +120,8 @@ struct MetricsTests {
             let publishedBefore = before.value("scheduler_occurrences_published_total") ?? 0
 
             pipeline.receiver.script("metered", [503])
-            _ = try await pipeline.createSchedule(#"{"endpoint":"\#(pipeline.receiver.url("metered"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
+            _ = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("metered"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
             _ = try await pipeline.createSchedule(#"{"endpoint":"\#(pipeline.receiver.url("metered"))","enabled":false}"#)
             #expect(try await pipeline.receiver.waitFor("metered", count: 2, timeout: 15).count == 2)
             try await Task.sleep(for: .milliseconds(500))

@@ -1,8 +1,8 @@
 import Delivery
 import Foundation
 import SchedulerCore
-import Testing
 import TestSupport
+import Testing
 
 /// `scheduler-ctl` run as an operator would, against this pipeline's database and broker.
 func ctl(_ pipeline: Pipeline, _ arguments: [String], input: String = "") throws -> (status: Int32, output: String) {
@@ -68,7 +68,9 @@ struct OperatorCLITests {
             #expect(queues.output.contains("scheduler.retry.1s"))
 
             // One in detail.
-            guard case .object(let first)? = items.first, let firstID = first["delivery_id"]?.stringValue else { throw ReceiverError("no id") }
+            guard case .object(let first)? = items.first, let firstID = first["delivery_id"]?.stringValue else {
+                throw ReceiverError("no id")
+            }
             let show = try ctl(pipeline, ["dlq", "show", firstID])
             #expect(show.status == 0)
             #expect(show.output.contains("x-failure-reason") && show.output.contains("x-last-status"))

@@ -56,7 +56,8 @@ final class Pipeline: Sendable {
         var logger = Logger(label: "e2e")
         logger.logLevel = ProcessInfo.processInfo.environment["E2E_DEBUG"] == nil ? .error : .debug
         let pool = PostgresPool(url: databaseURL, size: 4, logger: logger)
-        let admin = try await UserStore(pool: pool, minter: TokenMinter(secretKey: secretKey)).issueToken(email: "e2e@example.org", admin: true)
+        let admin = try await UserStore(pool: pool, minter: TokenMinter(secretKey: secretKey)).issueToken(
+            email: "e2e@example.org", admin: true)
         let receiver = try await Receiver.start()
         let pipeline = Pipeline(
             configuration: configuration, environment: settings, pool: pool, receiver: receiver, adminToken: admin.token, logger: logger)
@@ -72,11 +73,16 @@ final class Pipeline: Sendable {
     }
 
     func startBeat(name: String = "beat") {
-        start(name, Beat(configuration: configuration, pool: PostgresPool(url: configuration.databaseURL, size: 2, logger: logger), logger: logger))
+        start(
+            name,
+            Beat(configuration: configuration, pool: PostgresPool(url: configuration.databaseURL, size: 2, logger: logger), logger: logger))
     }
 
     func startWorker(name: String = "worker") {
-        start(name, Worker(configuration: configuration, pool: PostgresPool(url: configuration.databaseURL, size: 2, logger: logger), logger: logger))
+        start(
+            name,
+            Worker(
+                configuration: configuration, pool: PostgresPool(url: configuration.databaseURL, size: 2, logger: logger), logger: logger))
     }
 
     private func start(_ name: String, _ service: any Service) {
@@ -135,7 +141,9 @@ final class Pipeline: Sendable {
             configuration = try Configuration(environment: pipeline.environment.merging(extra) { $1 })
         }
 
-        func send(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil) async throws -> (status: HTTPResponse.Status, json: JSONValue?) {
+        func send(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil) async throws -> (
+            status: HTTPResponse.Status, json: JSONValue?
+        ) {
             try await pipeline.send(method, uri, json: json, configuration: configuration)
         }
 

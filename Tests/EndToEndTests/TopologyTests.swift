@@ -19,7 +19,8 @@ struct TopologyTests {
         else { throw TopologyError("definitions.json lacks exchanges, queues or bindings") }
 
         let declaredExchanges = Set(topology.exchanges.map { "\($0.name) \($0.type)" })
-        let fileExchanges = Set(exchanges.compactMap(\.objectValue).map { "\($0["name"]?.stringValue ?? "") \($0["type"]?.stringValue ?? "")" })
+        let fileExchanges = Set(
+            exchanges.compactMap(\.objectValue).map { "\($0["name"]?.stringValue ?? "") \($0["type"]?.stringValue ?? "")" })
         #expect(fileExchanges == declaredExchanges)
 
         var fileQueues: [String: [String: AMQPValue]] = [:]
@@ -32,9 +33,10 @@ struct TopologyTests {
         }
         #expect(fileQueues == Dictionary(uniqueKeysWithValues: topology.queues.map { ($0.name, $0.arguments) }))
 
-        let fileBindings = Set(bindings.compactMap(\.objectValue).map {
-            "\($0["destination"]?.stringValue ?? "") <- \($0["source"]?.stringValue ?? "") \($0["routing_key"]?.stringValue ?? "")"
-        })
+        let fileBindings = Set(
+            bindings.compactMap(\.objectValue).map {
+                "\($0["destination"]?.stringValue ?? "") <- \($0["source"]?.stringValue ?? "") \($0["routing_key"]?.stringValue ?? "")"
+            })
         #expect(fileBindings == Set(topology.bindings.map { "\($0.queue) <- \($0.exchange) \($0.routingKey)" }))
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
 import Postgres
 import SchedulerStore
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Migrations")
 struct MigratorTests {

@@ -5,8 +5,8 @@ import Postgres
 import SchedulerAPI
 import SchedulerCore
 import SchedulerStore
-import Testing
 import TestSupport
+import Testing
 
 /// The whole API on a fresh database, with an admin and a normal user.
 struct APIHarness: Sendable {

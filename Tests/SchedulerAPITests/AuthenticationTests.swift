@@ -83,7 +83,8 @@ struct UserAPITests {
         try await APIHarness.run { api in
             try await api.pool.query("INSERT INTO auth_group (name) VALUES ('Admins')")
             try await api.pool.query(
-                "INSERT INTO auth_user_groups (user_id, group_id) SELECT u.id, g.id FROM auth_user u, auth_group g WHERE u.email = 'admin@example.org'")
+                "INSERT INTO auth_user_groups (user_id, group_id) SELECT u.id, g.id FROM auth_user u, auth_group g WHERE u.email = 'admin@example.org'"
+            )
             let users = try await api.send(.get, "/api/v1/user/")
             #expect(users.status == .ok)
             #expect(users.object?["count"] == .int(2))
@@ -91,7 +92,9 @@ struct UserAPITests {
             let admin = try #require(results.compactMap(\.objectValue).first { $0["email"] == .string("admin@example.org") })
             #expect(admin.keys == ["url", "username", "email", "groups"])
             #expect(admin["username"] == .string("admin@example.org"))
-            guard case .array(let groups)? = admin["groups"], let groupURL = groups.first?.stringValue else { throw TestFailure("no group") }
+            guard case .array(let groups)? = admin["groups"], let groupURL = groups.first?.stringValue else {
+                throw TestFailure("no group")
+            }
             #expect(groupURL.hasPrefix("http") && groupURL.hasSuffix("/api/v1/group/1/"))
 
             let userURL = try #require(admin["url"]?.stringValue)

@@ -1,7 +1,7 @@
 import Foundation
 import Hummingbird
-import TestSupport
 import SchedulerCore
+import TestSupport
 import Testing
 
 @Suite("Webhooks, health and metrics")
@@ -9,7 +9,8 @@ struct HelperAPITests {
     @Test("webhooks: create, list, update and delete; each user sees only their own")
     func webhooks() async throws {
         try await APIHarness.run { api in
-            let created = try await api.send(.post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"http://hooks.example.org/in"}"#)
+            let created = try await api.send(
+                .post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"http://hooks.example.org/in"}"#)
             #expect(created.status == .created, "\(created.text)")
             let hook = try #require(created.object)
             #expect(hook.keys == ["id", "created", "updated", "user", "event", "target"])
@@ -56,7 +57,9 @@ struct HelperAPITests {
         try await APIHarness.run(environment: ["BROKER_URL": try TestBroker.baseURL + "/%2f"]) { api in
             let reply = try await api.send(.get, "/api/health/")
             #expect(reply.status == .ok)
-            #expect(reply.json?.serialized == #"{"up":true,"result":{"database":"Accessible","broker":"Accessible","version":"\#(SchedulerVersion.current)"}}"#)
+            #expect(
+                reply.json?.serialized
+                    == #"{"up":true,"result":{"database":"Accessible","broker":"Accessible","version":"\#(SchedulerVersion.current)"}}"#)
         }
     }
 

@@ -22,7 +22,9 @@ struct ScheduleAPITests {
             let before = Date()
             let reply = try await api.send(
                 .post, "/api/v1/schedule/",
-                json: #"{"endpoint":"http://receiver.example.org/hook","interval_definition":"5 minutes","payload":{"z":1,"a":[true,null]},"auth_token":"abc","unknown":"ignored"}"#)
+                json:
+                    #"{"endpoint":"http://receiver.example.org/hook","interval_definition":"5 minutes","payload":{"z":1,"a":[true,null]},"auth_token":"abc","unknown":"ignored"}"#
+            )
             #expect(reply.status == .created, "\(reply.text)")
             let schedule = try #require(reply.object)
             #expect(schedule.keys == Self.fieldOrder)
@@ -56,7 +58,8 @@ struct ScheduleAPITests {
             let schedule = try await api.createSchedule(
                 #"{"endpoint":"http://e.org/h","cron_definition":"0 9 * * *","timezone":"America/New_York"}"#)
             let next = try #require(schedule["next_send_at"]?.stringValue.flatMap(Timestamp.parse))
-            let expected = try #require(try CronExpression(parsing: "0 9 * * *").nextDate(after: Date(), in: TimeZone(identifier: "America/New_York")!))
+            let expected = try #require(
+                try CronExpression(parsing: "0 9 * * *").nextDate(after: Date(), in: TimeZone(identifier: "America/New_York")!))
             #expect(next == expected)
         }
     }
@@ -67,14 +70,22 @@ struct ScheduleAPITests {
             let cases: [(String, String, String)] = [
                 (#"{"cron_definition":"* * * * *"}"#, "endpoint", "This field is required."),
                 (#"{"endpoint":"ftp://e.org"}"#, "endpoint", "Enter a valid URL."),
-                (#"{"endpoint":"http://e.org","cron_definition":"99 * * * *"}"#, "cron_definition",
-                 "99 * * * * is not a valid crontab string: minute value 99 is out of range 0-59"),
-                (#"{"endpoint":"http://e.org","interval_definition":"every minute"}"#, "interval_definition",
-                 "every minute is not a valid interval string: integer and period (from: days, hours, minutes, seconds, microseconds) e.g. 1 minutes"),
-                (#"{"endpoint":"http://e.org","cron_definition":"* * * * *","interval_definition":"1 minutes"}"#, "non_field_errors",
-                 "Give either cron_definition or interval_definition, not both (set the other to null)."),
-                (#"{"endpoint":"http://e.org","timezone":"Nowhere/Land"}"#, "timezone",
-                 "Nowhere/Land is not a known IANA time zone (for example UTC or Europe/London)."),
+                (
+                    #"{"endpoint":"http://e.org","cron_definition":"99 * * * *"}"#, "cron_definition",
+                    "99 * * * * is not a valid crontab string: minute value 99 is out of range 0-59"
+                ),
+                (
+                    #"{"endpoint":"http://e.org","interval_definition":"every minute"}"#, "interval_definition",
+                    "every minute is not a valid interval string: integer and period (from: days, hours, minutes, seconds, microseconds) e.g. 1 minutes"
+                ),
+                (
+                    #"{"endpoint":"http://e.org","cron_definition":"* * * * *","interval_definition":"1 minutes"}"#, "non_field_errors",
+                    "Give either cron_definition or interval_definition, not both (set the other to null)."
+                ),
+                (
+                    #"{"endpoint":"http://e.org","timezone":"Nowhere/Land"}"#, "timezone",
+                    "Nowhere/Land is not a known IANA time zone (for example UTC or Europe/London)."
+                ),
                 (#"{"endpoint":"http://e.org","enabled":"sometimes"}"#, "enabled", "Must be a valid boolean."),
                 (#"{"endpoint":"http://e.org","frequency":-1}"#, "frequency", "Ensure this value is greater than or equal to 1."),
                 (#"{"endpoint":"http://e.org","next_send_at":"next tuesday"}"#, "next_send_at", FieldErrors.badDatetime),
@@ -110,7 +121,9 @@ struct ScheduleAPITests {
         try await APIHarness.run { api in
             for method in [HTTPRequest.Method.get, .put, .patch, .delete] {
                 for id in [UUID().uuidString, "not-a-uuid", "123"] {
-                    let reply = try await api.send(method, "/api/v1/schedule/\(id)/", json: method == .get || method == .delete ? nil : #"{"endpoint":"http://e.org"}"#)
+                    let reply = try await api.send(
+                        method, "/api/v1/schedule/\(id)/", json: method == .get || method == .delete ? nil : #"{"endpoint":"http://e.org"}"#
+                    )
                     #expect(reply.status == .notFound, "\(method) \(id)")
                     #expect(reply.detail == "Not found.")
                 }

@@ -18,10 +18,11 @@ struct ConfigurationTests {
 
     @Test("the original's names are read")
     func names() throws {
-        let configuration = try Configuration(environment: secret.merging([
-            "SCHEDULER_DATABASE": "postgres://u:p@db:5432/s", "BROKER_URL": "amqp://guest:guest@mq:5672/%2f", "DEBUG": "true",
-            "USE_SSL": "1", "HOOK_AUTH_TOKEN": "hook", "PORT": "9000", "PAGE_SIZE": "20",
-        ]) { $1 })
+        let configuration = try Configuration(
+            environment: secret.merging([
+                "SCHEDULER_DATABASE": "postgres://u:p@db:5432/s", "BROKER_URL": "amqp://guest:guest@mq:5672/%2f", "DEBUG": "true",
+                "USE_SSL": "1", "HOOK_AUTH_TOKEN": "hook", "PORT": "9000", "PAGE_SIZE": "20",
+            ]) { $1 })
         #expect(configuration.databaseURL == "postgres://u:p@db:5432/s")
         #expect(configuration.debug && configuration.useSSL)
         #expect(configuration.hookAuthToken == "hook")
@@ -39,7 +40,10 @@ struct ConfigurationTests {
             (["PAGE_SIZE": "0"], "PAGE_SIZE must be an integer from 1 to 1000, got '0'"),
             (["SCHEDULER_DATABASE": "mysql://u:secret@db/x"], "SCHEDULER_DATABASE must be a postgres:// URL, got 'mysql://u:***@db/x'"),
             (["BROKER_URL": "redis://mq"], "BROKER_URL must be a amqp:// URL, got 'redis://mq'"),
-            (["RETRY_DELAYS": "soon"], "RETRY_DELAYS must be a comma-separated list of durations like 5s,30s,5m,30m (units ms, s, m, h; at most 24h), got 'soon'"),
+            (
+                ["RETRY_DELAYS": "soon"],
+                "RETRY_DELAYS must be a comma-separated list of durations like 5s,30s,5m,30m (units ms, s, m, h; at most 24h), got 'soon'"
+            ),
             (["DELIVERY_ATTEMPTS": "0"], "DELIVERY_ATTEMPTS must be an integer from 1 to 100, got '0'"),
         ] as [([String: String], String)])
     func malformed(environment: [String: String], message: String) {

@@ -14,8 +14,9 @@ struct RetryPolicyTests {
 
     @Test("connection errors, timeouts, 408, 425, 429 and 5xx are retried with growing delays")
     func retried() {
-        #expect(policy.decide(status: nil, error: "Couldn't connect to server", attempt: 1, retryAfter: nil)
-            == .retry(delayIndex: 0, reason: "Couldn't connect to server"))
+        #expect(
+            policy.decide(status: nil, error: "Couldn't connect to server", attempt: 1, retryAfter: nil)
+                == .retry(delayIndex: 0, reason: "Couldn't connect to server"))
         #expect(policy.decide(status: 503, error: nil, attempt: 2, retryAfter: nil) == .retry(delayIndex: 1, reason: "HTTP 503"))
         for status in [408, 425, 429, 500, 502, 599] {
             #expect(policy.decide(status: status, error: nil, attempt: 1, retryAfter: nil) != .delivered)
@@ -28,8 +29,9 @@ struct RetryPolicyTests {
     @Test("the last attempt, and other 4xx at once, go to the dead letters")
     func dead() {
         #expect(policy.decide(status: 500, error: nil, attempt: 6, retryAfter: nil) == .dead(reason: "HTTP 500 after 6 attempts"))
-        #expect(policy.decide(status: 404, error: nil, attempt: 1, retryAfter: nil)
-            == .dead(reason: "HTTP 404 after 1 attempt (not retried: the receiver refused the request)"))
+        #expect(
+            policy.decide(status: 404, error: nil, attempt: 1, retryAfter: nil)
+                == .dead(reason: "HTTP 404 after 1 attempt (not retried: the receiver refused the request)"))
         #expect(policy.decide(status: 301, error: nil, attempt: 1, retryAfter: nil) != .delivered)
     }
 
@@ -90,7 +92,8 @@ struct DeliveryJobTests {
     @Test("after firing late, a cron schedule continues from now")
     func cronCatchUp() {
         let timing = ScheduleTiming(cronDefinition: "0 * * * *", intervalDefinition: nil, timezone: "UTC")
-        #expect(timing.nextRun(afterFiring: date("2026-01-01T00:00:00Z"), now: date("2026-01-01T05:30:00Z")) == date("2026-01-01T06:00:00Z"))
+        #expect(
+            timing.nextRun(afterFiring: date("2026-01-01T00:00:00Z"), now: date("2026-01-01T05:30:00Z")) == date("2026-01-01T06:00:00Z"))
         #expect(ScheduleTiming.none.nextRun(afterFiring: date("2026-01-01T00:00:00Z"), now: Date()) == nil)
     }
 }

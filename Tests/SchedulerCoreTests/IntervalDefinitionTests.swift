@@ -17,8 +17,10 @@ struct IntervalDefinitionTests {
 
     @Test(
         "anything else is refused",
-        arguments: ["", "5", "minutes", "0 minutes", "-1 minutes", "1.5 minutes", "5 weeks", "5 minutes extra", "five minutes",
-            "99999999999999999999 days", "200000000 days", "+5 minutes", "٣ minutes"])
+        arguments: [
+            "", "5", "minutes", "0 minutes", "-1 minutes", "1.5 minutes", "5 weeks", "5 minutes extra", "five minutes",
+            "99999999999999999999 days", "200000000 days", "+5 minutes", "٣ minutes",
+        ])
     func invalid(text: String) {
         #expect(IntervalDefinition(parsing: text) == nil)
     }

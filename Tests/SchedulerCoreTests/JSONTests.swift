@@ -32,7 +32,8 @@ struct JSONTests {
             ("", "Expecting value"), ("{", "Expecting property name enclosed in double quotes"), ("[1,]", "Expecting value"),
             ("{\"a\" 1}", "Expecting ':' delimiter"), ("[1 2]", "Expecting ',' delimiter"), ("\"abc", "Unterminated string"),
             ("01", "Extra data after the JSON value"), ("1.", "Invalid number"), ("-", "Invalid number"), ("tru", "Expecting value"),
-            ("\"\\x\"", "Invalid \\escape"), ("\"\\ud800\"", "Unpaired surrogate in string"), ("\"a\nb\"", "Invalid control character in string"),
+            ("\"\\x\"", "Invalid \\escape"), ("\"\\ud800\"", "Unpaired surrogate in string"),
+            ("\"a\nb\"", "Invalid control character in string"),
             ("NaN", "Expecting value"), ("{} {}", "Extra data after the JSON value"),
         ])
     func malformed(text: String, reason: String) {
@@ -84,8 +85,10 @@ struct TimestampTests {
 
     @Test(
         "refuses what is not a time",
-        arguments: ["", "2026-11-30", "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z", "2026-11-30T24:00:00Z", "2026-11-30T16:60:00Z",
-            "2026-11-30T16:32:09+25:00", "2026-11-30T16:32:09Zjunk", "tomorrow", "2026-11-30T16:32:09.Z", "0000-01-01T00:00:00Z"])
+        arguments: [
+            "", "2026-11-30", "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z", "2026-11-30T24:00:00Z", "2026-11-30T16:60:00Z",
+            "2026-11-30T16:32:09+25:00", "2026-11-30T16:32:09Zjunk", "tomorrow", "2026-11-30T16:32:09.Z", "0000-01-01T00:00:00Z",
+        ])
     func invalid(text: String) {
         #expect(Timestamp.parse(text) == nil)
     }

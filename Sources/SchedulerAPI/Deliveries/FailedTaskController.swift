@@ -21,7 +21,8 @@ struct FailedTaskController: Sendable {
         let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
         let page = try await store.dead(limit: pagination.limit, offset: pagination.offset)
         let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(body: pagination.page(page.items.map { $0.failedTaskJSON(links) }, count: page.count, request: request, links: links))
+        return JSONResponse.make(
+            body: pagination.page(page.items.map { $0.failedTaskJSON(links) }, count: page.count, request: request, links: links))
     }
 
     @Sendable func retrieve(_ request: Request, context: SchedulerRequestContext) async throws -> Response {

@@ -1,7 +1,7 @@
-import Foundation
-import Hummingbird
 import AMQP
 import Dispatch
+import Foundation
+import Hummingbird
 import Postgres
 import SchedulerCore
 import Synchronization

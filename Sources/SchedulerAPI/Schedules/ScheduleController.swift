@@ -32,7 +32,8 @@ struct ScheduleController: Sendable {
         let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
         let page = try await store.schedules(filter: filter, limit: pagination.limit, offset: pagination.offset)
         let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(body: pagination.page(page.items.map { $0.json(links) }, count: page.count, request: request, links: links))
+        return JSONResponse.make(
+            body: pagination.page(page.items.map { $0.json(links) }, count: page.count, request: request, links: links))
     }
 
     @Sendable func create(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
@@ -97,7 +98,8 @@ struct ScheduleController: Sendable {
         let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
         let page = try await deliveryStore.deliveries(scheduleID: id, limit: pagination.limit, offset: pagination.offset)
         let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(body: pagination.page(page.items.map { $0.json(links) }, count: page.count, request: request, links: links))
+        return JSONResponse.make(
+            body: pagination.page(page.items.map { $0.json(links) }, count: page.count, request: request, links: links))
     }
 
     private func scheduleID(_ context: SchedulerRequestContext) throws -> UUID {

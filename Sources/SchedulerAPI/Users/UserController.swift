@@ -19,7 +19,8 @@ struct UserController: Sendable {
         let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
         let page = try await store.users(limit: pagination.limit, offset: pagination.offset)
         let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(body: pagination.page(page.items.map { json($0, links) }, count: page.count, request: request, links: links))
+        return JSONResponse.make(
+            body: pagination.page(page.items.map { json($0, links) }, count: page.count, request: request, links: links))
     }
 
     @Sendable func retrieveUser(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
@@ -31,7 +32,8 @@ struct UserController: Sendable {
         let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
         let page = try await store.groups(limit: pagination.limit, offset: pagination.offset)
         let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(body: pagination.page(page.items.map { json($0, links) }, count: page.count, request: request, links: links))
+        return JSONResponse.make(
+            body: pagination.page(page.items.map { json($0, links) }, count: page.count, request: request, links: links))
     }
 
     @Sendable func retrieveGroup(_ request: Request, context: SchedulerRequestContext) async throws -> Response {

@@ -73,7 +73,9 @@ public struct Configuration: Sendable, Equatable {
         let attempts = try reader.int("DELIVERY_ATTEMPTS", default: 6, range: 1...100)
         let delaysText = reader.string("RETRY_DELAYS") ?? "5s,30s,5m,30m"
         guard let delays = RetryPolicy.parseDelays(delaysText) else {
-            throw ConfigurationError("RETRY_DELAYS must be a comma-separated list of durations like 5s,30s,5m,30m (units ms, s, m, h; at most 24h), got '\(delaysText)'")
+            throw ConfigurationError(
+                "RETRY_DELAYS must be a comma-separated list of durations like 5s,30s,5m,30m (units ms, s, m, h; at most 24h), got '\(delaysText)'"
+            )
         }
         retryPolicy = RetryPolicy(maxAttempts: attempts, delays: delays)
         workerPrefetch = try reader.int("WORKER_PREFETCH", default: 1000, range: 1...10_000)

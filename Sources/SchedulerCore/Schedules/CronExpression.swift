@@ -178,7 +178,8 @@ public struct CronExpression: Sendable, Hashable {
                 continue
             }
             if months & (1 << wall.month) == 0 {
-                wall = wall.month == 12
+                wall =
+                    wall.month == 12
                     ? CivilDateTime(year: wall.year + 1, month: 1, day: 1)
                     : CivilDateTime(year: wall.year, month: wall.month + 1, day: 1)
                 continue
@@ -188,7 +189,8 @@ public struct CronExpression: Sendable, Hashable {
                 continue
             }
             if hours & (1 << wall.hour) == 0 {
-                wall = CivilDateTime(wallSeconds: CivilDateTime(year: wall.year, month: wall.month, day: wall.day, hour: wall.hour).wallSeconds + 3600)
+                wall = CivilDateTime(
+                    wallSeconds: CivilDateTime(year: wall.year, month: wall.month, day: wall.day, hour: wall.hour).wallSeconds + 3600)
                 continue
             }
             if minutes & (1 << wall.minute) == 0 {

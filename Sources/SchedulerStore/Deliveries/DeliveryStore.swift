@@ -236,9 +236,10 @@ public struct DeliveryStore: Sendable {
 
     public func deliveries(scheduleID: UUID, limit: Int, offset: Int) async throws -> Page<Delivery> {
         try await pool.withConnection { connection in
-            let count = try await connection.query(
-                "SELECT count(*) FROM deliveries WHERE schedule_id = $1", [SQL.text(scheduleID)]
-            ).first?[0].flatMap { Int($0) } ?? 0
+            let count =
+                try await connection.query(
+                    "SELECT count(*) FROM deliveries WHERE schedule_id = $1", [SQL.text(scheduleID)]
+                ).first?[0].flatMap { Int($0) } ?? 0
             let rows = try await connection.query(
                 """
                 SELECT \(Self.columns) FROM deliveries WHERE schedule_id = $1
@@ -251,7 +252,8 @@ public struct DeliveryStore: Sendable {
     /// Dead deliveries, most recent first.
     public func dead(limit: Int, offset: Int) async throws -> Page<Delivery> {
         try await pool.withConnection { connection in
-            let count = try await connection.query("SELECT count(*) FROM deliveries WHERE state = 'dead'").first?[0].flatMap { Int($0) } ?? 0
+            let count =
+                try await connection.query("SELECT count(*) FROM deliveries WHERE state = 'dead'").first?[0].flatMap { Int($0) } ?? 0
             let rows = try await connection.query(
                 "SELECT \(Self.columns) FROM deliveries WHERE state = 'dead' ORDER BY finished_at DESC, id LIMIT $1 OFFSET $2",
                 [String(limit), String(offset)])

@@ -33,11 +33,11 @@ public struct ScheduleStore: Sendable {
         try await pool.withTransaction { connection in
             let rows = try await connection.query(
                 """
-            INSERT INTO schedules (id, frequency, cron_definition, interval_definition, timezone, endpoint, payload,
-                                   auth_token, next_send_at, enabled, created_by, updated_by)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
-            RETURNING \(Self.columns)
-            """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID)])
+                INSERT INTO schedules (id, frequency, cron_definition, interval_definition, timezone, endpoint, payload,
+                                       auth_token, next_send_at, enabled, created_by, updated_by)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+                RETURNING \(Self.columns)
+                """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID)])
             guard let row = rows.first else { throw StoreError.unexpectedNull("schedules") }
             let schedule = try Self.schedule(row)
             try await onCreated(schedule, connection)
@@ -53,9 +53,10 @@ public struct ScheduleStore: Sendable {
         let conditions = "($1::boolean IS NULL OR enabled = $1) AND ($2::text IS NULL OR endpoint = $2)"
         let filterParameters = [SQL.text(filter.enabled), filter.endpoint]
         return try await pool.withConnection { connection in
-            let count = try await connection.query(
-                "SELECT count(*) FROM schedules WHERE \(conditions)", filterParameters
-            ).first?[0].flatMap { Int($0) } ?? 0
+            let count =
+                try await connection.query(
+                    "SELECT count(*) FROM schedules WHERE \(conditions)", filterParameters
+                ).first?[0].flatMap { Int($0) } ?? 0
             let rows = try await connection.query(
                 """
                 SELECT \(Self.columns) FROM schedules WHERE \(conditions)

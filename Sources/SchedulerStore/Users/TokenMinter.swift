@@ -14,7 +14,8 @@ public struct TokenMinter: Sendable {
     }
 
     public func token(userID: Int64, generation: Int) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data("seed-scheduler/api-token/\(userID)/\(generation)".utf8), using: SymmetricKey(data: secret))
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Data("seed-scheduler/api-token/\(userID)/\(generation)".utf8), using: SymmetricKey(data: secret))
         return String(Self.hex(Data(mac)).prefix(40))
     }
 

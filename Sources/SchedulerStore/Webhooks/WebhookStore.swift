@@ -34,9 +34,10 @@ public struct WebhookStore: Sendable {
 
     public func webhooks(userID: Int64, limit: Int, offset: Int) async throws -> Page<Webhook> {
         try await pool.withConnection { connection in
-            let count = try await connection.query(
-                "SELECT count(*) FROM webhooks WHERE user_id = $1", [String(userID)]
-            ).first?[0].flatMap { Int($0) } ?? 0
+            let count =
+                try await connection.query(
+                    "SELECT count(*) FROM webhooks WHERE user_id = $1", [String(userID)]
+                ).first?[0].flatMap { Int($0) } ?? 0
             let rows = try await connection.query(
                 "SELECT \(Self.columns) FROM webhooks WHERE user_id = $1 ORDER BY created DESC, id DESC LIMIT $2 OFFSET $3",
                 [String(userID), String(limit), String(offset)])
