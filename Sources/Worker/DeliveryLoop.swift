@@ -66,12 +66,8 @@ final class DeliveryLoop: @unchecked Sendable {
     private var consumer: AMQPConnection?
     private var generation = 0
     private var jobs: [UInt64: InFlight] = [:]
-    private var pendingLookups: [UInt64] = []
-    private var failedLookups: [UInt64] = []
-    private var retryLookupsAt: Date?
-    private var pendingFinalizations: [Finalization] = []
-    private var retryFinalizationsAt: Date?
-    private var failedFinalizations: [Finalization] = []
+    private var lookups = Batch<UInt64>()
+    private var finalizations = Batch<Finalization>()
     private let channel: UInt16 = 1
 
     init(settings: Settings, pool: PostgresPool, logger: Logger) {
@@ -184,10 +180,8 @@ final class DeliveryLoop: @unchecked Sendable {
         generation += 1
         // Their delivery tags died with the connection: the broker delivers them again.
         jobs.removeAll()
-        pendingLookups.removeAll()
-        failedLookups.removeAll()
-        pendingFinalizations.removeAll()
-        failedFinalizations.removeAll()
+        lookups = Batch()
+        finalizations = Batch()
     }
 
     private func sleepUnlessStopped(_ seconds: Double) {
@@ -208,14 +202,14 @@ final class DeliveryLoop: @unchecked Sendable {
         do {
             let job = try DeliveryJob(body: delivery.body)
             jobs[delivery.deliveryTag] = InFlight(delivery: delivery, job: job, attempt: attempt)
-            pendingLookups.append(delivery.deliveryTag)
+            lookups.add(delivery.deliveryTag)
         } catch {
             logger.warning("malformed job dead-lettered", metadata: ["reason": "\(error.message)"])
             DeliveryMetrics.skipped("malformed")
             jobs[delivery.deliveryTag] = InFlight(
                 delivery: delivery, job: DeliveryJob(deliveryID: UUID(), scheduleID: nil, scheduledFor: Date(), kind: .schedule),
                 attempt: attempt)
-            pendingFinalizations.append(
+            finalizations.add(
                 Finalization(
                     tag: delivery.deliveryTag,
                     message: deadLetter(delivery, reason: error.message, status: nil, error: nil, attempts: attempt),
@@ -226,14 +220,8 @@ final class DeliveryLoop: @unchecked Sendable {
     // MARK: Steps
 
     private func startLookups() {
-        if let at = retryLookupsAt, Date() >= at {
-            pendingLookups.append(contentsOf: failedLookups)
-            failedLookups.removeAll()
-            retryLookupsAt = nil
-        }
-        guard !pendingLookups.isEmpty else { return }
-        let tags = pendingLookups
-        pendingLookups.removeAll()
+        let tags = lookups.take()
+        guard !tags.isEmpty else { return }
         let ids = tags.compactMap { jobs[$0]?.job.deliveryID }
         let generation = generation
         post { [store] in
@@ -256,8 +244,7 @@ final class DeliveryLoop: @unchecked Sendable {
                 for tag in tags { if let job = jobs[tag] { begin(tag: tag, job: job, target: targets[job.job.deliveryID]) } }
             case .lookupFailed(let generation, let tags, let error) where generation == self.generation:
                 logger.error("cannot read delivery records; will try again", metadata: ["error": "\(error)"])
-                failedLookups.append(contentsOf: tags)
-                retryLookupsAt = Date().addingTimeInterval(0.5)
+                lookups.failed(tags, retryAfter: 0.5)
             case .finished(let generation, let tags) where generation == self.generation:
                 for tag in tags {
                     guard jobs.removeValue(forKey: tag) != nil else { continue }
@@ -269,8 +256,7 @@ final class DeliveryLoop: @unchecked Sendable {
                 }
             case .finishFailed(let generation, let finalizations, let error) where generation == self.generation:
                 logger.error("cannot record outcomes or publish retries; will try again", metadata: ["error": "\(error)"])
-                failedFinalizations.append(contentsOf: finalizations)
-                retryFinalizationsAt = Date().addingTimeInterval(1)
+                self.finalizations.failed(finalizations, retryAfter: 1)
             default:
                 continue  // from a connection that is gone
             }
@@ -280,7 +266,7 @@ final class DeliveryLoop: @unchecked Sendable {
     /// Starts the POST, or settles a job that must not be POSTed.
     private func begin(tag: UInt64, job: InFlight, target: DeliveryStore.Target?) {
         guard let target else {
-            pendingFinalizations.append(
+            finalizations.add(
                 Finalization(
                     tag: tag,
                     message: deadLetter(
@@ -293,13 +279,13 @@ final class DeliveryLoop: @unchecked Sendable {
             // Disabled or deleted after it was queued, or a repeat of a delivered job.
             logger.debug("job not delivered", metadata: ["delivery.id": "\(job.job.deliveryID)", "state": "\(target.state)"])
             DeliveryMetrics.skipped(target.state == .delivered ? "duplicate" : "cancelled")
-            pendingFinalizations.append(Finalization(tag: tag, message: nil, attempt: nil))
+            finalizations.add(Finalization(tag: tag, message: nil, attempt: nil))
             return
         case .queued, .retrying, .dead:
             break
         }
         guard let endpoint = target.endpoint else {
-            pendingFinalizations.append(Finalization(tag: tag, message: nil, attempt: nil))
+            finalizations.add(Finalization(tag: tag, message: nil, attempt: nil))
             return
         }
         let body = Array((target.body.isEmpty || target.body == "null" ? "{}" : target.body).utf8)
@@ -337,7 +323,7 @@ final class DeliveryLoop: @unchecked Sendable {
         DeliveryMetrics.attempt(decision: decision, status: status, seconds: seconds)
         switch decision {
         case .delivered:
-            pendingFinalizations.append(
+            finalizations.add(
                 Finalization(
                     tag: tag, message: nil,
                     attempt: .init(
@@ -352,7 +338,7 @@ final class DeliveryLoop: @unchecked Sendable {
             logger.info(
                 "delivery failed; will retry",
                 metadata: ["delivery.id": "\(job.job.deliveryID)", "reason": "\(reason)", "attempt": "\(job.attempt)"])
-            pendingFinalizations.append(
+            finalizations.add(
                 Finalization(
                     tag: tag, message: message,
                     attempt: .init(
@@ -360,7 +346,7 @@ final class DeliveryLoop: @unchecked Sendable {
                         latencyMilliseconds: latency)))
         case .dead(let reason):
             logger.warning("delivery failed for good", metadata: ["delivery.id": "\(job.job.deliveryID)", "reason": "\(reason)"])
-            pendingFinalizations.append(
+            finalizations.add(
                 Finalization(
                     tag: tag,
                     message: deadLetter(job.delivery, reason: reason, status: status, error: error, attempts: job.attempt),
@@ -385,14 +371,8 @@ final class DeliveryLoop: @unchecked Sendable {
     /// Publishes what must be published, records what must be recorded, then acks: in one
     /// batch per turn of the loop.
     private func flushFinalizations() {
-        if let at = retryFinalizationsAt, Date() >= at {
-            pendingFinalizations.append(contentsOf: failedFinalizations)
-            failedFinalizations.removeAll()
-            retryFinalizationsAt = nil
-        }
-        guard !pendingFinalizations.isEmpty else { return }
-        let batch = pendingFinalizations
-        pendingFinalizations.removeAll()
+        let batch = finalizations.take()
+        guard !batch.isEmpty else { return }
         let generation = generation
         post { [store, publisher] in
             do {
@@ -435,5 +415,31 @@ enum DeliveryMetrics {
 
     static func skipped(_ outcome: String) {
         Counter(label: "scheduler_deliveries_total", dimensions: [("outcome", outcome), ("status_class", "none")]).increment()
+    }
+}
+
+/// Work gathered for one batch per turn of the loop; a batch that failed is tried again
+/// after a pause, with whatever came since.
+struct Batch<Item> {
+    private var pending: [Item] = []
+    private var failedItems: [Item] = []
+    private var retryAt: Date?
+
+    mutating func add(_ item: Item) { pending.append(item) }
+
+    /// What to do now: the new items, and the failed ones once their pause is over.
+    mutating func take(now: Date = Date()) -> [Item] {
+        if let retryAt, now >= retryAt {
+            pending.append(contentsOf: failedItems)
+            failedItems.removeAll()
+            self.retryAt = nil
+        }
+        defer { pending.removeAll() }
+        return pending
+    }
+
+    mutating func failed(_ items: [Item], retryAfter seconds: Double) {
+        failedItems.append(contentsOf: items)
+        retryAt = Date().addingTimeInterval(seconds)
     }
 }
