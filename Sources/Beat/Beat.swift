@@ -26,7 +26,6 @@ public final class Beat: Service, Sendable {
     let logger: Logger
     /// The longest sleep without a notification, in seconds.
     let idleWake: Double
-    private let rounds = Mutex(0)
 
     public init(configuration: Configuration, pool: PostgresPool, logger: Logger, idleWake: Double = 30) {
         store = DeliveryStore(pool: pool, publishLease: configuration.beatPublishLease)
@@ -37,9 +36,6 @@ public final class Beat: Service, Sendable {
         self.logger = logger
         self.idleWake = idleWake
     }
-
-    /// Rounds run so far (for tests and metrics).
-    public var roundsRun: Int { rounds.withLock { $0 } }
 
     public func run() async throws {
         let listener = Mutex<PostgresListener?>(nil)
@@ -123,7 +119,6 @@ public final class Beat: Service, Sendable {
             }
             if jobs.count < batchSize { break }
         }
-        rounds.withLock { $0 += 1 }
         BeatMetrics.lastRun.record(Date().timeIntervalSince1970)
         BeatMetrics.lag.record(lag)
         return published
