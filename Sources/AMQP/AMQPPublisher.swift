@@ -39,10 +39,11 @@ public final class AMQPPublisher: @unchecked Sendable {
         }
     }
 
+    /// Closes the connection once any publish in progress is done (without waiting for it).
     public func close() {
-        queue.sync {
-            connection?.close()
-            connection = nil
+        queue.async {
+            self.connection?.close()
+            self.connection = nil
         }
     }
 

@@ -2,6 +2,7 @@ internal import CLibPQ
 import Dispatch
 import Foundation
 import Logging
+import Synchronization
 
 /// One libpq connection (`PGconn`).
 ///
@@ -15,6 +16,9 @@ public final class PostgresConnection: @unchecked Sendable {
     private let handle: OpaquePointer
     private let queue: DispatchQueue
     private let logger: Logger
+    /// Whether the last statement left the connection usable and outside a transaction;
+    /// written on `queue` after every statement, read by the pool without waiting on it.
+    private let healthy = Mutex(true)
 
     private init(handle: OpaquePointer, queue: DispatchQueue, logger: Logger) {
         self.handle = handle
@@ -67,9 +71,7 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// False once the server went away; a pool drops such a connection instead of reusing it.
-    public var isHealthy: Bool {
-        queue.sync { PQstatus(handle) == CONNECTION_OK && PQtransactionStatus(handle) == PQTRANS_IDLE }
-    }
+    public var isHealthy: Bool { healthy.withLock { $0 } }
 
     /// Runs one statement with `$1, $2, ...` parameters, passed as text (nil is NULL).
     @discardableResult
@@ -113,6 +115,10 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func consume(_ result: OpaquePointer?) throws -> PostgresRows {
+        defer {
+            let usable = PQstatus(handle) == CONNECTION_OK && PQtransactionStatus(handle) == PQTRANS_IDLE
+            healthy.withLock { $0 = usable }
+        }
         guard let result else {
             throw PostgresError(kind: .connection, message: String(cString: PQerrorMessage(handle)))
         }

@@ -18,11 +18,11 @@ struct FailedTaskController: Sendable {
     }
 
     @Sendable func list(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
-        let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
-        let page = try await store.dead(limit: pagination.limit, offset: pagination.offset)
-        let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(
-            body: pagination.page(page.items.map { $0.failedTaskJSON(links) }, count: page.count, request: request, links: links))
+        try await Pagination.response(to: request, settings: settings) {
+            try await store.dead(limit: $0, offset: $1)
+        } render: {
+            $0.failedTaskJSON($1)
+        }
     }
 
     @Sendable func retrieve(_ request: Request, context: SchedulerRequestContext) async throws -> Response {

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import SchedulerCore
+import SchedulerStore
 
 /// Absolute URLs for the API's `url`, `next`, `previous` and `Location`, built from the
 /// request's Host header (as Django does) and `USE_SSL`.
@@ -67,5 +68,19 @@ struct Pagination: Sendable {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+}
+
+extension Pagination {
+    /// A list endpoint's answer: fetches the page the request asks for and renders it.
+    static func response<Item: Sendable>(
+        to request: Request, settings: APISettings, fetch: (_ limit: Int, _ offset: Int) async throws -> Page<Item>,
+        render: (Item, Links) -> JSONValue
+    ) async throws -> Response {
+        let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
+        let page = try await fetch(pagination.limit, pagination.offset)
+        let links = Links(request: request, useSSL: settings.useSSL)
+        return JSONResponse.make(
+            body: pagination.page(page.items.map { render($0, links) }, count: page.count, request: request, links: links))
     }
 }

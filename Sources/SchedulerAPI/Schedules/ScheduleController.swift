@@ -29,11 +29,11 @@ struct ScheduleController: Sendable {
         }
         if let text = query["endpoint"], !text.isEmpty { filter.endpoint = String(text) }
         guard errors.isEmpty else { throw APIError.validation(errors) }
-        let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
-        let page = try await store.schedules(filter: filter, limit: pagination.limit, offset: pagination.offset)
-        let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(
-            body: pagination.page(page.items.map { $0.json(links) }, count: page.count, request: request, links: links))
+        return try await Pagination.response(to: request, settings: settings) {
+            try await store.schedules(filter: filter, limit: $0, offset: $1)
+        } render: {
+            $0.json($1)
+        }
     }
 
     @Sendable func create(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
@@ -95,11 +95,11 @@ struct ScheduleController: Sendable {
     @Sendable func deliveries(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         let id = try scheduleID(context)
         guard try await store.schedule(id: id) != nil else { throw APIError.notFound }
-        let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
-        let page = try await deliveryStore.deliveries(scheduleID: id, limit: pagination.limit, offset: pagination.offset)
-        let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(
-            body: pagination.page(page.items.map { $0.json(links) }, count: page.count, request: request, links: links))
+        return try await Pagination.response(to: request, settings: settings) {
+            try await deliveryStore.deliveries(scheduleID: id, limit: $0, offset: $1)
+        } render: {
+            $0.json($1)
+        }
     }
 
     private func scheduleID(_ context: SchedulerRequestContext) throws -> UUID {

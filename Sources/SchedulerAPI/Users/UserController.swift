@@ -16,11 +16,11 @@ struct UserController: Sendable {
     }
 
     @Sendable func listUsers(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
-        let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
-        let page = try await store.users(limit: pagination.limit, offset: pagination.offset)
-        let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(
-            body: pagination.page(page.items.map { json($0, links) }, count: page.count, request: request, links: links))
+        try await Pagination.response(to: request, settings: settings) {
+            try await store.users(limit: $0, offset: $1)
+        } render: {
+            json($0, $1)
+        }
     }
 
     @Sendable func retrieveUser(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
@@ -29,11 +29,11 @@ struct UserController: Sendable {
     }
 
     @Sendable func listGroups(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
-        let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
-        let page = try await store.groups(limit: pagination.limit, offset: pagination.offset)
-        let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(
-            body: pagination.page(page.items.map { json($0, links) }, count: page.count, request: request, links: links))
+        try await Pagination.response(to: request, settings: settings) {
+            try await store.groups(limit: $0, offset: $1)
+        } render: {
+            json($0, $1)
+        }
     }
 
     @Sendable func retrieveGroup(_ request: Request, context: SchedulerRequestContext) async throws -> Response {

@@ -14,10 +14,11 @@ struct WebhookController: Sendable {
 
     @Sendable func list(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         let user = try context.caller()
-        let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
-        let page = try await store.webhooks(userID: user.id, limit: pagination.limit, offset: pagination.offset)
-        let links = Links(request: request, useSSL: settings.useSSL)
-        return JSONResponse.make(body: pagination.page(page.items.map(Self.json), count: page.count, request: request, links: links))
+        return try await Pagination.response(to: request, settings: settings) {
+            try await store.webhooks(userID: user.id, limit: $0, offset: $1)
+        } render: { hook, _ in
+            Self.json(hook)
+        }
     }
 
     @Sendable func create(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
