@@ -64,14 +64,55 @@ public final class AMQPConnection: @unchecked Sendable {
         try check("open channel \(channel)")
     }
 
+    /// Answers the broker's close of `channel` and opens it again.
+    private func reopen(_ channel: UInt16) throws {
+        var closeOK = amqp_channel_close_ok_t(dummy: 0)
+        let status = amqp_send_method(state, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &closeOK)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError(
+                kind: .connection, code: Int(status), message: "channel close-ok: \(String(cString: amqp_error_string2(status)))")
+        }
+        try openChannel(channel)
+    }
+
+    /// Reads what the broker sent while the connection was idle, and sends a heartbeat if
+    /// one is due: a publisher calls it between publishes so that its heartbeats keep
+    /// flowing and a silent broker is noticed (`AMQPError` of kind `.connection`).
+    public func serviceIdle() throws {
+        while true {
+            var frame = amqp_frame_t()
+            var none = Self.timeval(seconds: 0)
+            let status = amqp_simple_wait_frame_noblock(state, &frame, &none)
+            if status == AMQP_STATUS_TIMEOUT.rawValue { return }
+            guard status == AMQP_STATUS_OK.rawValue else {
+                throw AMQPError(kind: .connection, code: Int(status), message: String(cString: amqp_error_string2(status)))
+            }
+            if frame.frame_type == AMQP_FRAME_METHOD,
+                frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD || frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD
+            {
+                throw closeError(frame, doing: "idle")
+            }
+        }
+    }
+
     /// Declares every exchange, queue and binding; declaring what exists unchanged is a no-op.
+    ///
+    /// A queue that exists is kept as it is, whatever its arguments (a queue declared by an
+    /// earlier version, without an argument added since, would otherwise refuse the
+    /// declaration and stop the program): only a missing queue is declared with them.
     public func declare(_ topology: AMQPTopology, channel: UInt16) throws {
         for exchange in topology.exchanges {
             _ = shim_exchange_declare(state, channel, exchange.name, exchange.type, 1)
             try check("declare exchange \(exchange.name)")
         }
         for queue in topology.queues {
-            _ = try declareQueue(queue.name, arguments: queue.arguments, channel: channel)
+            do {
+                _ = try declareQueue(queue.name, passive: true, channel: channel)
+            } catch let error as AMQPError where error.kind == .broker && error.code == 404 {
+                // The broker closed the channel over the missing queue: open it again.
+                try reopen(channel)
+                _ = try declareQueue(queue.name, arguments: queue.arguments, channel: channel)
+            }
         }
         for binding in topology.bindings {
             _ = shim_queue_bind(state, channel, binding.queue, binding.exchange, binding.routingKey)

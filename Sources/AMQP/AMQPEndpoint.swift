@@ -17,6 +17,7 @@ public struct AMQPEndpoint: Sendable, Equatable {
         }
         host = components.host.flatMap { $0.isEmpty ? nil : $0 } ?? "localhost"
         port = components.port ?? 5672
+        guard (1...65535).contains(port) else { throw AMQPError(kind: .usage, message: "port \(port) of the broker URL is out of range") }
         user = components.user?.removingPercentEncoding ?? "guest"
         password = components.password?.removingPercentEncoding ?? "guest"
         let path = components.percentEncodedPath

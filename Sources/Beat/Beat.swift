@@ -28,9 +28,10 @@ public final class Beat: Service, Sendable {
     let idleWake: Double
 
     public init(configuration: Configuration, pool: PostgresPool, logger: Logger, idleWake: Double = 30) {
-        store = DeliveryStore(pool: pool, publishLease: configuration.beatPublishLease)
+        store = DeliveryStore(pool: pool, publishLease: configuration.beatPublishLease, limits: configuration.scheduleLimits)
         publisher = AMQPPublisher(
-            url: configuration.brokerURL, topology: DeliveryTopology.make(configuration.retryPolicy), logger: logger)
+            url: configuration.brokerURL, topology: DeliveryTopology.make(configuration.retryPolicy), logger: logger,
+            heartbeat: configuration.brokerHeartbeat)
         databaseURL = configuration.databaseURL
         batchSize = configuration.beatBatchSize
         self.logger = logger
@@ -93,7 +94,13 @@ public final class Beat: Service, Sendable {
         defer { publishing?.cancel() }
         while true {
             let claimedAt = now()
-            let jobs = try await store.claimDue(now: claimedAt, limit: batchSize)
+            let claim = try await store.claimDue(now: claimedAt, limit: batchSize)
+            let jobs = claim.jobs
+            for (id, reason) in claim.quarantined {
+                logger.error(
+                    "schedule disabled: its next run cannot be computed", metadata: ["schedule.id": "\(id)", "reason": "\(reason)"])
+            }
+            if !claim.quarantined.isEmpty { BeatMetrics.quarantined.increment(by: claim.quarantined.count) }
             if let earliest = jobs.map(\.scheduledFor).min() { lag = max(lag, claimedAt.timeIntervalSince(earliest)) }
             do {
                 try await publishing?.value
@@ -107,7 +114,7 @@ public final class Beat: Service, Sendable {
                 publishing = Task { try await self.publish(jobs) }
                 published += jobs.count
             }
-            if jobs.count < batchSize { break }
+            if jobs.count + claim.quarantined.count < batchSize { break }
         }
         try await publishing?.value
         while true {
@@ -152,6 +159,8 @@ public final class Beat: Service, Sendable {
 /// Beat's metrics.
 enum BeatMetrics {
     static let published = Counter(label: "scheduler_occurrences_published_total")
+    /// Schedules beat disabled because their next run could not be computed.
+    static let quarantined = Counter(label: "scheduler_schedules_quarantined_total")
     static let lastRun = Gauge(label: "scheduler_beat_last_run_timestamp_seconds")
     /// How late the most overdue occurrence of the last round was when claimed.
     static let lag = Gauge(label: "scheduler_beat_lag_seconds")

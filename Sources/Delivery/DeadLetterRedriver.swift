@@ -140,7 +140,9 @@ public struct DeadLetterRedriver: Sendable {
             semaphore.signal()
         }
         semaphore.wait()
-        return try box.result!.get()
+        // Set before the signal on every path of the task above.
+        guard let result = box.result else { throw AMQPError(kind: .connection, message: "database work ended without a result") }
+        return try result.get()
     }
 }
 

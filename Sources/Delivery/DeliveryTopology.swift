@@ -25,7 +25,14 @@ public enum DeliveryTopology {
             AMQPTopology.Exchange(name: exchange, type: "topic"), AMQPTopology.Exchange(name: deadExchange, type: "fanout"),
         ]
         var queues = [
-            AMQPTopology.Queue(name: queue, arguments: quorum), AMQPTopology.Queue(name: deadQueue, arguments: quorum),
+            AMQPTopology.Queue(
+                name: queue,
+                arguments: quorum.merging([
+                    // A backstop for poison jobs: past it the broker dead-letters the job itself.
+                    "x-delivery-limit": .int(Int64(DeliveryLimits.brokerDeliveryLimit)),
+                    "x-dead-letter-exchange": .string(deadExchange),
+                ]) { $1 }),
+            AMQPTopology.Queue(name: deadQueue, arguments: quorum),
         ]
         var bindings = [
             AMQPTopology.Binding(queue: queue, exchange: exchange, routingKey: "schedule.#"),
@@ -64,6 +71,8 @@ public enum DeliveryHeaders {
     public static let lastError = "x-last-error"
     public static let attempts = "x-attempts"
     public static let failedAt = "x-failed-at"
+    /// Set by quorum queues on a redelivery: how many times the job was handed out before.
+    public static let deliveryCount = "x-delivery-count"
 }
 
 extension DeliveryJob {

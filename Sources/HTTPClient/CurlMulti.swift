@@ -48,23 +48,33 @@ public final class CurlMulti: @unchecked Sendable {
     private let multi: UnsafeMutableRawPointer
     private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
 
-    private final class Transfer: RetryAfterSink {
+    private final class Transfer: ResponseSink {
         let id: UInt64
         let easy: UnsafeMutableRawPointer
         let headers: UnsafeMutablePointer<curl_slist>?
         let started = DispatchTime.now()
         var retryAfter: String?
+        var bodyBytes = 0
+        let maximumBodyBytes: Int
 
-        init(id: UInt64, easy: UnsafeMutableRawPointer, headers: UnsafeMutablePointer<curl_slist>?) {
+        init(id: UInt64, easy: UnsafeMutableRawPointer, headers: UnsafeMutablePointer<curl_slist>?, maximumBodyBytes: Int) {
             self.id = id
             self.easy = easy
             self.headers = headers
+            self.maximumBodyBytes = maximumBodyBytes
         }
+
+        var bodyTooLarge: Bool { bodyBytes > maximumBodyBytes }
     }
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
-    public init(maxConnectionsPerHost: Int = 64) {
+    /// Bytes of an answer's body read at most; past it the transfer stops, and its status
+    /// (already received) is its outcome.
+    public let maximumResponseBytes: Int
+
+    public init(maxConnectionsPerHost: Int = 64, maximumResponseBytes: Int = 1_048_576) {
+        self.maximumResponseBytes = maximumResponseBytes
         _ = Self.globalInit
         multi = curl_multi_init()
         _ = shim_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
@@ -78,12 +88,16 @@ public final class CurlMulti: @unchecked Sendable {
 
     public var inFlight: Int { transfers.count }
 
-    /// Starts a POST; its outcome comes from a later `perform()`.
+    /// Starts a POST; its outcome comes from a later `perform()`. Throws `HTTPPostError`
+    /// for a request that must never be sent (a header or URL with a line break or other
+    /// control character: it would add headers or smuggle a request), `CurlError` when
+    /// libcurl could not set the transfer up.
     public func start(_ post: HTTPPost) throws {
+        try post.validate()
         guard let easy = curl_easy_init() else { throw CurlError(code: -1, message: "curl_easy_init failed") }
         var list: UnsafeMutablePointer<curl_slist>?
         for header in post.headers + ["Expect:"] { list = curl_slist_append(list, header) }
-        let transfer = Transfer(id: post.id, easy: easy, headers: list)
+        let transfer = Transfer(id: post.id, easy: easy, headers: list, maximumBodyBytes: maximumResponseBytes)
         var code = shim_easy_setopt_string(easy, CURLOPT_URL, post.url)
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_POST, 1) }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, post.body.count) }
@@ -101,6 +115,7 @@ public final class CurlMulti: @unchecked Sendable {
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS)) }
         if code == CURLE_OK { code = shim_easy_setopt_string(easy, CURLOPT_USERAGENT, "seed-scheduler") }
         if code == CURLE_OK { code = shim_easy_setopt_write(easy, CURLOPT_WRITEFUNCTION, discardBody) }
+        if code == CURLE_OK { code = shim_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, Unmanaged.passUnretained(transfer).toOpaque()) }
         if code == CURLE_OK { code = shim_easy_setopt_write(easy, CURLOPT_HEADERFUNCTION, readHeader) }
         if code == CURLE_OK { code = shim_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, Unmanaged.passUnretained(transfer).toOpaque()) }
         guard code == CURLE_OK else {
@@ -128,6 +143,18 @@ public final class CurlMulti: @unchecked Sendable {
         return false
     }
 
+    /// Stops every transfer in flight without an outcome; returns how many there were.
+    @discardableResult
+    public func cancelAll() -> Int {
+        let all = transfers
+        transfers.removeAll()
+        for (easy, transfer) in all {
+            curl_multi_remove_handle(multi, easy)
+            release(transfer)
+        }
+        return all.count
+    }
+
     /// Wakes a `poll` in progress; safe from any thread.
     public func wakeup() {
         _ = curl_multi_wakeup(multi)
@@ -145,7 +172,8 @@ public final class CurlMulti: @unchecked Sendable {
             else { continue }
             let result = message.pointee.data.result
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - transfer.started.uptimeNanoseconds) / 1e9
-            if result == CURLE_OK {
+            // A body past the limit stops the transfer; the status came before it.
+            if result == CURLE_OK || (result == CURLE_WRITE_ERROR && transfer.bodyTooLarge) {
                 var status = 0
                 _ = shim_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
                 outcomes.append(
@@ -177,6 +205,26 @@ public final class CurlMulti: @unchecked Sendable {
     }
 }
 
+/// A request that must not be sent as it is.
+public struct HTTPPostError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+}
+
+extension HTTPPost {
+    /// Refuses a URL or header with a control character (CR and LF above all: they would
+    /// end the header and begin another, or a second request) or a URL with spaces.
+    func validate() throws(HTTPPostError) {
+        func isControl(_ byte: UInt8) -> Bool { byte < 0x20 || byte == 0x7F }
+        if url.utf8.contains(where: { isControl($0) || $0 == UInt8(ascii: " ") }) {
+            throw HTTPPostError(description: "the URL holds a space or control character")
+        }
+        for header in headers where header.utf8.contains(where: { isControl($0) && $0 != UInt8(ascii: "\t") }) {
+            let name = header.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+            throw HTTPPostError(description: "the \(name.filter { $0.isLetter || $0 == "-" }) header holds a control character")
+        }
+    }
+}
+
 /// A libcurl failure to set up a transfer.
 public struct CurlError: Error, Sendable, CustomStringConvertible {
     public let code: Int
@@ -185,22 +233,34 @@ public struct CurlError: Error, Sendable, CustomStringConvertible {
 }
 
 private func discardBody(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
-    size * count
+    let (length, overflow) = size.multipliedReportingOverflow(by: count)
+    guard !overflow, let context else { return 0 }
+    let sink = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue() as? any ResponseSink
+    guard let sink else { return length }
+    sink.bodyBytes = sink.bodyBytes.addingReportingOverflow(length).partialValue
+    // Returning less than given stops the transfer (CURLE_WRITE_ERROR).
+    return sink.bodyBytes > sink.maximumBodyBytes ? 0 : length
 }
 
 private func readHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
-    let length = size * count
+    let (length, overflow) = size.multipliedReportingOverflow(by: count)
+    guard !overflow else { return 0 }
     guard let data, let context else { return length }
+    // Only `Retry-After` is read, and only a sane length of it.
+    let prefix = "retry-after:"
+    guard length > prefix.utf8.count, length <= 256 else { return length }
     let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
-    if line.lowercased().hasPrefix("retry-after:") {
+    if line.lowercased().hasPrefix(prefix) {
         let transfer = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue()
-        (transfer as? any RetryAfterSink)?.retryAfter = String(line.dropFirst("retry-after:".count)).trimmingCharacters(
+        (transfer as? any ResponseSink)?.retryAfter = String(line.dropFirst(prefix.count)).trimmingCharacters(
             in: .whitespacesAndNewlines)
     }
     return length
 }
 
-/// Lets the header callback reach a transfer without exposing it.
-protocol RetryAfterSink: AnyObject {
+/// Lets the callbacks reach a transfer without exposing it.
+protocol ResponseSink: AnyObject {
     var retryAfter: String? { get set }
+    var bodyBytes: Int { get set }
+    var maximumBodyBytes: Int { get }
 }

@@ -32,24 +32,41 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Connects with a libpq URL (`postgres://user:password@host:port/database?sslmode=...`).
     /// Sessions use UTC and ISO dates, so timestamps come back as `2026-01-02 03:04:05+00`.
+    ///
+    /// TCP keepalives (probes after 5 s idle, every 2 s, 3 missed) and a TCP user timeout
+    /// of 10 s make a connection whose server vanished fail within seconds instead of
+    /// hanging; `statementTimeout` (seconds) makes the server cancel a statement that runs
+    /// longer. The URL may override any of them.
     public static func connect(
-        url: String, applicationName: String = "seed-scheduler", logger: Logger
+        url: String, applicationName: String = "seed-scheduler", statementTimeout: Double? = nil, logger: Logger
     ) async throws -> PostgresConnection {
         let queue = DispatchQueue(label: "postgres.connection")
         return try await withCheckedThrowingContinuation { continuation in
             queue.async {
                 continuation.resume(
-                    with: Result { try connectBlocking(url: url, applicationName: applicationName, queue: queue, logger: logger) })
+                    with: Result {
+                        try connectBlocking(
+                            url: url, applicationName: applicationName, statementTimeout: statementTimeout, queue: queue, logger: logger)
+                    })
             }
         }
     }
 
     private static func connectBlocking(
-        url: String, applicationName: String, queue: DispatchQueue, logger: Logger
+        url: String, applicationName: String, statementTimeout: Double?, queue: DispatchQueue, logger: Logger
     ) throws -> PostgresConnection {
         // Earlier keywords are defaults: whatever the URL says overrides them.
-        let keywords = ["connect_timeout", "application_name", "client_encoding", "dbname"]
-        let values = ["5", applicationName, "UTF8", url]
+        var keywords = [
+            "connect_timeout", "application_name", "client_encoding", "keepalives", "keepalives_idle", "keepalives_interval",
+            "keepalives_count", "tcp_user_timeout",
+        ]
+        var values = ["5", applicationName, "UTF8", "1", "5", "2", "3", "10000"]
+        if let statementTimeout {
+            keywords.append("options")
+            values.append("-c statement_timeout=\(Int(min(max(statementTimeout, 0.001), 86_400) * 1000))")
+        }
+        keywords.append("dbname")
+        values.append(url)
         let handle: OpaquePointer? = withCStringArray(keywords) { keywordPointers in
             withCStringArray(values) { valuePointers in
                 PQconnectdbParams(keywordPointers, valuePointers, 1)

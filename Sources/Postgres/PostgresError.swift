@@ -7,6 +7,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         case query
         /// The pool was closed.
         case closed
+        /// No connection of the pool came free in time.
+        case busy
     }
 
     public let kind: Kind

@@ -6,22 +6,39 @@ import Synchronization
 /// left inside a transaction) is closed instead of being reused, so the pool heals
 /// itself after PostgreSQL restarts.
 public final class PostgresPool: Sendable {
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<PostgresConnection?, any Error>
+    }
+
     private struct State {
         var idle: [PostgresConnection] = []
         var open = 0
-        var waiters: [CheckedContinuation<PostgresConnection?, any Error>] = []
+        var waiters: [Waiter] = []
+        var nextWaiterID: UInt64 = 0
         var closed = false
+
+        mutating func removeFirstWaiter() -> CheckedContinuation<PostgresConnection?, any Error>? {
+            waiters.isEmpty ? nil : waiters.removeFirst().continuation
+        }
     }
 
     public let url: String
     public let size: Int
+    /// Seconds a task waits for a free connection before `PostgresError.Kind.busy`; nil: no limit.
+    public let checkoutTimeout: Double?
+    /// Seconds the server lets a statement run (`statement_timeout`); nil: the server's default.
+    public let statementTimeout: Double?
     private let logger: Logger
     private let state = Mutex(State())
 
-    public init(url: String, size: Int, logger: Logger) {
+    public init(url: String, size: Int, checkoutTimeout: Double? = nil, statementTimeout: Double? = nil, logger: Logger) {
+        // A programming error, not input: every caller passes a validated setting or a literal.
         precondition(size > 0, "a pool needs at least one connection")
         self.url = url
         self.size = size
+        self.checkoutTimeout = checkoutTimeout
+        self.statementTimeout = statementTimeout
         self.logger = logger
     }
 
@@ -71,7 +88,7 @@ public final class PostgresPool: Sendable {
             return (state.idle, state.waiters)
         }
         _ = idle  // closed as they are released here
-        for waiter in waiters { waiter.resume(throwing: PostgresError(kind: .closed, message: "the pool is closed")) }
+        for waiter in waiters { waiter.continuation.resume(throwing: PostgresError(kind: .closed, message: "the pool is closed")) }
     }
 
     private enum Checkout {
@@ -99,17 +116,33 @@ public final class PostgresPool: Sendable {
                 return connection
             case .open:
                 do {
-                    return try await PostgresConnection.connect(url: url, logger: logger)
+                    return try await PostgresConnection.connect(url: url, statementTimeout: statementTimeout, logger: logger)
                 } catch {
                     releaseSlot()
                     throw error
                 }
             case .wait:
+                let id = state.withLock { state in
+                    state.nextWaiterID += 1
+                    return state.nextWaiterID
+                }
+                // A waiter still waiting at the deadline is taken out and told the pool is busy.
+                let deadline = checkoutTimeout.map { timeout in
+                    Task { [self] in
+                        try await Task.sleep(for: .milliseconds(Int(timeout * 1000)))
+                        let waiter = state.withLock { state in
+                            state.waiters.firstIndex { $0.id == id }.map { state.waiters.remove(at: $0).continuation }
+                        }
+                        waiter?.resume(
+                            throwing: PostgresError(kind: .busy, message: "no free database connection within \(timeout) s"))
+                    }
+                }
+                defer { deadline?.cancel() }
                 let handed: PostgresConnection? = try await withCheckedThrowingContinuation { continuation in
                     let resumeNow: Bool = state.withLock { state in
                         // A slot may have opened between the decision and now.
                         if state.closed || !state.idle.isEmpty || state.open < size { return true }
-                        state.waiters.append(continuation)
+                        state.waiters.append(Waiter(id: id, continuation: continuation))
                         return false
                     }
                     if resumeNow { continuation.resume(returning: nil) }
@@ -125,9 +158,9 @@ public final class PostgresPool: Sendable {
             if !healthy || state.closed {
                 state.open -= 1
                 // The freed slot goes to a waiter, who opens a new connection.
-                return state.closed || state.waiters.isEmpty ? nil : state.waiters.removeFirst()
+                return state.closed ? nil : state.removeFirstWaiter()
             }
-            if !state.waiters.isEmpty { return state.waiters.removeFirst() }
+            if let waiter = state.removeFirstWaiter() { return waiter }
             state.idle.append(connection)
             return nil
         }
@@ -139,7 +172,7 @@ public final class PostgresPool: Sendable {
     private func releaseSlot() {
         let waiter = state.withLock { state in
             state.open -= 1
-            return state.waiters.isEmpty ? nil : state.waiters.removeFirst()
+            return state.removeFirstWaiter()
         }
         waiter?.resume(returning: nil)
     }

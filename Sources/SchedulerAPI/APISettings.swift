@@ -6,11 +6,13 @@ struct APISettings: Sendable {
     let maxPageSize: Int
     let useSSL: Bool
     let hookAuthToken: String?
+    let scheduleLimits: ScheduleLimits
 
     init(_ configuration: Configuration) {
         hookAuthToken = configuration.hookAuthToken
         pageSize = configuration.pageSize
         maxPageSize = configuration.maxPageSize
         useSSL = configuration.useSSL
+        scheduleLimits = configuration.scheduleLimits
     }
 }

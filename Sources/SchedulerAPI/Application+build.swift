@@ -11,7 +11,9 @@ import ServiceLifecycle
 public func buildApplication(
     configuration: Configuration, logger: Logger
 ) -> some ApplicationProtocol {
-    let pool = PostgresPool(url: configuration.databaseURL, size: configuration.databasePoolSize, logger: logger)
+    let pool = PostgresPool(
+        url: configuration.databaseURL, size: configuration.databasePoolSize, checkoutTimeout: configuration.databasePoolTimeout,
+        statementTimeout: configuration.databaseStatementTimeout, logger: logger)
     let router = buildRouter(configuration: configuration, pool: pool, logger: logger)
     var application = Application(
         router: router,

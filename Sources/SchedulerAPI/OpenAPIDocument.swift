@@ -117,7 +117,8 @@ enum OpenAPIDocument {
             Schedule:
               type: object
               required: [url, id, frequency, triggered, cron_definition, interval_definition, timezone, endpoint, payload,
-                         auth_token, next_send_at, enabled, created_at, created_by, updated_at, updated_by]
+                         auth_token, next_send_at, enabled, created_at, created_by, updated_at, updated_by,
+                         disabled_reason]
               properties:
                 url: {type: string, format: uri}
                 id: {type: string, format: uuid}
@@ -135,6 +136,10 @@ enum OpenAPIDocument {
                 created_by: {type: string, format: uri, nullable: true}
                 updated_at: {type: string, format: date-time}
                 updated_by: {type: string, format: uri, nullable: true}
+                disabled_reason:
+                  type: string
+                  nullable: true
+                  description: Why beat disabled the schedule (its next run could not be computed); cleared when it is enabled again or its definition changes.
             SchedulePage:
               allOf:
                 - $ref: '#/components/schemas/PageLinks'

@@ -28,6 +28,12 @@ final class DeliveryLoop: @unchecked Sendable {
         let timeout: Double
         let policy: RetryPolicy
         let signer: WebhookSigner?
+        /// AMQP heartbeat in seconds (0: none): a silent broker is noticed after two.
+        var heartbeat: Int = 10
+        /// A job redelivered this many times (its workers stopped without an outcome) is poison.
+        var maxRedeliveries: Int = 5
+        /// Payloads larger than this are not read, let alone POSTed: the job is dead-lettered.
+        var maximumPayloadBytes: Int = ScheduleLimits.standard.maximumPayloadBytes
     }
 
     /// Results coming back to the loop's thread (errors and ids only: safe to send).
@@ -66,6 +72,11 @@ final class DeliveryLoop: @unchecked Sendable {
     private var consumer: AMQPConnection?
     private var generation = 0
     private var jobs: [UInt64: InFlight] = [:]
+    /// POSTs in flight on this connection: transfer id → delivery tag. Transfer ids are
+    /// never reused, so an outcome that arrives after a reconnect (when delivery tags
+    /// start again at 1) cannot be taken for another job's.
+    private var transfers: [UInt64: UInt64] = [:]
+    private var nextTransferID: UInt64 = 1
     private var lookups = Batch<UInt64>()
     private var finalizations = Batch<Finalization>()
     private let channel: UInt16 = 1
@@ -73,7 +84,8 @@ final class DeliveryLoop: @unchecked Sendable {
     init(settings: Settings, pool: PostgresPool, logger: Logger) {
         self.settings = settings
         store = DeliveryStore(pool: pool)
-        publisher = AMQPPublisher(url: settings.brokerURL, topology: DeliveryTopology.make(settings.policy), logger: logger)
+        publisher = AMQPPublisher(
+            url: settings.brokerURL, topology: DeliveryTopology.make(settings.policy), logger: logger, heartbeat: settings.heartbeat)
         self.logger = logger
     }
 
@@ -123,11 +135,12 @@ final class DeliveryLoop: @unchecked Sendable {
         var stopDeadline: Date?
         while true {
             if isStopping {
+                let deadline = stopDeadline ?? Date().addingTimeInterval(settings.timeout + 5)
                 if stopDeadline == nil {
-                    stopDeadline = Date().addingTimeInterval(settings.timeout + 5)
+                    stopDeadline = deadline
                     logger.info("stopping: finishing deliveries in flight", metadata: ["in.flight": "\(jobs.count)"])
                 }
-                if jobs.isEmpty || Date() >= stopDeadline! { break }
+                if jobs.isEmpty || Date() >= deadline { break }
             }
             if consumer == nil && !isStopping {
                 do {
@@ -165,7 +178,7 @@ final class DeliveryLoop: @unchecked Sendable {
     }
 
     private func connect() throws {
-        let connection = try AMQPConnection(url: settings.brokerURL, heartbeat: 30)
+        let connection = try AMQPConnection(url: settings.brokerURL, heartbeat: settings.heartbeat)
         try connection.openChannel(channel)
         try connection.declare(DeliveryTopology.make(settings.policy), channel: channel)
         try connection.consume(queue: DeliveryTopology.queue, prefetch: settings.prefetch, channel: channel)
@@ -178,7 +191,11 @@ final class DeliveryLoop: @unchecked Sendable {
         consumer?.close()
         consumer = nil
         generation += 1
-        // Their delivery tags died with the connection: the broker delivers them again.
+        // Their delivery tags died with the connection: the broker delivers them again, so
+        // the POSTs in flight are abandoned (their outcomes would have no job to settle).
+        let abandoned = multi.cancelAll()
+        if abandoned > 0 { logger.info("abandoned POSTs in flight; their jobs return to the queue", metadata: ["count": "\(abandoned)"]) }
+        transfers.removeAll()
         jobs.removeAll()
         lookups = Batch()
         finalizations = Batch()
@@ -198,10 +215,25 @@ final class DeliveryLoop: @unchecked Sendable {
     }
 
     private func accept(_ delivery: AMQPDelivery) {
-        let attempt = max(1, Int(delivery.headers[DeliveryHeaders.attempt]?.intValue ?? 1))
+        // Headers come from whoever published: clamp before any arithmetic.
+        let attempt = Int(min(max(1, delivery.headers[DeliveryHeaders.attempt]?.intValue ?? 1), Int64(DeliveryLimits.maximumAttempt)))
+        let redeliveries = delivery.headers[DeliveryHeaders.deliveryCount]?.intValue ?? 0
         do {
             let job = try DeliveryJob(body: delivery.body)
             jobs[delivery.deliveryTag] = InFlight(delivery: delivery, job: job, attempt: attempt)
+            if redeliveries >= Int64(settings.maxRedeliveries) {
+                // Every worker that took it stopped before an outcome: do not let it take the next.
+                let reason = "taken \(redeliveries + 1) times without an outcome (a worker stopped while handling it each time)"
+                logger.error("poison job dead-lettered", metadata: ["delivery.id": "\(job.deliveryID)", "reason": "\(reason)"])
+                DeliveryMetrics.skipped("poison")
+                finalizations.add(
+                    Finalization(
+                        tag: delivery.deliveryTag,
+                        message: deadLetter(delivery, reason: reason, status: nil, error: nil, attempts: attempt),
+                        attempt: .init(
+                            id: job.deliveryID, state: .dead, attempts: attempt, status: nil, error: reason, latencyMilliseconds: nil)))
+                return
+            }
             lookups.add(delivery.deliveryTag)
         } catch {
             logger.warning("malformed job dead-lettered", metadata: ["reason": "\(error.message)"])
@@ -224,9 +256,10 @@ final class DeliveryLoop: @unchecked Sendable {
         guard !tags.isEmpty else { return }
         let ids = tags.compactMap { jobs[$0]?.job.deliveryID }
         let generation = generation
+        let maximumBodyBytes = settings.maximumPayloadBytes
         post { [store] in
             do {
-                return .targets(generation: generation, tags, try await store.targets(ids))
+                return .targets(generation: generation, tags, try await store.targets(ids, maximumBodyBytes: maximumBodyBytes))
             } catch {
                 return .lookupFailed(generation: generation, tags, error)
             }
@@ -288,6 +321,11 @@ final class DeliveryLoop: @unchecked Sendable {
             finalizations.add(Finalization(tag: tag, message: nil, attempt: nil))
             return
         }
+        // The row may have been written by hand or before a bound was set: check it again.
+        if let problem = Self.problem(endpoint: endpoint, target: target, maximumPayloadBytes: settings.maximumPayloadBytes) {
+            refuse(tag: tag, job: job, reason: problem)
+            return
+        }
         let body = Array((target.body.isEmpty || target.body == "null" ? "{}" : target.body).utf8)
         let id = job.job.deliveryID.uuidString.lowercased()
         var headers = [
@@ -303,17 +341,48 @@ final class DeliveryLoop: @unchecked Sendable {
             headers += signer.headers(id: id, timestamp: Int(Date().timeIntervalSince1970), body: body)
         }
         if job.attempt == 1 { DeliveryMetrics.lateness.record(Date().timeIntervalSince(job.job.scheduledFor)) }
+        let transfer = nextTransferID
+        nextTransferID += 1
         do {
-            try multi.start(HTTPPost(id: tag, url: endpoint, headers: headers, body: body, timeout: settings.timeout))
+            try multi.start(HTTPPost(id: transfer, url: endpoint, headers: headers, body: body, timeout: settings.timeout))
+            transfers[transfer] = tag
+        } catch let error as HTTPPostError {
+            // Nothing a retry could fix: a header value or URL libcurl must not send.
+            refuse(tag: tag, job: job, reason: "cannot be sent: \(error)")
         } catch {
             finish(tag: tag, job: job, status: nil, error: "\(error)", retryAfter: nil, seconds: 0)
         }
     }
 
+    /// What makes a stored target undeliverable, if anything.
+    static func problem(endpoint: String, target: DeliveryStore.Target, maximumPayloadBytes: Int) -> String? {
+        if !ScheduleValidation.isHTTPURL(endpoint) { return "the endpoint is not an http(s) URL this worker may POST to" }
+        if target.bodyBytes > maximumPayloadBytes {
+            return "the payload has \(target.bodyBytes) bytes, more than MAX_PAYLOAD_BYTES (\(maximumPayloadBytes))"
+        }
+        if let token = target.authToken, token.unicodeScalars.contains(where: ScheduleValidation.isControl) {
+            return "the auth_token holds control characters, which cannot be sent in a header"
+        }
+        return nil
+    }
+
+    /// Dead-letters a job that must not be POSTed, with the reason, and records it.
+    private func refuse(tag: UInt64, job: InFlight, reason: String) {
+        logger.warning("delivery refused", metadata: ["delivery.id": "\(job.job.deliveryID)", "reason": "\(reason)"])
+        DeliveryMetrics.skipped("refused")
+        finalizations.add(
+            Finalization(
+                tag: tag,
+                message: deadLetter(job.delivery, reason: reason, status: nil, error: nil, attempts: job.attempt),
+                attempt: .init(
+                    id: job.job.deliveryID, state: .dead, attempts: job.attempt, status: nil, error: reason, latencyMilliseconds: nil)))
+    }
+
     private func handle(_ outcome: HTTPOutcome) {
-        guard let job = jobs[outcome.id] else { return }
+        // An outcome whose transfer is not of this connection's jobs settles nothing.
+        guard let tag = transfers.removeValue(forKey: outcome.id), let job = jobs[tag] else { return }
         finish(
-            tag: outcome.id, job: job, status: outcome.status, error: outcome.error, retryAfter: outcome.retryAfter,
+            tag: tag, job: job, status: outcome.status, error: outcome.error, retryAfter: outcome.retryAfter,
             seconds: outcome.seconds)
     }
 

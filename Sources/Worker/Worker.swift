@@ -12,7 +12,9 @@ public final class Worker: Service, Sendable {
             settings: .init(
                 brokerURL: configuration.brokerURL, prefetch: configuration.workerPrefetch,
                 timeout: configuration.deliveryTimeout, policy: configuration.retryPolicy,
-                signer: configuration.signingSecret.map(WebhookSigner.init(secret:))),
+                signer: configuration.signingSecret.map(WebhookSigner.init(secret:)), heartbeat: configuration.brokerHeartbeat,
+                maxRedeliveries: configuration.maxRedeliveries,
+                maximumPayloadBytes: configuration.scheduleLimits.maximumPayloadBytes),
             pool: pool, logger: logger)
     }
 

@@ -7,7 +7,7 @@ import Testing
 struct ScheduleAPITests {
     static let fieldOrder = [
         "url", "id", "frequency", "triggered", "cron_definition", "interval_definition", "timezone", "endpoint", "payload",
-        "auth_token", "next_send_at", "enabled", "created_at", "created_by", "updated_at", "updated_by",
+        "auth_token", "next_send_at", "enabled", "created_at", "created_by", "updated_at", "updated_by", "disabled_reason",
     ]
 
     /// The path part of an absolute URL.

@@ -81,19 +81,20 @@ struct DeliveryJobTests {
     }
 
     @Test("after firing late, an interval keeps its cadence and skips missed runs")
-    func intervalCatchUp() {
+    func intervalCatchUp() throws {
         let timing = ScheduleTiming(cronDefinition: nil, intervalDefinition: "10 seconds", timezone: "UTC")
         let due = date("2026-01-01T00:00:00Z")
-        #expect(timing.nextRun(afterFiring: due, now: date("2026-01-01T00:00:00.003Z")) == date("2026-01-01T00:00:10Z"))
-        #expect(timing.nextRun(afterFiring: due, now: date("2026-01-01T00:00:35Z")) == date("2026-01-01T00:00:40Z"))
-        #expect(timing.nextRun(afterFiring: due, now: date("2026-01-01T00:00:40Z")) == date("2026-01-01T00:00:50Z"))
+        #expect(try timing.nextRun(afterFiring: due, now: date("2026-01-01T00:00:00.003Z")) == date("2026-01-01T00:00:10Z"))
+        #expect(try timing.nextRun(afterFiring: due, now: date("2026-01-01T00:00:35Z")) == date("2026-01-01T00:00:40Z"))
+        #expect(try timing.nextRun(afterFiring: due, now: date("2026-01-01T00:00:40Z")) == date("2026-01-01T00:00:50Z"))
     }
 
     @Test("after firing late, a cron schedule continues from now")
-    func cronCatchUp() {
+    func cronCatchUp() throws {
         let timing = ScheduleTiming(cronDefinition: "0 * * * *", intervalDefinition: nil, timezone: "UTC")
         #expect(
-            timing.nextRun(afterFiring: date("2026-01-01T00:00:00Z"), now: date("2026-01-01T05:30:00Z")) == date("2026-01-01T06:00:00Z"))
-        #expect(ScheduleTiming.none.nextRun(afterFiring: date("2026-01-01T00:00:00Z"), now: Date()) == nil)
+            try timing.nextRun(afterFiring: date("2026-01-01T00:00:00Z"), now: date("2026-01-01T05:30:00Z")) == date("2026-01-01T06:00:00Z")
+        )
+        #expect(try ScheduleTiming.none.nextRun(afterFiring: date("2026-01-01T00:00:00Z"), now: Date()) == nil)
     }
 }

@@ -20,7 +20,7 @@ struct ErrorMiddleware: RouterMiddleware {
             return try error.response(from: request, context: context)
         } catch let error as HTTPError {
             return Self.response(status: error.status, detail: error.body, headers: error.headers, context: context)
-        } catch let error as PostgresError where error.kind != .query {
+        } catch let error as PostgresError where error.kind != .query || error.code == "57014" {
             context.logger.error("database unavailable", metadata: ["error": "\(error)"])
             return JSONResponse.make(
                 status: .serviceUnavailable, body: .object(["detail": .string("The database is unavailable; try again shortly.")]),

@@ -20,35 +20,29 @@ struct Links: Sendable {
     func group(_ id: Int) -> String { url("/api/v1/group/\(id)/") }
 }
 
-/// `limit` and `offset` paging, as Django REST Framework's LimitOffsetPagination: a bad
-/// or missing limit means the default page size, a bad offset means 0.
+/// `limit` and `offset` paging (`PageRequest` bounds them) and the page's links.
 struct Pagination: Sendable {
-    let limit: Int
-    let offset: Int
+    let request: PageRequest
+    var limit: Int { request.limit }
+    var offset: Int { request.offset }
 
     init(request: Request, defaultLimit: Int, maximumLimit: Int) {
         let query = request.uri.queryParameters
-        if let text = query["limit"], let value = Int(text), value > 0 {
-            limit = min(value, maximumLimit)
-        } else {
-            limit = defaultLimit
-        }
-        if let text = query["offset"], let value = Int(text), value > 0 {
-            offset = value
-        } else {
-            offset = 0
-        }
+        self.request = PageRequest(
+            limit: query["limit"].map(String.init), offset: query["offset"].map(String.init), defaultLimit: defaultLimit,
+            maximumLimit: maximumLimit)
     }
 
     /// `{"count", "next", "previous", "results"}`.
     func page(_ results: [JSONValue], count: Int, request: Request, links: Links) -> JSONValue {
         var next: JSONValue = .null
-        if offset + limit < count {
-            next = .string(pageURL(request: request, links: links, offset: offset + limit))
+        if let offset = self.request.nextOffset(count: count) {
+            next = .string(pageURL(request: request, links: links, offset: offset))
         }
         var previous: JSONValue = .null
-        if offset > 0 {
-            previous = .string(pageURL(request: request, links: links, offset: offset - limit > 0 ? offset - limit : nil))
+        let before = self.request.previous
+        if before.exists {
+            previous = .string(pageURL(request: request, links: links, offset: before.offset))
         }
         return .object(["count": .int(count), "next": next, "previous": previous, "results": .array(results)])
     }

@@ -20,6 +20,7 @@ extension Schedule {
         object["created_by"] = createdBy.map { .string(links.user($0)) } ?? .null
         object["updated_at"] = .string(Timestamp.format(updatedAt))
         object["updated_by"] = updatedBy.map { .string(links.user($0)) } ?? .null
+        object["disabled_reason"] = disabledReason.map(JSONValue.string) ?? .null
         return .object(object)
     }
 }

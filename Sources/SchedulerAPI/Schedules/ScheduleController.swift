@@ -40,7 +40,9 @@ struct ScheduleController: Sendable {
         var request = request
         let user = try context.caller()
         let body = try await request.jsonBody(context: context)
-        let fields = try ScheduleValidation.fields(from: body, existing: nil, partial: false, now: Date()).orBadRequest()
+        let fields = try ScheduleValidation.fields(
+            from: body, existing: nil, partial: false, now: Date(), limits: settings.scheduleLimits
+        ).orBadRequest()
         let links = Links(request: request, useSSL: settings.useSSL)
         let hookToken = settings.hookAuthToken
         let schedule = try await store.create(fields, by: user.id) { schedule, connection in
@@ -76,7 +78,8 @@ struct ScheduleController: Sendable {
         let body = try await request.jsonBody(context: context)
         let now = Date()
         let updated = try await store.update(id: id, by: user.id) { existing in
-            try ScheduleValidation.fields(from: body, existing: existing, partial: partial, now: now).mapError(APIError.validation).get()
+            try ScheduleValidation.fields(from: body, existing: existing, partial: partial, now: now, limits: settings.scheduleLimits)
+                .mapError(APIError.validation).get()
         }
         guard let updated else { throw APIError.notFound }
         context.logger.info("schedule updated", metadata: ["schedule.id": "\(id)"])

@@ -38,6 +38,17 @@ public struct Configuration: Sendable, Equatable {
     /// Ports of beat's and worker's `/metrics` (0: none).
     public var beatMetricsPort: Int
     public var workerMetricsPort: Int
+    /// Bounds on schedules: intervals, how far ahead `next_send_at` may be, payload size.
+    public var scheduleLimits: ScheduleLimits
+    /// AMQP heartbeat of every connection, in seconds (0: none).
+    public var brokerHeartbeat: Int
+    /// Times a job may come back from a worker that stopped without an outcome before the
+    /// next worker dead-letters it as poison.
+    public var maxRedeliveries: Int
+    /// Seconds a statement may run (server side) and wait for its answer (client side).
+    public var databaseStatementTimeout: Double
+    /// Seconds an API request waits for a free database connection before a 503.
+    public var databasePoolTimeout: Double
 
     public static let defaultDatabaseURL = "postgres://postgres@localhost:5432/seed_scheduler"
     public static let defaultBrokerURL = "amqp://guest:guest@localhost:5672/%2f"
@@ -46,7 +57,7 @@ public struct Configuration: Sendable, Equatable {
     public init(
         environment: [String: String] = ProcessInfo.processInfo.environment, requireSecret: Bool = true
     ) throws(ConfigurationError) {
-        var reader = Reader(environment: environment)
+        let reader = Reader(environment: environment)
         databaseURL = try reader.url("SCHEDULER_DATABASE", default: Self.defaultDatabaseURL, schemes: ["postgres", "postgresql"])
         brokerURL = try reader.url("BROKER_URL", default: Self.defaultBrokerURL, schemes: ["amqp", "amqps"])
         let secret = reader.string("SECRET_KEY") ?? ""
@@ -84,6 +95,21 @@ public struct Configuration: Sendable, Equatable {
         beatPublishLease = try reader.int("BEAT_PUBLISH_LEASE", default: 60, range: 2...3600)
         beatMetricsPort = try reader.int("BEAT_METRICS_PORT", default: 9101, range: 0...65535)
         workerMetricsPort = try reader.int("WORKER_METRICS_PORT", default: 9102, range: 0...65535)
+        let standard = ScheduleLimits.standard
+        let minimumInterval = try reader.duration("SCHEDULE_MIN_INTERVAL", default: standard.minimumInterval)
+        let maximumInterval = try reader.duration("SCHEDULE_MAX_INTERVAL", default: standard.maximumInterval)
+        guard minimumInterval <= maximumInterval else {
+            throw ConfigurationError("SCHEDULE_MIN_INTERVAL must not be longer than SCHEDULE_MAX_INTERVAL")
+        }
+        scheduleLimits = ScheduleLimits(
+            minimumInterval: minimumInterval, maximumInterval: maximumInterval,
+            horizon: try reader.duration("SCHEDULE_MAX_HORIZON", default: standard.horizon),
+            maximumPayloadBytes: try reader.int(
+                "MAX_PAYLOAD_BYTES", default: standard.maximumPayloadBytes, range: 2...min(maxBodyBytes, 16_777_216)))
+        brokerHeartbeat = try reader.int("BROKER_HEARTBEAT", default: 10, range: 0...600)
+        maxRedeliveries = try reader.int("MAX_REDELIVERIES", default: 5, range: 1...(DeliveryLimits.brokerDeliveryLimit - 1))
+        databaseStatementTimeout = Double(try reader.int("DATABASE_STATEMENT_TIMEOUT", default: 30, range: 1...86_400))
+        databasePoolTimeout = Double(try reader.int("DATABASE_POOL_TIMEOUT", default: 5, range: 1...600))
     }
 
     struct Reader {
@@ -110,6 +136,16 @@ public struct Configuration: Sendable, Equatable {
                 throw ConfigurationError("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(value)'")
             }
             return int
+        }
+
+        /// A length such as `500ms`, `1s`, `5m`, `2h`, `3650d`, in microseconds.
+        func duration(_ name: String, default fallback: Int64) throws(ConfigurationError) -> Int64 {
+            guard let value = string(name) else { return fallback }
+            guard let microseconds = ScheduleLimits.parseDuration(value) else {
+                throw ConfigurationError(
+                    "\(name) must be a length like 1s, 5m, 2h or 3650d (units ms, s, m, h, d; at most 100 years), got '\(value)'")
+            }
+            return microseconds
         }
 
         func url(_ name: String, default fallback: String, schemes: [String]) throws(ConfigurationError) -> String {

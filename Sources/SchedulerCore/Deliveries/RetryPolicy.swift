@@ -47,15 +47,34 @@ public struct RetryPolicy: Sendable, Equatable {
         return .retry(delayIndex: index, reason: reason)
     }
 
-    /// `Retry-After` as seconds (`120`) or an HTTP date, in milliseconds from now.
+    /// The longest wait a `Retry-After` can ask for, in milliseconds (about 24.8 days):
+    /// longer asks are read as this (the longest delay queue is used either way).
+    public static let maximumRetryAfter = Int(Int32.max)
+
+    /// `Retry-After` as seconds (`120`) or an HTTP date, in milliseconds from now, clamped
+    /// to `0...maximumRetryAfter`; nil for anything else (negative numbers, garbage, a
+    /// header longer than any real one). Never traps, whatever the receiver sent.
     public static func milliseconds(retryAfter: String, now: Date) -> Int? {
-        if let seconds = Int(retryAfter.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return seconds * 1000 }
+        guard retryAfter.utf8.count <= 64 else { return nil }
+        let text = retryAfter.trimmingCharacters(in: .whitespaces)
+        if !text.isEmpty, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
+            // Digits only: any number of them, saturating.
+            guard let seconds = Int(text), seconds <= maximumRetryAfter / 1000 else { return maximumRetryAfter }
+            return seconds * 1000
+        }
+        guard let date = httpDate(text) else { return nil }
+        let milliseconds = (date.timeIntervalSince(now) * 1000).rounded()
+        guard milliseconds.isFinite else { return nil }
+        return Int(min(max(0, milliseconds), Double(maximumRetryAfter)))
+    }
+
+    /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form RFC 9110 requires.
+    static func httpDate(_ text: String) -> Date? {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        guard let date = formatter.date(from: retryAfter) else { return nil }
-        return max(0, Int(date.timeIntervalSince(now) * 1000))
+        return formatter.date(from: text)
     }
 
     /// Reads `5s,30s,5m,30m` (units ms, s, m, h) into milliseconds.

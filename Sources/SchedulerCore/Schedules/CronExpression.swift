@@ -154,7 +154,10 @@ public struct CronExpression: Sendable, Hashable {
     /// The first time strictly after `date` at which this expression fires in `zone`, or
     /// nil when it never fires again (a year field in the past, or beyond 2099).
     public func nextDate(after date: Date, in zone: TimeZone) -> Date? {
-        let after = Int64(date.timeIntervalSince1970.rounded(.down))
+        let after = Timestamp.seconds(date)
+        // Outside 1970-9999 there is nothing to find (and no arithmetic near Int64's edges).
+        guard after >= ScheduleLimits.earliestInstant / 1_000_000 - 86_400, after < ScheduleLimits.latestInstant / 1_000_000
+        else { return nil }
         var wall = CivilDateTime(wallSeconds: zone.wallSeconds(atUTC: after))
         wall.second = 0
         var candidate = wall.wallSeconds + 60
@@ -171,7 +174,7 @@ public struct CronExpression: Sendable, Hashable {
     /// The first wall time at or after `start` (a whole minute) that matches every field.
     func nextWallMatch(from start: Int64) -> Int64? {
         var wall = CivilDateTime(wallSeconds: start)
-        let lastYear = years?.max() ?? wall.year + 30
+        let lastYear = min(years?.max() ?? wall.year + 30, 9999)
         while wall.year <= lastYear {
             if let years, !years.contains(wall.year) {
                 wall = CivilDateTime(year: wall.year + 1, month: 1, day: 1)

@@ -38,6 +38,7 @@ public struct FieldErrors: Error, Sendable, Equatable {
     public static let notString = "Not a valid string."
     public static let notInteger = "A valid integer is required."
     public static let notBoolean = "Must be a valid boolean."
+    public static let controlCharacters = "Control characters (line breaks, tabs, NUL and the like) are not allowed."
     public static let badDatetime =
         "Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
 }

@@ -42,10 +42,13 @@ public struct Schedule: Sendable, Equatable {
     public var createdBy: Int64?
     public var updatedAt: Date
     public var updatedBy: Int64?
+    /// Why beat disabled this schedule (its next run could not be computed), until a
+    /// client enables it again or changes its definition.
+    public var disabledReason: String?
 
     public init(
         id: UUID, fields: ScheduleFields, triggered: Int, createdAt: Date, createdBy: Int64?, updatedAt: Date,
-        updatedBy: Int64?
+        updatedBy: Int64?, disabledReason: String? = nil
     ) {
         self.id = id
         self.fields = fields
@@ -54,5 +57,6 @@ public struct Schedule: Sendable, Equatable {
         self.createdBy = createdBy
         self.updatedAt = updatedAt
         self.updatedBy = updatedBy
+        self.disabledReason = disabledReason
     }
 }

@@ -15,7 +15,7 @@ public enum ScheduleValidation {
     public static let maximumDefinitionLength = 256
 
     public static func fields(
-        from body: JSONValue, existing: ScheduleFields?, partial: Bool, now: Date
+        from body: JSONValue, existing: ScheduleFields?, partial: Bool, now: Date, limits: ScheduleLimits = .standard
     ) -> Result<ScheduleFields, FieldErrors> {
         guard let object = body.objectValue else {
             return .failure(FieldErrors("non_field_errors", "Invalid data. Expected a dictionary, but got \(body.kindName)."))
@@ -63,8 +63,12 @@ public enum ScheduleValidation {
             case .failure(let message): errors.add("interval_definition", message)
             case .success(let text):
                 if let text, !text.trimmingCharacters(in: .whitespaces).isEmpty {
-                    if IntervalDefinition(parsing: text) != nil {
-                        fields.intervalDefinition = text
+                    if let interval = IntervalDefinition(parsing: text) {
+                        if let problem = ScheduleTiming.interval(interval).violation(of: limits) {
+                            errors.add("interval_definition", "\(text) is not allowed: \(problem).")
+                        } else {
+                            fields.intervalDefinition = text
+                        }
                     } else {
                         errors.add("interval_definition", "\(text) \(IntervalDefinition.errorSuffix)")
                     }
@@ -87,6 +91,8 @@ public enum ScheduleValidation {
 
         if let value = object["endpoint"] {
             switch value {
+            case .string(let url) where url.unicodeScalars.contains(where: isControl):
+                errors.add("endpoint", FieldErrors.controlCharacters)
             case .string(let url) where isHTTPURL(url):
                 fields.endpoint = url
             case .string(let url) where url.isEmpty:
@@ -100,12 +106,21 @@ public enum ScheduleValidation {
         }
 
         if let value = object["payload"] {
-            fields.payload = value
+            let size = value.serialized.utf8.count
+            if size > limits.maximumPayloadBytes {
+                errors.add(
+                    "payload", "Ensure the payload has no more than \(limits.maximumPayloadBytes) bytes as JSON (it has \(size)).")
+            } else {
+                fields.payload = value
+            }
         }
 
         if let value = object["auth_token"] {
             switch optionalString(value, maximumLength: maximumAuthTokenLength) {
             case .failure(let message): errors.add("auth_token", message)
+            case .success(let text?) where text.unicodeScalars.contains(where: isControl):
+                // It becomes a header of the POST: a line break would add headers of its own.
+                errors.add("auth_token", FieldErrors.controlCharacters)
             case .success(let text): fields.authToken = text
             }
         }
@@ -117,8 +132,18 @@ public enum ScheduleValidation {
                 fields.nextSendAt = nil
             case .string(let text):
                 if let date = Timestamp.parse(text) {
-                    fields.nextSendAt = date
-                    nextSendAtGiven = true
+                    let latest = Timestamp.microseconds(now).addingReportingOverflow(limits.horizon)
+                    let micros = Timestamp.microseconds(date)
+                    if micros < ScheduleLimits.earliestInstant || (!latest.overflow && micros > latest.partialValue) {
+                        let last = Timestamp.date(microseconds: latest.overflow ? ScheduleLimits.latestInstant : latest.partialValue)
+                        errors.add(
+                            "next_send_at",
+                            "Ensure this datetime is between 1970-01-01T00:00:00Z and \(Timestamp.format(last)) (at most \(ScheduleLimits.describe(microseconds: limits.horizon)) ahead)."
+                        )
+                    } else {
+                        fields.nextSendAt = date
+                        nextSendAtGiven = true
+                    }
                 } else {
                     errors.add("next_send_at", FieldErrors.badDatetime)
                 }
@@ -161,9 +186,16 @@ public enum ScheduleValidation {
         return .success(fields)
     }
 
+    /// C0 and C1 control characters, DEL, and the Unicode line and paragraph separators:
+    /// none may reach a header, a URL or a log line.
+    public static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
+    }
+
     /// An absolute http or https URL with a host, at most 2,048 characters.
     public static func isHTTPURL(_ text: String) -> Bool {
         guard text.count <= maximumEndpointLength, !text.contains(where: { $0.isWhitespace || $0.isNewline }),
+            !text.unicodeScalars.contains(where: isControl),
             let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
             scheme == "http" || scheme == "https", let host = components.host, !host.isEmpty,
             text.lowercased().hasPrefix(scheme + "://")

@@ -20,12 +20,14 @@ public struct CivilDateTime: Sendable, Hashable, Comparable, CustomStringConvert
     /// The wall time `seconds` after 1970-01-01 00:00:00 on the same wall clock.
     public init(wallSeconds seconds: Int64) {
         let days = seconds.floorDivided(by: 86_400)
-        let rest = Int(seconds - days * 86_400)
+        let rest = Int(seconds.floorModulo(86_400))
         let (year, month, day) = Self.civil(fromDays: days)
         self.init(year: year, month: month, day: day, hour: rest / 3600, minute: rest % 3600 / 60, second: rest % 60)
     }
 
-    /// Seconds since 1970-01-01 00:00:00 on the same wall clock.
+    /// Seconds since 1970-01-01 00:00:00 on the same wall clock. Cannot overflow for any
+    /// value this service makes: years come from parsed text (1-9999), from crontabs
+    /// (1970-2099) or from `init(wallSeconds:)` of an `Int64`, all far inside the range.
     public var wallSeconds: Int64 {
         Self.days(year: year, month: month, day: day) * 86_400 + Int64(hour * 3600 + minute * 60 + second)
     }
@@ -86,5 +88,10 @@ extension Int64 {
         return (self % divisor != 0 && (self < 0) != (divisor < 0)) ? quotient - 1 : quotient
     }
 
-    func floorModulo(_ divisor: Int64) -> Int64 { self - floorDivided(by: divisor) * divisor }
+    /// The remainder with the divisor's sign; never overflows (unlike `self - q * divisor`
+    /// at `Int64.min`).
+    func floorModulo(_ divisor: Int64) -> Int64 {
+        let remainder = self % divisor
+        return remainder != 0 && (remainder < 0) != (divisor < 0) ? remainder + divisor : remainder
+    }
 }

@@ -2,9 +2,25 @@ import Foundation
 
 /// ISO 8601 text for instants, as the API and PostgreSQL exchange them.
 public enum Timestamp {
-    /// Rounds to the microsecond, the precision PostgreSQL stores.
+    /// Rounds to the microsecond, the precision PostgreSQL stores. Never traps: an
+    /// instant beyond what `Int64` microseconds can hold (or not a number) is clamped to
+    /// the nearest end (NaN to 0).
     public static func microseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        clamped((date.timeIntervalSince1970 * 1_000_000).rounded())
+    }
+
+    /// Whole seconds since the epoch, rounded down, clamped as `microseconds(_:)` is.
+    public static func seconds(_ date: Date) -> Int64 {
+        clamped(date.timeIntervalSince1970.rounded(.down))
+    }
+
+    /// A whole number as `Int64`, clamped to its range (NaN to 0) instead of trapping.
+    public static func clamped(_ value: Double) -> Int64 {
+        if value.isNaN { return 0 }
+        // 2^63 is exactly representable; anything at or past it does not fit.
+        if value >= 9_223_372_036_854_775_807.0 { return .max }
+        if value <= -9_223_372_036_854_775_808.0 { return .min }
+        return Int64(value)
     }
 
     public static func date(microseconds: Int64) -> Date {
@@ -15,7 +31,7 @@ public enum Timestamp {
     public static func format(_ date: Date) -> String {
         let micros = microseconds(date)
         let seconds = micros.floorDivided(by: 1_000_000)
-        let fraction = Int(micros - seconds * 1_000_000)
+        let fraction = Int(micros.floorModulo(1_000_000))
         var text = CivilDateTime(wallSeconds: seconds).description
         if fraction != 0 {
             let digits = String(fraction)
@@ -88,6 +104,7 @@ public enum Timestamp {
         else { return nil }
         let wall = CivilDateTime(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
         let utcSeconds = wall.wallSeconds - Int64(offsetSeconds)
+        // Years 1-9999 and offsets under a day: at most about 2.5e17, far inside Int64.
         return date(microseconds: utcSeconds * 1_000_000 + Int64(micros))
     }
 }

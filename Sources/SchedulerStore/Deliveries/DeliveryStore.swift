@@ -10,9 +10,13 @@ public struct DeliveryStore: Sendable {
     /// must be longer than publishing a batch takes).
     let publishLease: Int
 
-    public init(pool: PostgresPool, publishLease: Int = 60) {
+    /// The bounds beat checks a stored schedule against before it fires it.
+    let limits: ScheduleLimits
+
+    public init(pool: PostgresPool, publishLease: Int = 60, limits: ScheduleLimits = .standard) {
         self.pool = pool
         self.publishLease = publishLease
+        self.limits = limits
     }
 
     static let columns = """
@@ -22,47 +26,76 @@ public struct DeliveryStore: Sendable {
 
     // MARK: Beat
 
+    /// What a claim found: the jobs to publish, and the schedules it disabled because their
+    /// next run could not be computed (with the reason, also stored on the schedule).
+    public struct Claim: Sendable {
+        public var jobs: [DeliveryJob] = []
+        public var quarantined: [(id: UUID, reason: String)] = []
+    }
+
     /// Claims up to `limit` due schedules (skipping rows another beat holds), records one
     /// delivery per occurrence, advances each schedule, and commits; returns the jobs to
     /// publish. An occurrence recorded before (same delivery id) is not returned again.
-    public func claimDue(now: Date, limit: Int) async throws -> [DeliveryJob] {
+    ///
+    /// A row that cannot be read or whose next run cannot be computed within `limits` (a
+    /// definition edited by hand, a time out of range) is quarantined: disabled, with the
+    /// reason in `disabled_reason`, in the same transaction. The others carry on.
+    public func claimDue(now: Date, limit: Int) async throws -> Claim {
         try await pool.withTransaction { connection in
             try await connection.execute("SET LOCAL scheduler.beat = 'on'")
             let due = try await connection.query(
                 """
-                SELECT id, cron_definition, interval_definition, timezone, next_send_at, frequency, triggered
+                SELECT id, cron_definition, interval_definition, timezone, next_send_at::text AS next_send_at, frequency, triggered
                 FROM schedules
                 WHERE enabled AND next_send_at IS NOT NULL AND next_send_at <= $1
                 ORDER BY next_send_at
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
                 """, [SQL.text(now), String(limit)])
-            guard due.count > 0 else { return [] }
-            var jobs: [DeliveryJob] = []
+            guard due.count > 0 else { return Claim() }
+            var claim = Claim()
+            var advanced: [UUID] = []
             var nextRuns: [String?] = []
             var stillEnabled: [String?] = []
+            var triggeredCounts: [String?] = []
             for row in due {
-                let id = try row.uuid("id")
-                let scheduled = try row.requiredDate("next_send_at")
-                let timing = ScheduleTiming(
-                    cronDefinition: row["cron_definition"], intervalDefinition: row["interval_definition"],
-                    timezone: try row.requiredString("timezone"))
-                let triggered = Int(try row.requiredInt64("triggered")) + 1
-                let exhausted = try row.int64("frequency").map { triggered >= Int($0) } ?? false
-                jobs.append(
-                    DeliveryJob(
-                        deliveryID: DeliveryID.derive(scheduleID: id, scheduledFor: scheduled), scheduleID: id,
-                        scheduledFor: scheduled, kind: .schedule))
-                nextRuns.append(exhausted ? nil : SQL.text(timing.nextRun(afterFiring: scheduled, now: now)))
-                stillEnabled.append(SQL.text(!exhausted))
+                // The id is the primary key: a row without a readable one cannot be selected.
+                guard let id = try? row.uuid("id") else { continue }
+                do {
+                    let fired = try Self.fire(row, now: now, limits: limits)
+                    claim.jobs.append(
+                        DeliveryJob(
+                            deliveryID: DeliveryID.derive(scheduleID: id, scheduledFor: fired.scheduled), scheduleID: id,
+                            scheduledFor: fired.scheduled, kind: .schedule))
+                    advanced.append(id)
+                    nextRuns.append(SQL.text(fired.next))
+                    stillEnabled.append(SQL.text(fired.enabled))
+                    triggeredCounts.append(String(fired.triggered))
+                } catch {
+                    claim.quarantined.append((id, (error as? ScheduleTimingError)?.reason ?? "\(error)"))
+                }
             }
-            let ids = PostgresArray.literal(jobs.map { $0.scheduleID.map(SQL.text) })
+            if !claim.quarantined.isEmpty {
+                try await connection.query(
+                    """
+                    UPDATE schedules s SET enabled = false, disabled_reason = u.reason
+                    FROM unnest($1::uuid[], $2::text[]) AS u(id, reason)
+                    WHERE s.id = u.id
+                    """,
+                    [
+                        PostgresArray.literal(claim.quarantined.map { SQL.text($0.id) }),
+                        PostgresArray.literal(claim.quarantined.map { $0.reason }),
+                    ])
+            }
+            guard !claim.jobs.isEmpty else { return claim }
+            let ids = PostgresArray.literal(advanced.map(SQL.text))
             try await connection.query(
                 """
-                UPDATE schedules s SET next_send_at = u.next, triggered = s.triggered + 1, enabled = u.enabled
-                FROM unnest($1::uuid[], $2::timestamptz[], $3::boolean[]) AS u(id, next, enabled)
+                UPDATE schedules s SET next_send_at = u.next, triggered = u.triggered, enabled = u.enabled
+                FROM unnest($1::uuid[], $2::timestamptz[], $3::boolean[], $4::int[]) AS u(id, next, enabled, triggered)
                 WHERE s.id = u.id
-                """, [ids, PostgresArray.literal(nextRuns), PostgresArray.literal(stillEnabled)])
+                """,
+                [ids, PostgresArray.literal(nextRuns), PostgresArray.literal(stillEnabled), PostgresArray.literal(triggeredCounts)])
             let inserted = try await connection.query(
                 """
                 INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, publish_after)
@@ -72,13 +105,36 @@ public struct DeliveryStore: Sendable {
                 RETURNING id
                 """,
                 [
-                    PostgresArray.literal(jobs.map { SQL.text($0.deliveryID) }), ids,
-                    PostgresArray.literal(jobs.map { SQL.text($0.scheduledFor) }),
-                    PostgresArray.literal(jobs.map(\.routingKey)), String(publishLease),
+                    PostgresArray.literal(claim.jobs.map { SQL.text($0.deliveryID) }), ids,
+                    PostgresArray.literal(claim.jobs.map { SQL.text($0.scheduledFor) }),
+                    PostgresArray.literal(claim.jobs.map(\.routingKey)), String(publishLease),
                 ])
             let fresh = Set(try inserted.map { try $0.uuid("id") })
-            return jobs.filter { fresh.contains($0.deliveryID) }
+            claim.jobs = claim.jobs.filter { fresh.contains($0.deliveryID) }
+            return claim
         }
+    }
+
+    /// One due schedule fired at `now`: its occurrence, its next run, whether it stays
+    /// enabled, and its new run count; or why it cannot be fired.
+    static func fire(
+        _ row: PostgresRow, now: Date, limits: ScheduleLimits
+    ) throws(ScheduleTimingError) -> (scheduled: Date, next: Date?, enabled: Bool, triggered: Int) {
+        guard let text = row["next_send_at"], let scheduled = Timestamp.parse(text) else {
+            throw ScheduleTimingError("next_send_at \(row["next_send_at"] ?? "NULL") cannot be read")
+        }
+        guard let zone = row["timezone"] else { throw ScheduleTimingError("timezone is NULL") }
+        let timing = try ScheduleTiming.stored(
+            cronDefinition: row["cron_definition"], intervalDefinition: row["interval_definition"], timezone: zone)
+        if let problem = timing.violation(of: limits) { throw ScheduleTimingError(problem) }
+        // Both integer columns: at most 2^31 - 1, and the count stays there.
+        let triggered = min((row["triggered"].flatMap { Int($0) } ?? 0), Int(Int32.max) - 1) + 1
+        let exhausted = row["frequency"].flatMap { Int($0) }.map { triggered >= $0 } ?? false
+        let next = exhausted ? nil : try timing.nextRun(afterFiring: scheduled, now: now)
+        if let next, next <= now, next <= scheduled {
+            throw ScheduleTimingError("the next run \(Timestamp.format(next)) does not advance")
+        }
+        return (scheduled, next, !exhausted, triggered)
     }
 
     /// Records that these jobs were published and confirmed by the broker.
@@ -138,28 +194,37 @@ public struct DeliveryStore: Sendable {
         public let state: Delivery.State
         public let attempts: Int
         public let endpoint: String?
+        /// The payload as JSON; empty when it is larger than the lookup's limit (see `bodyBytes`).
         public let body: String
+        /// The payload's size in bytes, even when it was too large to read.
+        public let bodyBytes: Int
         public let authToken: String?
     }
 
     /// The targets of these deliveries; a delivery with no row is not in the result.
-    public func targets(_ ids: [UUID]) async throws -> [UUID: Target] {
+    /// Payloads larger than `maximumBodyBytes` are not read (only their size), so a
+    /// worker holds at most its prefetch times that in payloads.
+    public func targets(_ ids: [UUID], maximumBodyBytes: Int = ScheduleLimits.standard.maximumPayloadBytes) async throws -> [UUID: Target] {
         guard !ids.isEmpty else { return [:] }
         let rows = try await pool.query(
             """
-            SELECT d.id, d.state, d.attempts, d.kind,
-                   CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END AS endpoint,
-                   CASE WHEN d.kind = 'webhook' THEN d.body::text ELSE s.payload::text END AS body,
-                   CASE WHEN d.kind = 'webhook' THEN d.auth_token ELSE s.auth_token END AS auth_token
-            FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id
-            WHERE d.id = ANY($1::uuid[])
-            """, [PostgresArray.literal(ids.map(SQL.text))])
+            SELECT id, state, attempts, endpoint, auth_token, octet_length(body) AS body_bytes,
+                   CASE WHEN octet_length(body) <= $2 THEN body END AS body
+            FROM (
+                SELECT d.id, d.state, d.attempts,
+                       CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END AS endpoint,
+                       CASE WHEN d.kind = 'webhook' THEN d.body::text ELSE s.payload::text END AS body,
+                       CASE WHEN d.kind = 'webhook' THEN d.auth_token ELSE s.auth_token END AS auth_token
+                FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id
+                WHERE d.id = ANY($1::uuid[])) AS t
+            """, [PostgresArray.literal(ids.map(SQL.text)), String(maximumBodyBytes)])
         var targets: [UUID: Target] = [:]
         for row in rows {
-            guard let state = Delivery.State(rawValue: try row.requiredString("state")) else { continue }
-            targets[try row.uuid("id")] = Target(
-                state: state, attempts: Int(try row.requiredInt64("attempts")), endpoint: row["endpoint"],
-                body: row["body"] ?? "{}", authToken: row["auth_token"])
+            // A row that does not read is left out: its job is dead-lettered as having no record.
+            guard let id = try? row.uuid("id"), let state = row["state"].flatMap(Delivery.State.init(rawValue:)) else { continue }
+            targets[id] = Target(
+                state: state, attempts: row["attempts"].flatMap { Int($0) } ?? 0, endpoint: row["endpoint"],
+                body: row["body"] ?? "{}", bodyBytes: row["body_bytes"].flatMap { Int($0) } ?? 0, authToken: row["auth_token"])
         }
         return targets
     }

@@ -22,7 +22,7 @@ public struct ScheduleStore: Sendable {
 
     static let columns = """
         id, frequency, triggered, cron_definition, interval_definition, timezone, endpoint, payload,
-        auth_token, next_send_at, enabled, created_at, created_by, updated_at, updated_by
+        auth_token, next_send_at, enabled, created_at, created_by, updated_at, updated_by, disabled_reason
         """
 
     /// Inserts the schedule; `onCreated` runs in the same transaction (to queue webhook calls).
@@ -88,7 +88,10 @@ public struct ScheduleStore: Sendable {
                 """
                 UPDATE schedules SET frequency = $2, cron_definition = $3, interval_definition = $4, timezone = $5,
                     endpoint = $6, payload = $7, auth_token = $8, next_send_at = $9, enabled = $10,
-                    updated_by = $11, updated_at = now()
+                    updated_by = $11, updated_at = now(),
+                    disabled_reason = CASE WHEN $10::boolean OR $3 IS DISTINCT FROM cron_definition
+                        OR $4 IS DISTINCT FROM interval_definition OR $5 IS DISTINCT FROM timezone
+                        THEN NULL ELSE disabled_reason END
                 WHERE id = $1
                 RETURNING \(Self.columns)
                 """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID)])
@@ -128,11 +131,14 @@ public struct ScheduleStore: Sendable {
             frequency: try row.int64("frequency").map { Int($0) },
             cronDefinition: row["cron_definition"], intervalDefinition: row["interval_definition"],
             timezone: try row.requiredString("timezone"), endpoint: try row.requiredString("endpoint"),
-            payload: payload, authToken: row["auth_token"], nextSendAt: try row.date("next_send_at"),
+            // A time PostgreSQL holds but this service cannot (`-infinity`, a year past 9999,
+            // written by hand) reads as none: beat disables such a schedule and says why.
+            payload: payload, authToken: row["auth_token"], nextSendAt: (try? row.date("next_send_at")) ?? nil,
             enabled: try row.bool("enabled"))
         return Schedule(
             id: try row.uuid("id"), fields: fields, triggered: Int(try row.requiredInt64("triggered")),
             createdAt: try row.requiredDate("created_at"), createdBy: try row.int64("created_by"),
-            updatedAt: try row.requiredDate("updated_at"), updatedBy: try row.int64("updated_by"))
+            updatedAt: try row.requiredDate("updated_at"), updatedBy: try row.int64("updated_by"),
+            disabledReason: row["disabled_reason"])
     }
 }

@@ -1,0 +1,98 @@
+import Foundation
+import Hummingbird
+import SchedulerCore
+import Testing
+
+/// The API's bounds: what a client gets when it crosses one (a 400 naming the field, or
+/// a clamped page), and never a trap of the server.
+@Suite("Limits and bad input, through the API")
+struct LimitsAPITests {
+    @Test(
+        "every list answers a page for offsets and limits at Int64's edges",
+        arguments: ["/api/v1/schedule/", "/api/v1/user/", "/api/v1/group/", "/api/v1/webhook/", "/api/v1/failed-tasks/"])
+    func paging(path: String) async throws {
+        try await APIHarness.run { api in
+            for query in [
+                "offset=9223372036854775807", "offset=-9223372036854775808", "offset=99999999999999999999999",
+                "limit=9223372036854775807&offset=9223372036854775807", "limit=-1&offset=abc", "limit=0&offset=%00",
+            ] {
+                let reply = try await api.send(.get, "\(path)?\(query)", token: api.adminToken)
+                #expect(reply.status == .ok, "\(path)?\(query): \(reply.status) \(reply.text)")
+                let page = try #require(reply.object, "\(path)?\(query)")
+                #expect(page["results"] != nil)
+                #expect(page["next"] == .null, "\(path)?\(query)")
+            }
+            let clamped = try await api.send(.get, "\(path)?offset=9223372036854775807", token: api.adminToken)
+            let previous = try #require(clamped.object?["previous"]?.stringValue)
+            #expect(previous.contains("offset=\(PageRequest.maximumOffset - 3)"), "\(previous)")
+        }
+    }
+
+    @Test("a schedule's deliveries page too, at any offset")
+    func deliveriesPaging() async throws {
+        try await APIHarness.run { api in
+            let schedule = try await api.createSchedule(#"{"endpoint":"http://example.org/hook"}"#)
+            let id = try #require(schedule["id"]?.stringValue)
+            let reply = try await api.send(.get, "/api/v1/schedule/\(id)/deliveries/?offset=9223372036854775807&limit=9223372036854775807")
+            #expect(reply.status == .ok)
+        }
+    }
+
+    @Test("writes past a bound are 400s naming the field")
+    func bounds() async throws {
+        try await APIHarness.run(environment: ["MAX_PAYLOAD_BYTES": "64", "SCHEDULE_MIN_INTERVAL": "10s", "SCHEDULE_MAX_HORIZON": "30d"]) {
+            api in
+            let endpoint = #""endpoint":"http://example.org/hook""#
+            let cases: [(String, String)] = [
+                (#"{\#(endpoint),"auth_token":"abc\r\nX-Injected: yes"}"#, "auth_token"),
+                (#"{\#(endpoint),"interval_definition":"1 microseconds"}"#, "interval_definition"),
+                (#"{\#(endpoint),"interval_definition":"9 seconds"}"#, "interval_definition"),
+                (#"{\#(endpoint),"interval_definition":"106751991 days"}"#, "interval_definition"),
+                (#"{\#(endpoint),"interval_definition":"9223372036854775807 microseconds"}"#, "interval_definition"),
+                (#"{\#(endpoint),"next_send_at":"9999-12-31T23:59:59Z"}"#, "next_send_at"),
+                (#"{\#(endpoint),"next_send_at":"1900-01-01T00:00:00Z"}"#, "next_send_at"),
+                (#"{\#(endpoint),"next_send_at":"\#(Timestamp.format(Date().addingTimeInterval(31 * 86_400)))"}"#, "next_send_at"),
+                (#"{\#(endpoint),"payload":{"text":"\#(String(repeating: "a", count: 64))"}}"#, "payload"),
+                (#"{\#(endpoint),"frequency":9223372036854775807}"#, "frequency"),
+                (#"{"endpoint":"http://example.org/a\u0000b"}"#, "endpoint"),
+                (#"{"endpoint":"http://example.org/a\r\nHost: evil"}"#, "endpoint"),
+            ]
+            for (body, field) in cases {
+                let reply = try await api.send(.post, "/api/v1/schedule/", json: body)
+                #expect(reply.status == .badRequest, "\(body): \(reply.status)")
+                #expect(!reply.errors(field).isEmpty, "\(body) names \(field): \(reply.text)")
+            }
+            // Within the bounds, accepted.
+            let ok = try await api.send(
+                .post, "/api/v1/schedule/",
+                json:
+                    #"{\#(endpoint),"interval_definition":"10 seconds","payload":{"a":1},"next_send_at":"\#(Timestamp.format(Date().addingTimeInterval(29 * 86_400)))"}"#
+            )
+            #expect(ok.status == .created, "\(ok.text)")
+            #expect(ok.object?["disabled_reason"] == .null)
+        }
+    }
+
+    @Test("a webhook target with a control character is refused")
+    func webhookTarget() async throws {
+        try await APIHarness.run { api in
+            let reply = try await api.send(
+                .post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"http://example.org/\r\nx"}"#)
+            #expect(reply.status == .badRequest)
+            #expect(!reply.errors("target").isEmpty)
+        }
+    }
+
+    @Test("a stored schedule beat disabled shows why")
+    func disabledReason() async throws {
+        try await APIHarness.run { api in
+            let schedule = try await api.createSchedule(#"{"endpoint":"http://example.org/hook","interval_definition":"1 hours"}"#)
+            let id = try #require(schedule["id"]?.stringValue)
+            try await api.pool.query(
+                "UPDATE schedules SET enabled = false, disabled_reason = 'the interval is too short' WHERE id = $1", [id])
+            let reply = try await api.send(.get, "/api/v1/schedule/\(id)/")
+            #expect(reply.object?["disabled_reason"] == .string("the interval is too short"))
+            #expect(reply.object?["enabled"] == .bool(false))
+        }
+    }
+}
