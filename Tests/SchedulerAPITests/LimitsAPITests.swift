@@ -1,6 +1,11 @@
 import Foundation
 import Hummingbird
+import HummingbirdTesting
+import Postgres
+import SchedulerAPI
 import SchedulerCore
+import SchedulerStore
+import TestSupport
 import Testing
 
 /// The API's bounds: what a client gets when it crosses one (a 400 naming the field, or
@@ -93,6 +98,34 @@ struct LimitsAPITests {
             let reply = try await api.send(.get, "/api/v1/schedule/\(id)/")
             #expect(reply.object?["disabled_reason"] == .string("the interval is too short"))
             #expect(reply.object?["enabled"] == .bool(false))
+        }
+    }
+
+    @Test("no free database connection within DATABASE_POOL_TIMEOUT is a 503 with Retry-After, not a wait forever")
+    func poolBusy() async throws {
+        let pool = PostgresPool(url: try await TestDatabase.fresh(), size: 1, checkoutTimeout: 0.3, logger: TestDatabase.logger)
+        defer { pool.close() }
+        let token = try await UserStore(pool: pool, minter: TokenMinter(secretKey: APIHarness.secretKey)).issueToken(
+            email: "busy@example.org", admin: false
+        ).token
+        let configuration = try Configuration(
+            environment: ["SECRET_KEY": APIHarness.secretKey, "BROKER_URL": "amqp://guest:guest@127.0.0.1:1/%2f"])
+        let application = Application(
+            router: buildRouter(configuration: configuration, pool: pool, logger: TestDatabase.logger), logger: TestDatabase.logger)
+        try await application.test(.router) { client in
+            // The only connection is busy for 2 s.
+            let holder = Task { try await pool.query("SELECT pg_sleep(2)") }
+            try await Task.sleep(for: .milliseconds(200))
+            let started = Date()
+            let response = try await client.executeRequest(
+                uri: "/api/v1/schedule/", method: .get, headers: [.authorization: "Token \(token)"], body: nil)
+            #expect(response.status == .serviceUnavailable)
+            #expect(response.headers[.retryAfter] != nil)
+            #expect(Date().timeIntervalSince(started) < 1.5)
+            _ = try await holder.value
+            let after = try await client.executeRequest(
+                uri: "/api/v1/schedule/", method: .get, headers: [.authorization: "Token \(token)"], body: nil)
+            #expect(after.status == .ok)
         }
     }
 }
