@@ -371,6 +371,7 @@ public final class AMQPConnection: @unchecked Sendable {
         defer { strings.forEach { free($0) } }
         var fields: [shim_field] = []
         for (key, value) in values.sorted(by: { $0.key < $1.key }) {
+            // strdup fails only when memory is exhausted, where Swift itself would trap anyway.
             let keyPointer = strdup(key)!
             strings.append(keyPointer)
             switch value {

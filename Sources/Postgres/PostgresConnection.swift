@@ -188,6 +188,7 @@ func withCStringArray<T>(_ strings: [String], _ body: (UnsafePointer<UnsafePoint
 
 /// Calls `body` with a C array of C strings (NULL for nil) that lives for the call.
 func withOptionalCStringArray<T>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> T) -> T {
+    // strdup fails only when memory is exhausted, where Swift itself would trap anyway.
     let copies: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0)! } }
     defer { copies.forEach { free($0) } }
     let pointers = copies.map { UnsafePointer($0) }

@@ -13,6 +13,7 @@ import ServiceLifecycle
 import Synchronization
 import Telemetry
 import TestSupport
+import Testing
 import Worker
 
 /// The whole system for one test: a fresh database and RabbitMQ virtual host, the API
@@ -95,7 +96,12 @@ final class Pipeline: Sendable {
     func stop(_ name: String) async {
         guard let (group, task) = services.withLock({ $0.removeValue(forKey: name) }) else { return }
         await group.triggerGracefulShutdown()
-        _ = try? await task.value
+        do {
+            try await task.value
+        } catch {
+            // A service that failed is a failed test, not a quiet one.
+            Issue.record("\(name) stopped with an error: \(error)")
+        }
     }
 
     func stopAll() async {

@@ -13,7 +13,7 @@ extension Delivery {
             "attempts": .int(attempts),
             "last_status": lastStatus.map(JSONValue.int) ?? .null,
             "last_error": lastError.map(JSONValue.string) ?? .null,
-            "latency_ms": latencyMilliseconds.map { .number(String(format: "%.3f", $0)) } ?? .null,
+            "latency_ms": latencyMilliseconds.flatMap { $0.isFinite ? .number(String(format: "%.3f", $0)) : nil } ?? .null,
             "created_at": .string(Timestamp.format(createdAt)),
             "published_at": publishedAt.map { .string(Timestamp.format($0)) } ?? .null,
             "finished_at": finishedAt.map { .string(Timestamp.format($0)) } ?? .null,
