@@ -6,8 +6,29 @@ import yaml
 
 problems = []
 
-dockerfile = open("Dockerfile").read()
-stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile, re.M | re.I)
+def instructions(path):
+    """The Dockerfile's instructions as (KEYWORD, arguments), comments dropped and
+    continuation lines joined: a check reads what Docker would run, never a comment."""
+    result, current = [], ""
+    for raw in open(path).read().splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue  # a comment inside a continued instruction
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        keyword, _, arguments = current.partition(" ")
+        result.append((keyword.upper(), arguments.strip()))
+        current = ""
+    return result
+
+
+steps = instructions("Dockerfile")
+stage_starts = [index for index, (keyword, _) in enumerate(steps) if keyword == "FROM"]
+stages = [re.match(r"(\S+)(?:\s+AS\s+(\S+))?", steps[index][1], re.I).groups() for index in stage_starts]
 if len(stages) < 2:
     problems.append("Dockerfile: expected a multi-stage build (build, then run)")
 else:
@@ -15,18 +36,26 @@ else:
         problems.append("Dockerfile: the first stage should build with the Swift toolchain image")
     if "slim" not in stages[-1][0]:
         problems.append("Dockerfile: the run stage should be a slim Debian image")
-run_stage = dockerfile[dockerfile.rfind("FROM "):]
+run_steps = steps[stage_starts[-1]:] if stage_starts else []
+build_steps = steps[:stage_starts[-1]] if stage_starts else steps
+installed = " ".join(arguments for keyword, arguments in run_steps if keyword == "RUN" and "apt-get install" in arguments)
 for library in ["libpq5", "librabbitmq4", "libcurl4", "ca-certificates", "tzdata"]:
-    if library not in run_stage:
+    if not re.search(rf"(^|\s){re.escape(library)}(\s|$)", installed):
         problems.append(f"Dockerfile: the run stage does not install {library}")
-user = re.findall(r"^USER\s+(\S+)", run_stage, re.M)
-if not user or user[-1] in ("root", "0"):
+user = [arguments for keyword, arguments in run_steps if keyword == "USER"]
+if not user or user[-1].split(":")[0] in ("root", "0"):
     problems.append("Dockerfile: the run stage must switch to a non-root USER")
+copied = " ".join(arguments for keyword, arguments in run_steps if keyword == "COPY")
+built = " ".join(arguments for keyword, arguments in build_steps if keyword == "RUN")
 for program in ["scheduler-web", "scheduler-beat", "scheduler-worker", "scheduler-ctl"]:
-    if program not in dockerfile:
+    if program not in built or "swift build" not in built:
         problems.append(f"Dockerfile: {program} is not built into the image")
-if "migrations" not in run_stage:
+    if program not in copied and "/bin" not in copied:
+        problems.append(f"Dockerfile: {program} is not copied into the run stage")
+if "migrations" not in copied:
     problems.append("Dockerfile: the migrations are not copied into the image")
+if not any(keyword in ("CMD", "ENTRYPOINT") for keyword, _ in run_steps):
+    problems.append("Dockerfile: the run stage has no CMD or ENTRYPOINT")
 
 compose = yaml.safe_load(open("docker-compose.yml"))
 services = compose.get("services", {})

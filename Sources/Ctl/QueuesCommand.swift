@@ -37,7 +37,9 @@ struct Queues: AsyncParsableCommand {
                 // Redraw in place: home the cursor and clear the screen.
                 FileHandle.standardOutput.write(Data("\u{1B}[H\u{1B}[2J".utf8))
             }
-            print(text)
+            // Written straight to the descriptor: piped, print's buffer would hold the tables
+            // back until it filled, and a --watch stopped by a signal would show nothing.
+            FileHandle.standardOutput.write(Data((text + "\n").utf8))
             if watch { try await Task.sleep(for: .seconds(interval)) }
         } while watch
     }

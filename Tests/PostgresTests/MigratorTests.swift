@@ -32,6 +32,24 @@ struct MigratorTests {
         #expect(try await connection.query("SELECT count(*) FROM schedules").first?[0] == "0")
     }
 
+    @Test("two migrators at once: the advisory lock lets one apply each migration, the other waits and applies nothing")
+    func concurrent() async throws {
+        let url = try await emptyDatabase()
+        // A slow first migration, so that the second migrator arrives while it runs.
+        let path = try folder([
+            "0001_slow.sql": "SELECT pg_sleep(1); CREATE TABLE once (x int); INSERT INTO once VALUES (1);",
+            "0002_more.sql": "INSERT INTO once VALUES (2);",
+        ])
+        let migrator = Migrator(directory: path, logger: TestDatabase.logger)
+        async let first = migrator.migrate(databaseURL: url)
+        try await Task.sleep(for: .milliseconds(200))
+        async let second = migrator.migrate(databaseURL: url)
+        let applied = try await [first, second]
+        #expect(applied.map(\.count).sorted() == [0, 2], "one applied both, the other none")
+        let connection = try await PostgresConnection.connect(url: url, logger: TestDatabase.logger)
+        #expect(try await connection.query("SELECT count(*) FROM once").first?[0] == "2", "each migration ran once")
+    }
+
     @Test("a failing migration rolls back whole and stops the run")
     func rollback() async throws {
         let url = try await emptyDatabase()
