@@ -172,7 +172,7 @@ struct DeliveryTests {
                 #"{"endpoint":"\#(pipeline.receiver.url("disabled"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
             let deleted = try await pipeline.createSchedule(
                 #"{"endpoint":"\#(pipeline.receiver.url("deleted"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
-            let kept = try await pipeline.createSchedule(
+            _ = try await pipeline.createSchedule(
                 #"{"endpoint":"\#(pipeline.receiver.url("kept"))","next_send_at":"\#(Timestamp.format(Date()))"}"#)
             let queued = try await pipeline.eventually(timeout: 10) { try pipeline.depth(DeliveryTopology.queue) == 3 }
             #expect(queued)
@@ -180,7 +180,7 @@ struct DeliveryTests {
                 try await pipeline.send(.patch, "/api/v1/schedule/\(disabled.uuidString.lowercased())/", json: #"{"enabled":false}"#).status
                     == .ok)
             #expect(try await pipeline.send(.delete, "/api/v1/schedule/\(deleted.uuidString.lowercased())/").status == .noContent)
-            pipeline.startWorker()
+            await pipeline.startWorker()
             #expect(try await pipeline.receiver.waitFor("kept", count: 1, timeout: 10).count == 1)
             try await Task.sleep(for: .seconds(1))
             #expect(pipeline.receiver.received("disabled").isEmpty)
@@ -211,17 +211,17 @@ struct DeliveryTests {
     @Test("after downtime, a schedule that missed several runs fires once and continues from now")
     func catchUp() async throws {
         try await Pipeline.run(beat: false) { pipeline in
-            let start = Date().addingTimeInterval(-9.5)
+            let start = Date().addingTimeInterval(-25)
             let id = try await pipeline.createSchedule(
-                #"{"endpoint":"\#(pipeline.receiver.url("late"))","interval_definition":"3 seconds","next_send_at":"\#(Timestamp.format(start))"}"#
+                #"{"endpoint":"\#(pipeline.receiver.url("late"))","interval_definition":"10 seconds","next_send_at":"\#(Timestamp.format(start))"}"#
             )
-            pipeline.startBeat()
+            await pipeline.startBeat()
             let requests = try await pipeline.receiver.waitFor("late", count: 1, timeout: 10)
             #expect(requests.count == 1)
             #expect(requests.first?.header("X-Scheduler-Scheduled-For") == Timestamp.format(start))
             let (_, body) = try await pipeline.send(.get, "/api/v1/schedule/\(id.uuidString.lowercased())/")
-            // start + 4 intervals is the first run after now (start + 9.5 s and a little).
-            #expect(body?.objectValue?["next_send_at"] == .string(Timestamp.format(start.addingTimeInterval(12))))
+            // start + 3 intervals is the first run after now (start + 25 s and a little).
+            #expect(body?.objectValue?["next_send_at"] == .string(Timestamp.format(start.addingTimeInterval(30))))
             try await Task.sleep(for: .milliseconds(500))
             #expect(pipeline.receiver.received("late").count == 1, "missed runs are not made up")
         }

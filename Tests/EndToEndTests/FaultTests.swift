@@ -106,8 +106,8 @@ struct FaultTests {
         try await Pipeline.run(environment: ["BEAT_BATCH_SIZE": "100", "WORKER_PREFETCH": "300"], beat: false) { pipeline in
             let count = 3000
             try await pipeline.createDue(count, name: "race", due: Date().addingTimeInterval(1))
-            pipeline.startBeat(name: "beat-1")
-            pipeline.startBeat(name: "beat-2")
+            await pipeline.startBeat(name: "beat-1")
+            await pipeline.startBeat(name: "beat-2")
             let all = try await pipeline.eventually(timeout: 120) { pipeline.receiver.keys("race").count == count }
             #expect(all, "\(pipeline.receiver.keys("race").count) of \(count)")
             try await Task.sleep(for: .seconds(1))
@@ -165,7 +165,7 @@ struct FaultTests {
             pipeline.receiver.delay("first", seconds: 2)
             pipeline.receiver.delay("second", seconds: 4)
             try await pipeline.createDue(1, name: "first", due: Date())
-            pipeline.startWorker()
+            await pipeline.startWorker()
             _ = try await pipeline.receiver.waitFor("first", count: 1, timeout: 10)
             let vhost = try #require(URL(string: pipeline.configuration.brokerURL)?.lastPathComponent)
             // The worker's consuming connection: the only one with a consumer so far.

@@ -61,6 +61,9 @@ struct HostileInputEndToEndTests {
             try await Self.expectOnTime(pipeline, name: "canary", due: due)
             _ = try await receiver.waitFor("counted", count: 1, timeout: 10)
             #expect(receiver.received("counted").count == 1)
+            let (_, countedBody) = try await pipeline.send(.get, "/api/v1/schedule/\(counted.uuidString.lowercased())/")
+            #expect(countedBody?.objectValue?["triggered"]?.integerValue == Int(Int32.max))
+            #expect(countedBody?.objectValue?["enabled"] == .bool(true))
             for (id, name) in [(overflowing, "overflow"), (storm, "storm"), (badCron, "badcron"), (negativeInfinity, "infinity")] {
                 let (status, body) = try await pipeline.send(.get, "/api/v1/schedule/\(id.uuidString.lowercased())/")
                 #expect(status == .ok, "\(name): the API still reads the schedule")
@@ -170,7 +173,7 @@ struct HostileInputEndToEndTests {
                 try #require(taken != nil)
                 connection.close()
             }
-            pipeline.startWorker()
+            await pipeline.startWorker()
             let dead = try await pipeline.eventually(timeout: 15) { try await pipeline.deliveries(id).first?.state == .dead }
             let record = try await pipeline.deliveries(id).first
             #expect(dead, "\(String(describing: record))")

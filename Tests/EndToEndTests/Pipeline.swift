@@ -17,7 +17,9 @@ import Testing
 import Worker
 
 /// The whole system for one test: a fresh database and RabbitMQ virtual host, the API
-/// (through its router), beat and a worker running in this process, and a receiver.
+/// (through its router, in this process), beat and a worker as processes of their own
+/// (the built executables: a crash, a failed exit or a hang on SIGTERM fails the test),
+/// and a receiver.
 final class Pipeline: Sendable {
     let configuration: Configuration
     /// The environment the configuration was read from (for programs started as processes).
@@ -26,7 +28,7 @@ final class Pipeline: Sendable {
     let receiver: Receiver
     let adminToken: String
     let logger: Logger
-    private let services = Mutex<[String: (ServiceGroup, Task<Void, any Error>)]>([:])
+    private let processes = Mutex<[String: Process]>([:])
 
     static let secretKey = "end-to-end-secret-key-0123456789"
 
@@ -62,8 +64,8 @@ final class Pipeline: Sendable {
         let receiver = try await Receiver.start()
         let pipeline = Pipeline(
             configuration: configuration, environment: settings, pool: pool, receiver: receiver, adminToken: admin.token, logger: logger)
-        if beat { pipeline.startBeat() }
-        if worker { pipeline.startWorker() }
+        if beat { await pipeline.startBeat() }
+        if worker { await pipeline.startWorker() }
         do {
             try await body(pipeline)
         } catch {
@@ -73,39 +75,69 @@ final class Pipeline: Sendable {
         await pipeline.stopAll()
     }
 
-    func startBeat(name: String = "beat") {
-        start(
-            name,
-            Beat(configuration: configuration, pool: PostgresPool(url: configuration.databaseURL, size: 2, logger: logger), logger: logger))
+    /// Starts `scheduler-beat` as a process of its own (the built executable, as it runs in
+    /// production), with this pipeline's settings.
+    /// Returns once beat listens for changes (its LISTEN connection is open).
+    func startBeat(name: String = "beat") async {
+        let listening: @Sendable () async throws -> Int = { [self] in
+            try await pool.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'seed-scheduler listener'"
+            ).first?[0].flatMap { Int($0) } ?? 0
+        }
+        let before = (try? await listening()) ?? 0
+        start(name, program: "beat")
+        let ready = (try? await eventually(timeout: 30) { try await listening() > before }) ?? false
+        if !ready { Issue.record("\(name) did not start listening within 30 s") }
     }
 
-    func startWorker(name: String = "worker") {
-        start(
-            name,
-            Worker(
-                configuration: configuration, pool: PostgresPool(url: configuration.databaseURL, size: 2, logger: logger), logger: logger))
+    /// Starts `scheduler-worker` as a process of its own; returns once it consumes.
+    func startWorker(name: String = "worker") async {
+        let consumers: @Sendable () throws -> Int = { [self] in
+            let connection = try AMQPConnection(url: configuration.brokerURL, heartbeat: 0)
+            defer { connection.close() }
+            try connection.openChannel(1)
+            do {
+                return try connection.declareQueue(DeliveryTopology.queue, passive: true, channel: 1).consumers
+            } catch let error as AMQPError where error.code == 404 {
+                return 0
+            }
+        }
+        let before = (try? consumers()) ?? 0
+        start(name, program: "worker")
+        let ready = (try? await eventually(timeout: 30) { try consumers() > before }) ?? false
+        if !ready { Issue.record("\(name) did not start consuming within 30 s") }
     }
 
-    private func start(_ name: String, _ service: any Service) {
-        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [], logger: logger)
-        let task = Task { try await group.run() }
-        services.withLock { $0[name] = (group, task) }
-    }
-
-    /// Stops one service gracefully and waits for it.
-    func stop(_ name: String) async {
-        guard let (group, task) = services.withLock({ $0.removeValue(forKey: name) }) else { return }
-        await group.triggerGracefulShutdown()
+    private func start(_ name: String, program: String) {
         do {
-            try await task.value
+            let process = try launch(program)
+            processes.withLock { $0[name] = process }
         } catch {
-            // A service that failed is a failed test, not a quiet one.
-            Issue.record("\(name) stopped with an error: \(error)")
+            Issue.record("cannot start scheduler-\(program): \(error)")
+        }
+    }
+
+    /// Stops one program with SIGTERM and waits for it: a program that had already died,
+    /// or that exits with a failure, fails the test.
+    func stop(_ name: String) async {
+        guard let process = processes.withLock({ $0.removeValue(forKey: name) }) else { return }
+        guard process.isRunning else {
+            Issue.record("\(name) died during the test (status \(process.terminationStatus), \(process.terminationReason))")
+            return
+        }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(45)
+        while process.isRunning, Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            Issue.record("\(name) did not stop within 45 s of SIGTERM")
+            kill(process.processIdentifier, SIGKILL)
+        } else if process.terminationReason != .exit || process.terminationStatus != 0 {
+            Issue.record("\(name) exited with status \(process.terminationStatus) (\(process.terminationReason)) on SIGTERM")
         }
     }
 
     func stopAll() async {
-        for name in services.withLock({ Array($0.keys) }) { await stop(name) }
+        for name in processes.withLock({ Array($0.keys) }) { await stop(name) }
         await receiver.stop()
         pool.close()
     }

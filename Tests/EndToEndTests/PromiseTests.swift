@@ -52,7 +52,7 @@ struct PromiseTests {
                 .patch, "/api/v1/schedule/\(id.uuidString.lowercased())/",
                 json: #"{"endpoint":"\#(pipeline.receiver.url("new"))","payload":{"v":2},"auth_token":"new"}"#)
             #expect(status == .ok)
-            pipeline.startWorker()
+            await pipeline.startWorker()
             let requests = try await pipeline.receiver.waitFor("new", count: 1, timeout: 10)
             #expect(requests.first?.body == #"{"v":2}"#)
             #expect(requests.first?.header("Authorization") == "Token new")
