@@ -15,7 +15,9 @@ RUN swift build -c release --static-swift-stdlib \
     && mkdir -p /out \
     && for program in scheduler-web scheduler-beat scheduler-worker scheduler-ctl; do \
          cp "$(swift build -c release --show-bin-path)/$program" /out/; \
-       done
+       done \
+    # The programs' resources (the OpenAPI document) live in bundles beside them.
+    && cp -R "$(swift build -c release --show-bin-path)"/*.resources /out/
 
 # Run stage: Debian slim with only the runtime libraries the programs link.
 FROM debian:bookworm-slim

@@ -52,6 +52,8 @@ for program in ["scheduler-web", "scheduler-beat", "scheduler-worker", "schedule
         problems.append(f"Dockerfile: {program} is not built into the image")
     if program not in copied and "/bin" not in copied:
         problems.append(f"Dockerfile: {program} is not copied into the run stage")
+if ".resources" not in built:
+    problems.append("Dockerfile: the programs' resource bundles (*.resources) are not copied beside them")
 if "migrations" not in copied:
     problems.append("Dockerfile: the migrations are not copied into the image")
 if not any(keyword in ("CMD", "ENTRYPOINT") for keyword, _ in run_steps):

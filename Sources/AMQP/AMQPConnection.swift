@@ -95,11 +95,33 @@ public final class AMQPConnection: @unchecked Sendable {
         }
     }
 
+    /// Connects, opens `channel` and declares `topology`. Web, beat and workers declare the
+    /// same queues when they start together, and RabbitMQ answers a quorum queue declared
+    /// by two connections at once with INTERNAL_ERROR (541), closing the connection: that
+    /// is tried again on a new connection for up to 10 s, so a fresh broker costs no
+    /// reconnect backoff.
+    public static func openDeclaring(
+        url: String, heartbeat: Int, channel: UInt16, topology: AMQPTopology?
+    ) throws -> AMQPConnection {
+        let deadline = Date().addingTimeInterval(10)
+        while true {
+            let connection = try AMQPConnection(url: url, heartbeat: heartbeat)
+            do {
+                try connection.openChannel(channel)
+                if let topology { try connection.declare(topology, channel: channel) }
+                return connection
+            } catch let error as AMQPError where error.kind == .broker && error.code == 541 && Date() < deadline {
+                connection.close()
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+        }
+    }
+
     /// Declares every exchange, queue and binding; declaring what exists unchanged is a no-op.
     ///
-    /// A queue that exists is kept as it is, whatever its arguments (a queue declared by an
-    /// earlier version, without an argument added since, would otherwise refuse the
-    /// declaration and stop the program): only a missing queue is declared with them.
+    /// A queue that exists with other arguments (declared by an earlier version, without an
+    /// argument added since) refuses the declaration (406): it is then kept as it is, rather
+    /// than stopping the program.
     public func declare(_ topology: AMQPTopology, channel: UInt16) throws {
         for exchange in topology.exchanges {
             _ = shim_exchange_declare(state, channel, exchange.name, exchange.type, 1)
@@ -107,11 +129,12 @@ public final class AMQPConnection: @unchecked Sendable {
         }
         for queue in topology.queues {
             do {
-                _ = try declareQueue(queue.name, passive: true, channel: channel)
-            } catch let error as AMQPError where error.kind == .broker && error.code == 404 {
-                // The broker closed the channel over the missing queue: open it again.
-                try reopen(channel)
                 _ = try declareQueue(queue.name, arguments: queue.arguments, channel: channel)
+            } catch let error as AMQPError where error.kind == .broker && error.code == 406 {
+                // The broker closed the channel over the different arguments: open it again
+                // and check only that the queue is there.
+                try reopen(channel)
+                _ = try declareQueue(queue.name, passive: true, channel: channel)
             }
         }
         for binding in topology.bindings {

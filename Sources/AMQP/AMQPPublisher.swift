@@ -58,9 +58,7 @@ public final class AMQPPublisher: @unchecked Sendable {
 
     private func openIfNeeded() throws -> AMQPConnection {
         if let connection { return connection }
-        let connection = try AMQPConnection(url: url, heartbeat: heartbeat)
-        try connection.openChannel(channel)
-        if let topology { try connection.declare(topology, channel: channel) }
+        let connection = try AMQPConnection.openDeclaring(url: url, heartbeat: heartbeat, channel: channel, topology: topology)
         try connection.enableConfirms(channel: channel)
         self.connection = connection
         startHeartbeats()

@@ -1,11 +1,20 @@
 internal import CCurl
+import Dispatch
 import Foundation
 
-/// One blocking POST with libcurl's easy interface, for rare calls (the Go Metrics push).
-/// Call it from a thread of your own or a dispatch queue, never the cooperative pool.
+/// One POST, for rare calls (the Go Metrics push): the blocking libcurl work runs on a
+/// queue this box owns, never on the caller's thread or the cooperative pool.
 public enum SimplePost {
+    private static let queue = DispatchQueue(label: "http.simple-post", attributes: .concurrent)
+
     /// Returns the HTTP status; throws `CurlError` when there was no answer.
-    public static func send(url: String, headers: [String], body: [UInt8], timeout: Double) throws -> Int {
+    public static func send(url: String, headers: [String], body: [UInt8], timeout: Double) async throws -> Int {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try sendBlocking(url: url, headers: headers, body: body, timeout: timeout) }) }
+        }
+    }
+
+    static func sendBlocking(url: String, headers: [String], body: [UInt8], timeout: Double) throws -> Int {
         let multi = CurlMulti()
         try multi.start(HTTPPost(id: 1, url: url, headers: headers, body: body, timeout: timeout))
         while true {

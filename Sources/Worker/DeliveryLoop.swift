@@ -178,9 +178,8 @@ final class DeliveryLoop: @unchecked Sendable {
     }
 
     private func connect() throws {
-        let connection = try AMQPConnection(url: settings.brokerURL, heartbeat: settings.heartbeat)
-        try connection.openChannel(channel)
-        try connection.declare(DeliveryTopology.make(settings.policy), channel: channel)
+        let connection = try AMQPConnection.openDeclaring(
+            url: settings.brokerURL, heartbeat: settings.heartbeat, channel: channel, topology: DeliveryTopology.make(settings.policy))
         try connection.consume(queue: DeliveryTopology.queue, prefetch: settings.prefetch, channel: channel)
         consumer = connection
         generation += 1

@@ -5,10 +5,13 @@ import TestSupport
 import Testing
 
 /// Runs the built `scheduler-ctl` as an operator would, with its own environment.
-func ctl(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String, error: String) {
+func ctl(
+    _ arguments: [String], environment: [String: String], in folder: URL? = nil
+) throws -> (status: Int32, output: String, error: String) {
     let process = Process()
     process.executableURL = productsDirectory.appendingPathComponent("scheduler-ctl")
     process.arguments = arguments
+    if let folder { process.currentDirectoryURL = folder }
     process.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }
     let output = Pipe()
     let error = Pipe()
@@ -42,6 +45,19 @@ struct SchedulerCtlTests {
         let second = try ctl(["migrate", "--directory", TestDatabase.migrationsDirectory], environment: environment)
         #expect(second.status == 0)
         #expect(second.output == "Database is up to date.\n")
+    }
+
+    @Test("migrate works from any folder: the migrations ship inside the program")
+    func migrateAnywhere() async throws {
+        let url = try await emptyDatabase()
+        let elsewhere = FileManager.default.temporaryDirectory
+        let first = try ctl(["migrate"], environment: ["SCHEDULER_DATABASE": url], in: elsewhere)
+        #expect(first.status == 0, "\(first.error)")
+        #expect(first.output.contains("Applied 1 initial") && first.output.contains("Applied 4 quarantine"), "\(first.output)")
+        let second = try ctl(["migrate"], environment: ["SCHEDULER_DATABASE": url], in: elsewhere)
+        #expect(second.output == "Database is up to date.\n")
+        let missing = try ctl(["migrate", "--directory", "/nonexistent"], environment: ["SCHEDULER_DATABASE": url], in: elsewhere)
+        #expect(missing.status != 0 && missing.error.contains("cannot read migrations from /nonexistent"))
     }
 
     @Test("create-admin and create-token print tokens that authenticate, the same each time")

@@ -29,6 +29,7 @@ final class Pipeline: Sendable {
     let adminToken: String
     let logger: Logger
     private let processes = Mutex<[String: Process]>([:])
+    private let workers = Mutex(0)
 
     static let secretKey = "end-to-end-secret-key-0123456789"
 
@@ -102,9 +103,13 @@ final class Pipeline: Sendable {
                 return 0
             }
         }
-        let before = (try? consumers()) ?? 0
+        // Ready when the queue has a consumer for every worker this pipeline started.
+        let expected = workers.withLock {
+            $0 += 1
+            return $0
+        }
         start(name, program: "worker")
-        let ready = (try? await eventually(timeout: 30) { try consumers() > before }) ?? false
+        let ready = (try? await eventually(timeout: 30) { try consumers() >= expected }) ?? false
         if !ready { Issue.record("\(name) did not start consuming within 30 s") }
     }
 

@@ -50,6 +50,16 @@ struct MigratorTests {
         #expect(try await connection.query("SELECT count(*) FROM once").first?[0] == "2", "each migration ran once")
     }
 
+    @Test("the migrations shipped inside the program are migrations/ exactly (else run scripts/embed-migrations)")
+    func shippedMatchFolder() throws {
+        let shipped = try Migrator(logger: TestDatabase.logger).migrations()
+        let folder = try Migrator(directory: TestDatabase.migrationsDirectory, logger: TestDatabase.logger).migrations()
+        #expect(shipped.map(\.version) == folder.map(\.version))
+        #expect(shipped.map(\.name) == folder.map(\.name))
+        // A multi-line string literal drops the file's last line break.
+        #expect(shipped.map { $0.sql } == folder.map { $0.sql.hasSuffix("\n") ? String($0.sql.dropLast()) : $0.sql })
+    }
+
     @Test("a failing migration rolls back whole and stops the run")
     func rollback() async throws {
         let url = try await emptyDatabase()

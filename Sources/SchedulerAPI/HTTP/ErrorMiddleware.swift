@@ -20,6 +20,10 @@ struct ErrorMiddleware: RouterMiddleware {
             return try error.response(from: request, context: context)
         } catch let error as HTTPError {
             return Self.response(status: error.status, detail: error.body, headers: error.headers, context: context)
+        } catch let error as PostgresError where error.code == "22021" {
+            // A NUL character from the client that no validation caught: its fault, not ours.
+            context.logger.warning("a value with a NUL character reached the database", metadata: ["path": "\(request.uri.path)"])
+            return JSONResponse.make(status: .badRequest, body: .object(["detail": .string("Null characters are not allowed.")]))
         } catch let error as PostgresError where error.kind != .query || error.code == "57014" {
             context.logger.error("database unavailable", metadata: ["error": "\(error)"])
             return JSONResponse.make(

@@ -1,5 +1,4 @@
 import AMQP
-import Dispatch
 import Foundation
 import Hummingbird
 import Postgres
@@ -51,19 +50,14 @@ struct HealthController: Sendable {
     private func checkBroker() async -> String? {
         let url = brokerURL
         return await withTimeout(seconds: 3) {
-            await withCheckedContinuation { continuation in
-                // The blocking librabbitmq calls run on a dispatch thread, not the event loop.
-                DispatchQueue.global().async {
-                    do {
-                        let connection = try AMQPConnection(url: url, heartbeat: 0, timeout: 2)
-                        connection.close()
-                        continuation.resume(returning: nil)
-                    } catch let error as AMQPError {
-                        continuation.resume(returning: error.message)
-                    } catch {
-                        continuation.resume(returning: "\(error)")
-                    }
-                }
+            do {
+                let session = try await AMQPSession.open(url: url, timeout: 2)
+                await session.close()
+                return nil
+            } catch let error as AMQPError {
+                return error.message
+            } catch {
+                return "\(error)"
             }
         }
     }

@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import HTTPClient
 import Logging
@@ -11,7 +10,6 @@ struct MetricsPusher: Sendable {
     let url: String?
     let token: String?
     let logger: Logger
-    private let queue = DispatchQueue(label: "metrics-push")
 
     init(configuration: Configuration, logger: Logger) {
         url = configuration.metricsURL.map { ($0.hasSuffix("/") ? String($0.dropLast()) : $0) + "/metrics/" }
@@ -28,9 +26,9 @@ struct MetricsPusher: Sendable {
         let body = JSONValue.object(object).serializedBytes
         let headers = ["Content-Type: application/json"] + (token.map { ["Authorization: Bearer \($0)"] } ?? [])
         let logger = logger
-        queue.async {
+        Task {
             do {
-                let status = try SimplePost.send(url: url, headers: headers, body: body, timeout: 10)
+                let status = try await SimplePost.send(url: url, headers: headers, body: body, timeout: 10)
                 if !(200...299).contains(status) {
                     logger.warning("metrics push refused", metadata: ["status": "\(status)", "url": "\(url)"])
                 }

@@ -27,7 +27,13 @@ struct ScheduleController: Sendable {
             default: errors.add("enabled", "Select a valid choice. \(text) is not one of the available choices.")
             }
         }
-        if let text = query["endpoint"], !text.isEmpty { filter.endpoint = String(text) }
+        if let text = query["endpoint"], !text.isEmpty {
+            if text.unicodeScalars.contains("\u{0}") {
+                errors.add("endpoint", "Null characters are not allowed.")
+            } else {
+                filter.endpoint = String(text)
+            }
+        }
         guard errors.isEmpty else { throw APIError.validation(errors) }
         return try await Pagination.response(to: request, settings: settings) {
             try await store.schedules(filter: filter, limit: $0, offset: $1)

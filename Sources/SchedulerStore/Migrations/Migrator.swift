@@ -3,6 +3,8 @@ import Logging
 import Postgres
 
 /// Applies the numbered SQL files of `migrations/` (`0001_initial.sql`, ...) in order,
+/// read from a folder or, by default, from the copy shipped inside the program
+/// (`EmbeddedMigrations.swift`, made by `scripts/embed-migrations`),
 /// each in a transaction of its own together with its row in `schema_migrations`, so a
 /// failing file leaves nothing behind and a second run applies nothing. An advisory lock
 /// keeps two migrators from racing.
@@ -29,7 +31,8 @@ public struct Migrator: Sendable {
         }
     }
 
-    public let directory: String
+    /// The folder read, or nil for the migrations shipped inside the program.
+    public let directory: String?
     let logger: Logger
 
     private static let lockKey = "7262001"
@@ -39,25 +42,43 @@ public struct Migrator: Sendable {
         self.logger = logger
     }
 
+    /// The migrations shipped inside the program: `migrate` works from any folder.
+    public init(logger: Logger) {
+        directory = nil
+        self.logger = logger
+    }
+
     public func migrations() throws -> [Migration] {
+        guard let directory else {
+            return try Self.parse(Self.embedded.map { ($0.name, $0.sql) })
+        }
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory)
         } catch {
             throw MigrationError.unreadableDirectory(directory, "\(error.localizedDescription)")
         }
-        var migrations: [Migration] = []
+        var files: [(name: String, sql: String)] = []
         for name in names.sorted() where name.hasSuffix(".sql") {
+            let path = (directory as NSString).appendingPathComponent(name)
+            guard let sql = FileManager.default.contents(atPath: path).flatMap({ String(bytes: $0, encoding: .utf8) }) else {
+                throw MigrationError.unreadableDirectory(path, "not a readable UTF-8 file")
+            }
+            files.append((name, sql))
+        }
+        return try Self.parse(files)
+    }
+
+    /// Files named `NNNN_name.sql` into migrations, in order of their numbers.
+    static func parse(_ files: [(name: String, sql: String)]) throws -> [Migration] {
+        var migrations: [Migration] = []
+        for (name, sql) in files {
             let stem = name.dropLast(4)
             guard let underscore = stem.firstIndex(of: "_"), let version = Int(stem[..<underscore]) else {
                 throw MigrationError.badFileName(name)
             }
             guard !migrations.contains(where: { $0.version == version }) else {
                 throw MigrationError.duplicateVersion(version)
-            }
-            let path = (directory as NSString).appendingPathComponent(name)
-            guard let sql = FileManager.default.contents(atPath: path).flatMap({ String(bytes: $0, encoding: .utf8) }) else {
-                throw MigrationError.unreadableDirectory(path, "not a readable UTF-8 file")
             }
             migrations.append(Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: sql))
         }
