@@ -27,6 +27,11 @@ public final class AMQPPublisher: @unchecked Sendable {
         self.heartbeat = max(0, heartbeat)
     }
 
+    deinit {
+        // A publisher dropped without `close()` must not leave its timer firing.
+        heartbeatTimer?.cancel()
+    }
+
     /// Publishes every message and returns once the broker confirmed them all; throws if
     /// any was refused or unroutable, or the connection failed (then nothing is known to
     /// be published, and the caller publishes again later).
