@@ -63,7 +63,7 @@ final class DeliveryLoop: @unchecked Sendable {
     private let store: DeliveryStore
     private let publisher: AMQPPublisher
     private let logger: Logger
-    private let multi = CurlMulti()
+    private let multi = CurlMulti(maximumResponseBytes: DeliveryLimits.maximumResponseBytes)
     private let inbox = Mutex<[Event]>([])
     private let stopping = Mutex(false)
     private let done = Mutex<CheckedContinuation<Void, Never>?>(nil)

@@ -130,10 +130,8 @@ public struct DeliveryStore: Sendable {
         // Both integer columns: at most 2^31 - 1, and the count stays there.
         let triggered = min((row["triggered"].flatMap { Int($0) } ?? 0), Int(Int32.max) - 1) + 1
         let exhausted = row["frequency"].flatMap { Int($0) }.map { triggered >= $0 } ?? false
+        // A next run is always after `now` (nextRun throws when it would not be).
         let next = exhausted ? nil : try timing.nextRun(afterFiring: scheduled, now: now)
-        if let next, next <= now, next <= scheduled {
-            throw ScheduleTimingError("the next run \(Timestamp.format(next)) does not advance")
-        }
         return (scheduled, next, !exhausted, triggered)
     }
 
