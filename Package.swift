@@ -51,6 +51,7 @@ let package = Package(
             dependencies: [
                 "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -73,6 +74,7 @@ let package = Package(
         .target(
             name: "Telemetry",
             dependencies: [
+                "SchedulerCore",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -95,7 +97,7 @@ let package = Package(
 
         // The pipeline's shared pieces: topology, job messages, dead-letter re-drive.
         .target(
-            name: "Delivery",
+            name: "DeliveryQueues",
             dependencies: [
                 "AMQP", "SchedulerCore", "SchedulerStore", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
@@ -108,9 +110,10 @@ let package = Package(
             name: "Beat",
             dependencies: [
                 "Telemetry", .product(name: "Metrics", package: "swift-metrics"),
-                "AMQP", "Delivery", "SchedulerCore", "SchedulerStore", "Postgres",
+                "AMQP", "DeliveryQueues", "SchedulerCore", "SchedulerStore", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -120,10 +123,11 @@ let package = Package(
             name: "Worker",
             dependencies: [
                 "Telemetry", .product(name: "Metrics", package: "swift-metrics"),
-                "AMQP", "HTTPClient", "Delivery", "SchedulerCore", "SchedulerStore", "Postgres",
+                "AMQP", "HTTPClient", "DeliveryQueues", "SchedulerCore", "SchedulerStore", "Postgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -132,7 +136,7 @@ let package = Package(
         .target(
             name: "SchedulerAPI",
             dependencies: [
-                "SchedulerCore", "SchedulerStore", "Postgres", "Delivery", "AMQP", "Telemetry", "HTTPClient",
+                "SchedulerCore", "SchedulerStore", "Postgres", "DeliveryQueues", "AMQP", "Telemetry", "HTTPClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
@@ -146,7 +150,7 @@ let package = Package(
         .target(
             name: "Ctl",
             dependencies: [
-                "SchedulerCore", "SchedulerStore", "Postgres", "AMQP", "Delivery",
+                "SchedulerCore", "SchedulerStore", "Postgres", "AMQP", "DeliveryQueues",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -154,17 +158,20 @@ let package = Package(
         ),
 
         .executableTarget(name: "scheduler-web", dependencies: ["SchedulerAPI", "Telemetry"], swiftSettings: swiftSettings),
-        .executableTarget(name: "scheduler-ctl", dependencies: ["Ctl"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "scheduler-ctl",
+            dependencies: ["Ctl", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "scheduler-beat",
             dependencies: [
-                "Beat", "Telemetry", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "Beat", "Telemetry",
             ],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "scheduler-worker",
             dependencies: [
-                "Worker", "Telemetry", "SchedulerCore", "Postgres", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "Worker", "Telemetry",
             ],
             swiftSettings: swiftSettings),
 
@@ -175,6 +182,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "SchedulerCoreTests", dependencies: ["SchedulerCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "WorkerTests",
+            dependencies: ["Worker", "AMQP", "HTTPClient", "DeliveryQueues", "SchedulerStore", "SchedulerCore"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PostgresTests",
             dependencies: ["Postgres", "SchedulerStore", "SchedulerCore", "TestSupport"],
@@ -191,7 +203,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "Beat", "Worker", "Delivery", "AMQP", "SchedulerAPI", "SchedulerStore", "SchedulerCore", "Postgres", "TestSupport",
+                "Beat", "Worker", "DeliveryQueues", "AMQP", "SchedulerAPI", "SchedulerStore", "SchedulerCore", "Postgres", "TestSupport",
                 "Telemetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -203,7 +215,7 @@ let package = Package(
         .testTarget(
             name: "CtlTests",
             dependencies: [
-                "Ctl", "SchedulerStore", "SchedulerCore", "Postgres", "AMQP", "Delivery", "Beat", "Worker", "TestSupport",
+                "Ctl", "SchedulerStore", "SchedulerCore", "Postgres", "AMQP", "DeliveryQueues", "Beat", "Worker", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

@@ -77,6 +77,27 @@ def scale(tag, expected, path, due, peaks, round_seconds, stored, plans_path):
     }
 
 
+def fairness(nginx_path, slow_path, due, slow_count, fast_count, slow_seconds, window, slow_records, peaks):
+    due_time = parse_time(due)
+    fast = {}
+    for tag in ("fair-fast-same-host", "fair-fast-other-host"):
+        rows = arrivals(nginx_path, tag)
+        keys = [key for _, key, _ in rows]
+        fast[tag] = {"expected": int(fast_count), "received": len(set(keys)), "duplicates": len(keys) - len(set(keys)),
+                     "lateness": lateness_stats(rows)}
+    slow_rows = arrivals(slow_path, "fair-slow")
+    slow_keys = [key for _, key, _ in slow_rows]
+    delivered, extra_attempts, timeouts, failing = (int(x) for x in slow_records.split())
+    return {
+        "phase": "fairness", "window_s": int(window), "slow": {
+            "schedules": int(slow_count), "answer_s": float(slow_seconds), "requests": len(slow_rows),
+            "unique": len(set(slow_keys)), "delivered": delivered, "extra_attempts": extra_attempts,
+            "timeouts_recorded": timeouts, "retrying_or_dead": failing,
+            "first_request_lateness": lateness_stats(slow_rows)},
+        "fast": fast, "peak_rss_mb": json.loads(peaks),
+    }
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -114,6 +135,15 @@ def report(results_path, out_path):
         elif r["phase"] == "scale":
             print(f"| scale | {r['stored']} stored, {r['due']} due | {r['received']} | - | beat round {fmt(r['beat_round_ms'], 2)} ms, "
                   f"index used: {r['uses_index']} | {memory} |")
+        elif r["phase"] == "fairness":
+            slow = r["slow"]
+            for tag, x in r["fast"].items():
+                late = x["lateness"]
+                print(f"| fairness {tag} | {x['expected']} | {x['received']} ({x['duplicates']}) | - | "
+                      f"{fmt(late['p50_ms'])} / {fmt(late['p95_ms'])} / {fmt(late['p99_ms'])} / {fmt(late['max_ms'])} | {memory} |")
+            print(f"| fairness slow ({slow['answer_s']:.0f} s answers) | {slow['schedules']} | {slow['requests']} requests, "
+                  f"{slow['delivered']} delivered in {r['window_s']} s | - | extra attempts {slow['extra_attempts']}, "
+                  f"timeouts recorded {slow['timeouts_recorded']}, retrying/dead {slow['retrying_or_dead']} | {memory} |")
         elif r["phase"] == "api":
             for name in ("get", "post"):
                 x = r[name]
@@ -133,4 +163,4 @@ if __name__ == "__main__":
     if mode == "report":
         report(*args)
     else:
-        print(json.dumps({"burst": burst, "steady": steady, "scale": scale}[mode](*args)))
+        print(json.dumps({"burst": burst, "steady": steady, "scale": scale, "fairness": fairness}[mode](*args)))

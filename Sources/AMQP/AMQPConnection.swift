@@ -7,7 +7,7 @@ import Foundation
 /// an `AMQPPublisher`'s serial queue, or a consumer's dedicated thread. librabbitmq is not
 /// thread-safe, and every method here is a blocking call meant for that owner; none may
 /// be called from Swift's cooperative pool or an event loop.
-public final class AMQPConnection: @unchecked Sendable {
+final class AMQPConnection: @unchecked Sendable {
     private let state: amqp_connection_state_t
     private var open: Bool
     /// The next publish sequence number of each channel in confirm mode.

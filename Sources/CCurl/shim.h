@@ -22,6 +22,14 @@ static inline CURLcode shim_easy_setopt_slist(CURL *handle, CURLoption option, s
 static inline CURLcode shim_easy_setopt_write(CURL *handle, CURLoption option, shim_write_callback value) {
     return curl_easy_setopt(handle, option, value);
 }
+typedef int (*shim_xferinfo_callback)(void *context, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
+
+static inline CURLcode shim_easy_setopt_xferinfo(CURL *handle, shim_xferinfo_callback value) {
+    return curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, value);
+}
+static inline CURLcode shim_easy_getinfo_off_t(CURL *handle, CURLINFO info, curl_off_t *value) {
+    return curl_easy_getinfo(handle, info, value);
+}
 static inline CURLcode shim_easy_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
 }

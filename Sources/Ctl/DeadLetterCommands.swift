@@ -1,22 +1,24 @@
 import AMQP
 import ArgumentParser
-import Delivery
+import DeliveryQueues
 import Foundation
 import Postgres
 import SchedulerCore
 import SchedulerStore
 
-/// `scheduler-ctl dlq ...`: look at, re-drive and purge dead-lettered deliveries.
+/// `scheduler-ctl dead-letters ...` (also `dlq`): look at, re-drive and purge dead letters.
 struct DeadLetters: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dlq",
-        abstract: "List, show, re-drive and purge dead-lettered deliveries.",
+        commandName: "dead-letters",
+        abstract: "List, show, re-drive and purge dead letters (deliveries that failed for good).",
         discussion: """
             Dead letters are deliveries that failed for good: the receiver refused them (a 4xx other \
             than 408, 425, 429) or kept failing for DELIVERY_ATTEMPTS attempts. Each one's record says \
-            why; 'retry' moves them back to the delivery queue with fresh attempts.
+            why; 'redrive' moves them back to the delivery queue with fresh attempts. The API calls them \
+            failed tasks (/api/v1/failed-tasks/), the original service's name, kept for its clients.
             """,
-        subcommands: [List.self, Show.self, Retry.self, Purge.self])
+        subcommands: [List.self, Show.self, Redrive.self, Purge.self],
+        aliases: ["dlq"])
 }
 
 /// The filters `list`, `retry` and `purge` share.
@@ -210,14 +212,15 @@ extension DeadLetters {
         }
     }
 
-    struct Retry: AsyncParsableCommand {
+    struct Redrive: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Move dead letters back to the delivery queue with fresh attempts.",
+            abstract: "Re-drive dead letters: move them back to the delivery queue with fresh attempts.",
             discussion: """
                 Name one delivery id, a filter, or --all. Each job keeps its delivery id, and leaves the \
                 dead-letter queue only after its republish is confirmed by the broker, so a crash mid-way \
                 loses nothing.
-                """)
+                """,
+            aliases: ["retry"])
 
         @Argument(help: "One delivery id to re-drive.")
         var deliveryID: String?

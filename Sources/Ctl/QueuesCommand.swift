@@ -1,9 +1,10 @@
 import AMQP
 import ArgumentParser
-import Delivery
+import DeliveryQueues
 import Foundation
 import Postgres
 import SchedulerCore
+import SchedulerStore
 
 /// `scheduler-ctl queues`: the depth of every queue of the topology, over AMQP alone.
 struct Queues: AsyncParsableCommand {
@@ -46,10 +47,7 @@ struct Queues: AsyncParsableCommand {
 
     static func report(configuration: Configuration, pool: PostgresPool) async throws -> String {
         let counts = try await QueueDepths.read(brokerURL: configuration.brokerURL, policy: configuration.retryPolicy)
-        let inProgress =
-            (try? await pool.query(
-                "SELECT count(*) FROM deliveries WHERE published_at IS NOT NULL AND state IN ('queued', 'retrying') AND finished_at IS NULL"
-            ).first?[0].flatMap { Int($0) }) ?? nil
+        let inProgress = try? await DeliveryStore(pool: pool).inProgressCount()
         let mainReady = counts.first { $0.0 == DeliveryTopology.queue }?.1?.messages ?? 0
         var lines: [[String]] = []
         let retryingReady = counts.filter { $0.0.hasPrefix("scheduler.retry.") }.reduce(0) { $0 + ($1.1?.messages ?? 0) }

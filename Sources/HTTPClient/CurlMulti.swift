@@ -2,49 +2,14 @@ internal import CCurl
 import Dispatch
 import Foundation
 
-/// An outgoing POST.
-public struct HTTPPost: Sendable {
-    public let id: UInt64
-    public let url: String
-    public let headers: [String]
-    public let body: [UInt8]
-    /// Seconds for the whole attempt (connect, send, answer).
-    public let timeout: Double
-
-    public init(id: UInt64, url: String, headers: [String], body: [UInt8], timeout: Double) {
-        self.id = id
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.timeout = timeout
-    }
-}
-
-/// How a POST ended: an HTTP status, or a transport error in libcurl's words.
-public struct HTTPOutcome: Sendable {
-    public enum Failure: Sendable, Equatable {
-        case timeout
-        case connection
-        case other
-    }
-
-    public let id: UInt64
-    public let status: Int?
-    public let failure: Failure?
-    public let error: String?
-    /// The receiver's `Retry-After` header, as sent.
-    public let retryAfter: String?
-    public let seconds: Double
-}
-
 /// Many POSTs in flight at once on one thread, through libcurl's multi interface:
-/// connections are kept alive and reused per host, and `poll` can also wait on another
-/// descriptor (the worker's AMQP socket), so one loop serves both.
+/// connections are kept alive and reused per host. Internal to the box: `HTTPPoster` and
+/// `SimplePost` own the threads that drive it.
 ///
 /// `@unchecked Sendable` is safe because a multi handle and its easy handles have a single
-/// owner, the worker's delivery thread; the only method other threads may call is
-/// `wakeup()`, which libcurl documents as thread-safe.
-public final class CurlMulti: @unchecked Sendable {
+/// owner, the thread of the `HTTPPoster` (or `SimplePost` call) that made it; the only
+/// method other threads may call is `wakeup()`, which libcurl documents as thread-safe.
+final class CurlMulti: @unchecked Sendable {
     private let multi: UnsafeMutableRawPointer
     private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
 
@@ -56,12 +21,35 @@ public final class CurlMulti: @unchecked Sendable {
         var retryAfter: String?
         var bodyBytes = 0
         let maximumBodyBytes: Int
+        /// Microseconds the receiver has to answer, counted from when the request is sent.
+        let answerMicroseconds: Int64
+        /// Set when the answer took longer than that (the transfer is then aborted).
+        var answerTimedOut = false
 
-        init(id: UInt64, easy: UnsafeMutableRawPointer, headers: UnsafeMutablePointer<curl_slist>?, maximumBodyBytes: Int) {
+        init(
+            id: UInt64, easy: UnsafeMutableRawPointer, headers: UnsafeMutablePointer<curl_slist>?, maximumBodyBytes: Int,
+            answerMicroseconds: Int64
+        ) {
             self.id = id
             self.easy = easy
             self.headers = headers
             self.maximumBodyBytes = maximumBodyBytes
+            self.answerMicroseconds = answerMicroseconds
+        }
+
+        /// Called by libcurl about once a second and on every chunk: aborts a transfer whose
+        /// request was sent more than `answerMicroseconds` ago.
+        func checkAnswerTime() -> Bool {
+            var sentAt: curl_off_t = 0
+            var now: curl_off_t = 0
+            guard shim_easy_getinfo_off_t(easy, CURLINFO_PRETRANSFER_TIME_T, &sentAt) == CURLE_OK, sentAt > 0,
+                shim_easy_getinfo_off_t(easy, CURLINFO_TOTAL_TIME_T, &now) == CURLE_OK
+            else { return true }
+            if Int64(now) - Int64(sentAt) > answerMicroseconds {
+                answerTimedOut = true
+                return false
+            }
+            return true
         }
 
         var bodyTooLarge: Bool { bodyBytes > maximumBodyBytes }
@@ -97,7 +85,9 @@ public final class CurlMulti: @unchecked Sendable {
         guard let easy = curl_easy_init() else { throw CurlError(code: -1, message: "curl_easy_init failed") }
         var list: UnsafeMutablePointer<curl_slist>?
         for header in post.headers + ["Expect:"] { list = curl_slist_append(list, header) }
-        let transfer = Transfer(id: post.id, easy: easy, headers: list, maximumBodyBytes: maximumResponseBytes)
+        let transfer = Transfer(
+            id: post.id, easy: easy, headers: list, maximumBodyBytes: maximumResponseBytes,
+            answerMicroseconds: Int64(min(max(post.timeout, 0.001), 86_400) * 1_000_000))
         var code = shim_easy_setopt_string(easy, CURLOPT_URL, post.url)
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_POST, 1) }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, post.body.count) }
@@ -108,8 +98,13 @@ public final class CurlMulti: @unchecked Sendable {
             code = body.withUnsafeMutableBytes { shim_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, $0.baseAddress) }
         }
         if code == CURLE_OK { code = shim_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list) }
-        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(post.timeout * 1000)) }
-        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(min(post.timeout, 10) * 1000)) }
+        // libcurl's timeout covers the whole transfer: the connect time is added to it, so a
+        // slow connect never eats into the answer's time. (Clamped: settings are checked,
+        // but a Double this large must not trap on conversion.)
+        let connectMilliseconds = Int(min(max(post.connectTimeout, 0.001), 86_400) * 1000)
+        let answerMilliseconds = Int(min(max(post.timeout, 0.001), 86_400) * 1000)
+        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, connectMilliseconds + answerMilliseconds) }
+        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, connectMilliseconds) }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1) }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0) }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS)) }
@@ -118,6 +113,9 @@ public final class CurlMulti: @unchecked Sendable {
         if code == CURLE_OK { code = shim_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, Unmanaged.passUnretained(transfer).toOpaque()) }
         if code == CURLE_OK { code = shim_easy_setopt_write(easy, CURLOPT_HEADERFUNCTION, readHeader) }
         if code == CURLE_OK { code = shim_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, Unmanaged.passUnretained(transfer).toOpaque()) }
+        if code == CURLE_OK { code = shim_easy_setopt_xferinfo(easy, checkProgress) }
+        if code == CURLE_OK { code = shim_easy_setopt_pointer(easy, CURLOPT_XFERINFODATA, Unmanaged.passUnretained(transfer).toOpaque()) }
+        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_NOPROGRESS, 0) }
         guard code == CURLE_OK else {
             release(transfer)
             throw CurlError(code: Int(code.rawValue), message: String(cString: curl_easy_strerror(code)))
@@ -155,6 +153,15 @@ public final class CurlMulti: @unchecked Sendable {
         return all.count
     }
 
+    /// Stops these transfers, if still in flight, without an outcome.
+    func cancel(_ ids: Set<UInt64>) {
+        for (easy, transfer) in transfers where ids.contains(transfer.id) {
+            transfers.removeValue(forKey: easy)
+            curl_multi_remove_handle(multi, easy)
+            release(transfer)
+        }
+    }
+
     /// Wakes a `poll` in progress; safe from any thread.
     public func wakeup() {
         _ = curl_multi_wakeup(multi)
@@ -179,6 +186,13 @@ public final class CurlMulti: @unchecked Sendable {
                 outcomes.append(
                     HTTPOutcome(
                         id: transfer.id, status: status, failure: nil, error: nil, retryAfter: transfer.retryAfter, seconds: seconds))
+            } else if result == CURLE_ABORTED_BY_CALLBACK && transfer.answerTimedOut {
+                let limit = Double(transfer.answerMicroseconds) / 1_000_000
+                outcomes.append(
+                    HTTPOutcome(
+                        id: transfer.id, status: nil, failure: .timeout,
+                        error: "Timeout was reached: no answer within \(limit) s of sending",
+                        retryAfter: nil, seconds: seconds))
             } else {
                 let failure: HTTPOutcome.Failure
                 switch result {
@@ -205,33 +219,6 @@ public final class CurlMulti: @unchecked Sendable {
     }
 }
 
-/// A request that must not be sent as it is.
-public struct HTTPPostError: Error, Sendable, CustomStringConvertible {
-    public let description: String
-}
-
-extension HTTPPost {
-    /// Refuses a URL or header with a control character (CR and LF above all: they would
-    /// end the header and begin another, or a second request) or a URL with spaces.
-    func validate() throws(HTTPPostError) {
-        func isControl(_ byte: UInt8) -> Bool { byte < 0x20 || byte == 0x7F }
-        if url.utf8.contains(where: { isControl($0) || $0 == UInt8(ascii: " ") }) {
-            throw HTTPPostError(description: "the URL holds a space or control character")
-        }
-        for header in headers where header.utf8.contains(where: { isControl($0) && $0 != UInt8(ascii: "\t") }) {
-            let name = header.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
-            throw HTTPPostError(description: "the \(name.filter { $0.isLetter || $0 == "-" }) header holds a control character")
-        }
-    }
-}
-
-/// A libcurl failure to set up a transfer.
-public struct CurlError: Error, Sendable, CustomStringConvertible {
-    public let code: Int
-    public let message: String
-    public var description: String { "libcurl error \(code): \(message)" }
-}
-
 private func discardBody(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
     let (length, overflow) = size.multipliedReportingOverflow(by: count)
     guard !overflow, let context else { return 0 }
@@ -240,6 +227,17 @@ private func discardBody(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ co
     sink.bodyBytes = sink.bodyBytes.addingReportingOverflow(length).partialValue
     // Returning less than given stops the transfer (CURLE_WRITE_ERROR).
     return sink.bodyBytes > sink.maximumBodyBytes ? 0 : length
+}
+
+private func checkProgress(
+    _ context: UnsafeMutableRawPointer?, _ downloadTotal: curl_off_t, _ downloaded: curl_off_t, _ uploadTotal: curl_off_t,
+    _ uploaded: curl_off_t
+) -> Int32 {
+    guard let context, let transfer = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue() as? any ResponseSink else {
+        return 0
+    }
+    // Non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK).
+    return transfer.checkAnswerTime() ? 0 : 1
 }
 
 private func readHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
@@ -263,4 +261,5 @@ protocol ResponseSink: AnyObject {
     var retryAfter: String? { get set }
     var bodyBytes: Int { get set }
     var maximumBodyBytes: Int { get }
+    func checkAnswerTime() -> Bool
 }

@@ -1,11 +1,12 @@
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// A fixed-size pool of connections for a server: each task takes a connection, has it
 /// to itself, and gives it back. Connections are opened on demand; a broken one (or one
 /// left inside a transaction) is closed instead of being reused, so the pool heals
 /// itself after PostgreSQL restarts.
-public final class PostgresPool: Sendable {
+public final class PostgresPool: Service, Sendable {
     private struct Waiter {
         let id: UInt64
         let continuation: CheckedContinuation<PostgresConnection?, any Error>
@@ -74,6 +75,11 @@ public final class PostgresPool: Sendable {
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) async throws -> PostgresRows {
         try await withConnection { try await $0.query(sql, parameters) }
+    }
+
+    /// Checks that the server answers (a round trip on a pooled connection).
+    public func ping() async throws {
+        try await query("SELECT 1")
     }
 
     /// Closes idle connections and refuses new work; connections in use close when returned.
@@ -175,5 +181,14 @@ public final class PostgresPool: Sendable {
             return state.removeFirstWaiter()
         }
         waiter?.resume(returning: nil)
+    }
+}
+
+extension PostgresPool {
+    /// As a service, the pool lives until the program shuts down, then closes. Put it first
+    /// in a `ServiceGroup`: services stop in reverse order, so it closes after its users.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        close()
     }
 }

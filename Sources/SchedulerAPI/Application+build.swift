@@ -1,4 +1,4 @@
-import Delivery
+import DeliveryQueues
 import Hummingbird
 import Logging
 import Postgres
@@ -19,7 +19,7 @@ public func buildApplication(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "scheduler-web"),
         logger: logger)
-    application.addServices(PoolService(pool: pool))
+    application.addServices(pool)
     return application
 }
 
@@ -43,7 +43,7 @@ public func buildRouter(configuration: Configuration, pool: PostgresPool, logger
     let deliveries = DeliveryStore(pool: pool)
     let pusher = MetricsPusher(configuration: configuration, logger: logger)
     ScheduleController(store: ScheduleStore(pool: pool), deliveryStore: deliveries, pusher: pusher, settings: settings).addRoutes(to: api)
-    FailedTaskController(
+    DeadLetterController(
         store: deliveries,
         redriver: DeadLetterRedriver(
             brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: deliveries, logger: logger),
@@ -54,14 +54,4 @@ public func buildRouter(configuration: Configuration, pool: PostgresPool, logger
     HealthController(pool: pool, brokerURL: configuration.brokerURL).addRoutes(to: api)
     MetricsController(pool: pool, pusher: pusher).addRoutes(to: api)
     return router
-}
-
-/// Keeps the pool for the application's lifetime and closes it on shutdown.
-struct PoolService: Service {
-    let pool: PostgresPool
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        pool.close()
-    }
 }

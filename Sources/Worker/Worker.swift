@@ -10,18 +10,24 @@ public final class Worker: Service, Sendable {
     public init(configuration: Configuration, pool: PostgresPool, logger: Logger) {
         loop = DeliveryLoop(
             settings: .init(
-                brokerURL: configuration.brokerURL, prefetch: configuration.workerPrefetch,
-                timeout: configuration.deliveryTimeout, policy: configuration.retryPolicy,
-                signer: configuration.signingSecret.map(WebhookSigner.init(secret:)), heartbeat: configuration.brokerHeartbeat,
-                maxRedeliveries: configuration.maxRedeliveries,
-                maximumPayloadBytes: configuration.scheduleLimits.maximumPayloadBytes),
+                brokerURL: configuration.brokerURL, prefetch: configuration.workerPrefetch, heartbeat: configuration.brokerHeartbeat,
+                machine: .init(
+                    policy: configuration.retryPolicy, timeout: configuration.deliveryTimeout,
+                    connectTimeout: configuration.deliveryConnectTimeout,
+                    signer: configuration.signingSecret.map(WebhookSigner.init(secret:)),
+                    maxRedeliveries: configuration.maxRedeliveries,
+                    maximumPayloadBytes: configuration.scheduleLimits.maximumPayloadBytes,
+                    receivers: .init(
+                        maximumConcurrency: configuration.receiverConcurrency, openAfter: configuration.breakerOpenAfter,
+                        minimumFailures: configuration.breakerMinimumFailures, probeInterval: configuration.breakerProbeInterval,
+                        maximumPause: configuration.receiverMaximumPause)),
+                alertURL: configuration.receiverAlertURL),
             pool: pool, logger: logger)
     }
 
     public func run() async throws {
-        loop.start()
         await withGracefulShutdownHandler {
-            await self.loop.finished()
+            await self.loop.run()
         } onGracefulShutdown: {
             self.loop.stop()
         }

@@ -1,11 +1,12 @@
-import AMQP
 import Crypto
-import Delivery
+import DeliveryQueues
 import Foundation
 import SchedulerCore
 import SchedulerStore
 import TestSupport
 import Testing
+
+@testable import AMQP
 
 @Suite("Delivery pipeline, end to end", .timeLimit(.minutes(5)))
 struct DeliveryTests {

@@ -1,10 +1,11 @@
-import AMQP
-import Delivery
+import DeliveryQueues
 import Foundation
 import Postgres
 import SchedulerCore
 import TestSupport
 import Testing
+
+@testable import AMQP
 
 /// Faults: processes killed, the broker restarted, beats racing. Each test asserts that
 /// nothing due is lost and nothing is delivered twice. `scripts/test` runs this suite on
@@ -13,13 +14,12 @@ import Testing
 struct FaultTests {
     @Test("kill -9 of a worker with jobs delivered, in flight and not yet taken: each delivered, repeats only of what was in flight")
     func workerKilled() async throws {
-        // A prefetch of 100 and a long timeout: POSTs waiting for one of libcurl's 64
-        // connections to the receiver count against DELIVERY_TIMEOUT (issue 11), and a
-        // timed-out attempt whose request went out after all would be a repeat that has
-        // nothing to do with the kill.
-        try await Pipeline.run(environment: ["WORKER_PREFETCH": "100", "DELIVERY_TIMEOUT": "30"], worker: false) { pipeline in
-            // 0.3 s per answer and 64 connections per receiver: about 200 a second, so the
-            // kill finds some jobs recorded, some held by the worker, most still queued.
+        // A prefetch of 100: the kill finds jobs the worker holds (POSTed or waiting for
+        // their receiver) and jobs still queued.
+        let settings = ["WORKER_PREFETCH": "100", "DELIVERY_TIMEOUT": "30", "RECEIVER_CONCURRENCY": "64"]
+        try await Pipeline.run(environment: settings, worker: false) { pipeline in
+            // 0.3 s per answer and 64 requests at once: about 200 a second, so the kill
+            // finds some jobs recorded, some held by the worker, most still queued.
             pipeline.receiver.delay("slow", seconds: 0.3)
             let count = 3000
             try await pipeline.createDue(count, name: "slow", due: Date())

@@ -1,10 +1,11 @@
-import AMQP
-import Delivery
+import DeliveryQueues
 import Foundation
 import SchedulerCore
 import SchedulerStore
 import TestSupport
 import Testing
+
+@testable import AMQP
 
 /// What tenants, receivers and the broker may send, end to end: each case of the hostile
 /// input report, then a check that the service still answers and still delivers on time.
@@ -89,7 +90,7 @@ struct HostileInputEndToEndTests {
     )
     func hostileReceivers() async throws {
         let tenMegabytes = [UInt8](repeating: UInt8(ascii: "x"), count: 10_000_000)
-        let hostile = try HostileReceiver([
+        let hostile = try HostileReceivers([
             "huge-retry-after": .answer("HTTP/1.1 503 Service Unavailable", headers: ["Retry-After: 99999999999999999"]),
             "negative-retry-after": .answer("HTTP/1.1 503 Service Unavailable", headers: ["Retry-After: -5"]),
             "date-retry-after": .answer("HTTP/1.1 429 Too Many Requests", headers: ["Retry-After: Fri, 31 Dec 9999 23:59:59 GMT"]),
@@ -101,7 +102,9 @@ struct HostileInputEndToEndTests {
             "not-http": .raw(Array("\u{0}\u{1}\u{2}garbage\r\n\r\n".utf8)),
         ])
         defer { hostile.stop() }
-        let settings = ["DELIVERY_TIMEOUT": "2", "DELIVERY_ATTEMPTS": "2", "RETRY_DELAYS": "1s"]
+        // A Retry-After pauses its receiver for RECEIVER_MAX_PAUSE at most: one second here,
+        // so that the second attempt comes within the test.
+        let settings = ["DELIVERY_TIMEOUT": "2", "DELIVERY_ATTEMPTS": "2", "RETRY_DELAYS": "1s", "RECEIVER_MAX_PAUSE": "1"]
         try await Pipeline.run(environment: settings, worker: false) { pipeline in
             // The worker as the program it is: a trap would end the process.
             let worker = try pipeline.launch("worker")

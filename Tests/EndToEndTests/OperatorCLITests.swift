@@ -1,4 +1,4 @@
-import Delivery
+import DeliveryQueues
 import Foundation
 import SchedulerCore
 import TestSupport

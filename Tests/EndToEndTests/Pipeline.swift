@@ -1,6 +1,5 @@
-import AMQP
 import Beat
-import Delivery
+import DeliveryQueues
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -15,6 +14,8 @@ import Telemetry
 import TestSupport
 import Testing
 import Worker
+
+@testable import AMQP
 
 /// The whole system for one test: a fresh database and RabbitMQ virtual host, the API
 /// (through its router, in this process), beat and a worker as processes of their own

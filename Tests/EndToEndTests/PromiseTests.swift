@@ -1,10 +1,11 @@
-import AMQP
-import Delivery
+import DeliveryQueues
 import Foundation
 import SchedulerCore
 import SchedulerStore
 import TestSupport
 import Testing
+
+@testable import AMQP
 
 /// The README's promises that no other test shows, each tested as a user would check it.
 /// The README's table of guarantees names these tests.

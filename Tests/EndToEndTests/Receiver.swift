@@ -23,6 +23,10 @@ final class Receiver: Sendable {
         let scripts = Mutex<[String: [Int]]>([:])
         let port = Mutex<Int?>(nil)
         let delays = Mutex<[String: Double]>([:])
+        /// A `Retry-After` value sent with every answer that is not a 2xx, by name.
+        let retryAfter = Mutex<[String: String]>([:])
+        /// Requests being answered now, and the most at once, by name.
+        let concurrency = Mutex<(now: [String: Int], most: [String: Int])>(([:], [:]))
 
         func record(_ request: Request, name: String) -> Int {
             requests.withLock { $0.append(request) }
@@ -39,9 +43,9 @@ final class Receiver: Sendable {
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
-    /// Starts listening on 127.0.0.1 on a free port.
-    static func start() async throws -> Receiver {
-        let receiver = Receiver()
+    /// Starts listening on 127.0.0.1 on `port` (0: a free one).
+    static func start(port: Int = 0) async throws -> Receiver {
+        let receiver = Receiver(port: port)
         for _ in 0..<500 {
             if receiver.state.port.withLock({ $0 }) != nil { return receiver }
             try await Task.sleep(for: .milliseconds(10))
@@ -49,7 +53,7 @@ final class Receiver: Sendable {
         throw ReceiverError("the receiver did not start")
     }
 
-    private init() {
+    private init(port: Int) {
         let state = state
         let router = Router()
         // `/hook/<name>` and `/hook/<name>/<sub>` (recorded as name "<name>/<sub>").
@@ -61,8 +65,17 @@ final class Receiver: Sendable {
             // Recorded on arrival, answered after the delay (if any).
             let status = state.record(
                 Request(path: "/hook/\(name)", headers: headers, body: String(buffer: body), arrived: Date()), name: name)
+            state.concurrency.withLock { counts in
+                counts.now[name, default: 0] += 1
+                counts.most[name] = max(counts.most[name] ?? 0, counts.now[name] ?? 0)
+            }
+            defer { state.concurrency.withLock { $0.now[name, default: 1] -= 1 } }
             if let delay = state.delays.withLock({ $0[name] }) { try await Task.sleep(for: .seconds(delay)) }
-            return Response(status: .init(code: status))
+            var answer = Response(status: .init(code: status))
+            if !(200..<300).contains(status), let retryAfter = state.retryAfter.withLock({ $0[name] }) {
+                answer.headers[.retryAfter] = retryAfter
+            }
+            return answer
         }
         router.post("hook/:name", use: handler)
         router.post("hook/:name/:sub", use: handler)
@@ -70,7 +83,7 @@ final class Receiver: Sendable {
         // Many receivers of slow answers at once.
         logger.logLevel = .warning
         let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
             onServerRunning: { channel in state.port.withLock { $0 = channel.localAddress?.port } },
             logger: logger)
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: logger)
@@ -95,6 +108,16 @@ final class Receiver: Sendable {
     /// Answers `name` only after `seconds`.
     func delay(_ name: String, seconds: Double) {
         state.delays.withLock { $0[name] = seconds }
+    }
+
+    /// Sends `Retry-After: value` with `name`'s answers that are not a 2xx.
+    func retryAfter(_ name: String, _ value: String) {
+        state.retryAfter.withLock { $0[name] = value }
+    }
+
+    /// The most requests to `name` answered at once.
+    func mostAtOnce(_ name: String) -> Int {
+        state.concurrency.withLock { $0.most[name] ?? 0 }
     }
 
     /// How many times each Idempotency-Key arrived at `name`.

@@ -1,5 +1,5 @@
 import AMQP
-import Delivery
+import DeliveryQueues
 import Foundation
 import SchedulerCore
 import Testing

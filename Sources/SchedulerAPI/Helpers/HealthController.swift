@@ -3,7 +3,7 @@ import Foundation
 import Hummingbird
 import Postgres
 import SchedulerCore
-import Synchronization
+import SchedulerStore
 
 /// `GET /api/health/`: 200 when PostgreSQL answers a query and RabbitMQ accepts a login,
 /// else 503 with `"up": false` and what failed.
@@ -36,7 +36,7 @@ struct HealthController: Sendable {
     private func checkDatabase() async -> String? {
         await withTimeout(seconds: 3) {
             do {
-                try await pool.query("SELECT 1")
+                try await pool.ping()
                 return nil
             } catch let error as PostgresError {
                 return error.message.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -65,46 +65,17 @@ struct HealthController: Sendable {
     /// The check's answer, or a timeout message if it takes longer; a check stuck in a
     /// blocking call is left to finish on its own instead of holding the response.
     private func withTimeout(seconds: Int, _ check: @escaping @Sendable () async -> String?) async -> String? {
-        let once = Mutex<CheckedContinuation<String?, Never>?>(nil)
-        return await withCheckedContinuation { continuation in
-            once.withLock { $0 = continuation }
-            let resume: @Sendable (String?) -> Void = { answer in
-                once.withLock { pending in
-                    pending?.resume(returning: answer)
-                    pending = nil
-                }
-            }
-            let checking = Task { resume(await check()) }
-            Task {
-                try? await Task.sleep(for: .seconds(seconds))
-                resume("no answer within \(seconds) seconds")
-                checking.cancel()
-            }
+        let (answers, input) = AsyncStream.makeStream(of: String?.self)
+        let checking = Task { input.yield(await check()) }
+        let timer = Task {
+            try? await Task.sleep(for: .seconds(seconds))
+            input.yield("no answer within \(seconds) seconds")
         }
-    }
-}
-
-/// `GET /api/metrics/` lists the metric keys; `POST /api/metrics/` starts a push of the
-/// current totals to the Go Metrics API (when `METRICS_URL` is set).
-struct MetricsController: Sendable {
-    let pool: PostgresPool
-    let pusher: MetricsPusher
-
-    func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
-        group.resource("metrics/", [.get: list, .post: fire])
-    }
-
-    @Sendable func list(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
-        JSONResponse.make(body: .object(["metrics_available": .array(MetricKeys.available.map(JSONValue.string))]))
-    }
-
-    @Sendable func fire(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
-        if pusher.isEnabled {
-            let row = try await pool.query("SELECT count(*) AS total, count(*) FILTER (WHERE enabled) AS enabled FROM schedules").first
-            pusher.push([
-                ("schedules.total.last", Int(row?["total"] ?? "") ?? 0), ("schedules.enabled.last", Int(row?["enabled"] ?? "") ?? 0),
-            ])
-        }
-        return JSONResponse.make(status: .created, body: .object(["scheduled_metrics_initiated": .bool(true)]))
+        var first = answers.makeAsyncIterator()
+        let answer = await first.next() ?? "no answer"
+        checking.cancel()
+        timer.cancel()
+        input.finish()
+        return answer
     }
 }

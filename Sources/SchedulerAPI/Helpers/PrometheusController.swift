@@ -1,8 +1,9 @@
-import Delivery
+import DeliveryQueues
 import Hummingbird
 import Metrics
 import Postgres
 import SchedulerCore
+import SchedulerStore
 import Telemetry
 
 /// `GET /metrics` (no token): the Prometheus text of this process, with the schedule counts
@@ -20,9 +21,7 @@ struct PrometheusController: Sendable {
     }
 
     private func refresh() async {
-        if let row = try? await pool.query("SELECT count(*) FILTER (WHERE enabled) AS enabled, count(*) AS total FROM schedules").first {
-            let enabled = Int(row["enabled"] ?? "") ?? 0
-            let total = Int(row["total"] ?? "") ?? 0
+        if let (total, enabled) = try? await ScheduleStore(pool: pool).counts() {
             Gauge(label: "scheduler_schedules", dimensions: [("state", "enabled")]).record(enabled)
             Gauge(label: "scheduler_schedules", dimensions: [("state", "disabled")]).record(total - enabled)
         }

@@ -1,11 +1,5 @@
 import Foundation
 
-/// A setting that is missing or malformed. Programs print it as one line and stop.
-public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// The service's settings, from the environment. Names follow the original Seed
 /// Scheduler; the new ones have defaults. See the README's configuration table.
 public struct Configuration: Sendable, Equatable {
@@ -24,8 +18,21 @@ public struct Configuration: Sendable, Equatable {
     public var maxPageSize: Int
     public var databasePoolSize: Int
     public var maxBodyBytes: Int
-    /// Seconds one delivery attempt may take.
+    /// Seconds a receiver has to answer a delivery, from the moment it is sent.
     public var deliveryTimeout: Double
+    /// Seconds to connect to a receiver (TCP and TLS), counted apart from the answer.
+    public var deliveryConnectTimeout: Double
+    /// Requests in flight per receiver (scheme, host and port), at most.
+    public var receiverConcurrency: Int
+    /// Circuit breaker: seconds of nothing but failures (and at least `breakerMinimumFailures`
+    /// failed attempts) before a receiver is opened; seconds between probes of an open one.
+    public var breakerOpenAfter: Double
+    public var breakerMinimumFailures: Int
+    public var breakerProbeInterval: Double
+    /// The longest pause (seconds) a receiver's `Retry-After` may ask for.
+    public var receiverMaximumPause: Double
+    /// An operator's webhook told when a receiver's circuit opens or closes.
+    public var receiverAlertURL: String?
     public var retryPolicy: RetryPolicy
     /// Jobs a worker holds unacknowledged (and POSTs at once), at most.
     public var workerPrefetch: Int
@@ -81,6 +88,16 @@ public struct Configuration: Sendable, Equatable {
         databasePoolSize = try reader.int("DATABASE_POOL_SIZE", default: 8, range: 1...200)
         maxBodyBytes = try reader.int("MAX_BODY_BYTES", default: 1_048_576, range: 1024...67_108_864)
         deliveryTimeout = Double(try reader.int("DELIVERY_TIMEOUT", default: 30, range: 1...3600))
+        deliveryConnectTimeout = Double(try reader.int("DELIVERY_CONNECT_TIMEOUT", default: 10, range: 1...600))
+        receiverConcurrency = try reader.int("RECEIVER_CONCURRENCY", default: 8, range: 1...1000)
+        breakerOpenAfter = Double(try reader.int("BREAKER_OPEN_AFTER", default: 60, range: 1...86_400))
+        breakerMinimumFailures = try reader.int("BREAKER_MIN_FAILURES", default: 5, range: 1...10_000)
+        breakerProbeInterval = Double(try reader.int("BREAKER_PROBE_INTERVAL", default: 30, range: 1...3600))
+        receiverMaximumPause = Double(try reader.int("RECEIVER_MAX_PAUSE", default: 300, range: 1...86_400))
+        receiverAlertURL = reader.string("RECEIVER_ALERT_URL").flatMap { $0.isEmpty ? nil : $0 }
+        if let url = receiverAlertURL, !ScheduleValidation.isHTTPURL(url) {
+            throw ConfigurationError("RECEIVER_ALERT_URL must be an http(s) URL, got '\(url)'")
+        }
         let attempts = try reader.int("DELIVERY_ATTEMPTS", default: 6, range: 1...100)
         let delaysText = reader.string("RETRY_DELAYS") ?? "5s,30s,5m,30m"
         guard let delays = RetryPolicy.parseDelays(delaysText) else {

@@ -19,6 +19,14 @@ public struct DeliveryStore: Sendable {
         self.limits = limits
     }
 
+    /// Deliveries published and not finished: in a queue, or in a worker's hands.
+    public func inProgressCount() async throws -> Int {
+        let row = try await pool.query(
+            "SELECT count(*) FROM deliveries WHERE published_at IS NOT NULL AND state IN ('queued', 'retrying') AND finished_at IS NULL"
+        ).first
+        return row?[0].flatMap { Int($0) } ?? 0
+    }
+
     static let columns = """
         id, schedule_id, kind, scheduled_for, state, attempts, last_status, last_error, latency_ms,
         created_at, published_at, finished_at
@@ -197,6 +205,15 @@ public struct DeliveryStore: Sendable {
         /// The payload's size in bytes, even when it was too large to read.
         public let bodyBytes: Int
         public let authToken: String?
+
+        public init(state: Delivery.State, attempts: Int, endpoint: String?, body: String, bodyBytes: Int, authToken: String?) {
+            self.state = state
+            self.attempts = attempts
+            self.endpoint = endpoint
+            self.body = body
+            self.bodyBytes = bodyBytes
+            self.authToken = authToken
+        }
     }
 
     /// The targets of these deliveries; a delivery with no row is not in the result.

@@ -10,6 +10,12 @@ public struct ScheduleStore: Sendable {
         self.pool = pool
     }
 
+    /// How many schedules there are, and how many of them are enabled.
+    public func counts() async throws -> (total: Int, enabled: Int) {
+        let row = try await pool.query("SELECT count(*) AS total, count(*) FILTER (WHERE enabled) AS enabled FROM schedules").first
+        return (Int(row?["total"] ?? "") ?? 0, Int(row?["enabled"] ?? "") ?? 0)
+    }
+
     public struct Filter: Sendable, Equatable {
         public var enabled: Bool?
         public var endpoint: String?

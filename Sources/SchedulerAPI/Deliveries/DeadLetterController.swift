@@ -1,13 +1,13 @@
 import AMQP
-import Delivery
+import DeliveryQueues
 import Foundation
 import Hummingbird
 import SchedulerCore
 import SchedulerStore
 
 /// `/api/v1/failed-tasks/`: dead-lettered deliveries; POST re-drives them all (the same
-/// code as `scheduler-ctl dlq retry`).
-struct FailedTaskController: Sendable {
+/// code as `scheduler-ctl dead-letters redrive`).
+struct DeadLetterController: Sendable {
     let store: DeliveryStore
     let redriver: DeadLetterRedriver
     let settings: APISettings

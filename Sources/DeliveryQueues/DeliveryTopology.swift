@@ -7,6 +7,7 @@ import SchedulerCore
 /// - per retry delay D: fanout exchange `scheduler.retry.D` → quorum queue `scheduler.retry.D`
 ///   whose messages expire after D and dead-letter back to `scheduler.deliveries` with their
 ///   original routing key (at-least-once dead-lettering);
+/// - per park delay D: `scheduler.park.D`, built like a retry queue (see `parkDelays`);
 /// - fanout exchange `scheduler.dead` → quorum queue `scheduler.dead-letters`.
 public enum DeliveryTopology {
     public static let exchange = "scheduler.deliveries"
@@ -16,6 +17,16 @@ public enum DeliveryTopology {
 
     public static func retryName(milliseconds: Int) -> String {
         "scheduler.retry.\(RetryPolicy.label(milliseconds: milliseconds))"
+    }
+
+    /// Delays of the park queues: a job whose receiver cannot take it now waits there
+    /// (without holding a worker's prefetch slot, and without using an attempt), then
+    /// returns to `scheduler.deliveries`. Short for a busy receiver, long for one that is
+    /// paused or whose circuit breaker is open.
+    public static let parkDelays = [1_000, 10_000]
+
+    public static func parkName(milliseconds: Int) -> String {
+        "scheduler.park.\(RetryPolicy.label(milliseconds: milliseconds))"
     }
 
     static let quorum: [String: AMQPValue] = ["x-queue-type": .string("quorum")]
@@ -38,8 +49,9 @@ public enum DeliveryTopology {
             AMQPTopology.Binding(queue: queue, exchange: exchange, routingKey: "schedule.#"),
             AMQPTopology.Binding(queue: deadQueue, exchange: deadExchange, routingKey: ""),
         ]
-        for delay in Set(policy.delays).sorted() {
-            let name = retryName(milliseconds: delay)
+        let delays =
+            Set(policy.delays).sorted().map { (retryName(milliseconds: $0), $0) } + parkDelays.map { (parkName(milliseconds: $0), $0) }
+        for (name, delay) in delays {
             exchanges.append(AMQPTopology.Exchange(name: name, type: "fanout"))
             queues.append(
                 AMQPTopology.Queue(

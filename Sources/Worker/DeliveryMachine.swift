@@ -1,0 +1,564 @@
+import AMQP
+import DeliveryQueues
+import Foundation
+import HTTPClient
+import SchedulerCore
+import SchedulerStore
+
+/// The worker's decisions, as a pure value: it takes events (a job received, its target
+/// read, a POST finished, an outcome settled, the connection lost, a stop, a tick of the
+/// clock) and returns the actions to carry out. It does no I/O and reads no clock: the
+/// time comes with each event. `DeliveryLoop` is the thin shell that feeds it and acts.
+///
+/// A job's path: received → read (its target, in a batch) → POSTed → settled (a retry or
+/// dead letter published and confirmed, the attempt recorded, in a batch) → acked. A job
+/// is acked only after it is settled; on a lost connection everything of that connection
+/// is dropped (the broker delivers the jobs again); on stop the POSTs in flight finish and
+/// every other job is handed back.
+struct DeliveryMachine {
+    struct Settings: Sendable {
+        var policy: RetryPolicy
+        /// Seconds for a receiver's answer, and to connect to it.
+        var timeout: Double
+        var connectTimeout: Double = 10
+        var signer: WebhookSigner?
+        /// A job redelivered this many times (its workers stopped without an outcome) is poison.
+        var maxRedeliveries: Int = 5
+        /// Payloads larger than this are not read, let alone POSTed: the job is dead-lettered.
+        var maximumPayloadBytes: Int = ScheduleLimits.standard.maximumPayloadBytes
+        /// Batches of target reads, and of settlements, in flight at once; while that many
+        /// are, new work gathers into the next batch.
+        var batchesInFlight: Int = 2
+        /// Pauses before a failed read or settlement is tried again.
+        var readRetryDelay: Double = 0.5
+        var settleRetryDelay: Double = 1
+        /// Each receiver's limits and circuit breaker.
+        var receivers = Receiver.Settings()
+        /// How long a parked job waits in the broker before it is tried again: short when
+        /// its receiver is only busy, long when it is paused or open.
+        var shortPark: Int = DeliveryTopology.parkDelays[0]
+        var longPark: Int = DeliveryTopology.parkDelays[1]
+        /// Seconds a stop waits for the POSTs in flight to finish and settle.
+        var stopGrace: Double { connectTimeout + timeout + 5 }
+    }
+
+    enum Event {
+        case connected(generation: Int)
+        /// Deliveries that arrived together (handled as one: their reads share a batch).
+        case deliveries([AMQPDelivery], generation: Int)
+        case lost(generation: Int)
+        case read(batch: Int, [UUID: DeliveryStore.Target])
+        case readFailed(batch: Int, reason: String)
+        /// POSTs that finished together.
+        case outcomes([HTTPOutcome])
+        case settled(batch: Int)
+        case settleFailed(batch: Int, reason: String)
+        /// An operator's command for one receiver (`scheduler-ctl receivers`).
+        case command(receiver: String, Receiver.Command)
+        case stop
+        case tick
+
+        static func received(_ delivery: AMQPDelivery, generation: Int) -> Event { .deliveries([delivery], generation: generation) }
+        static func posted(_ outcome: HTTPOutcome) -> Event { .outcomes([outcome]) }
+    }
+
+    enum Action {
+        /// Read the targets of these deliveries; answer `.read` or `.readFailed`.
+        case read(batch: Int, ids: [UUID])
+        /// Hand this POST to libcurl; its outcome comes back as `.posted`.
+        case post(HTTPPost)
+        /// Publish the messages (confirmed), then record the attempts; answer `.settled` or
+        /// `.settleFailed`.
+        case settle(batch: Int, [Settlement])
+        case ack([UInt64], generation: Int)
+        /// Return these deliveries to the queue untouched.
+        case handBack([UInt64], generation: Int)
+        case cancelPosts([UInt64])
+        /// Take no more deliveries.
+        case pauseConsuming
+        /// Everything is settled or handed back: the loop may end.
+        case finish
+        /// Something to log and count.
+        case note(Note)
+    }
+
+    enum Note: Equatable {
+        case poison(UUID, reason: String)
+        case malformed(reason: String)
+        case refused(UUID, reason: String)
+        case skipped(UUID, state: Delivery.State)
+        case attempted(UUID, attempt: Int, decision: DeliveryDecision, status: Int?, seconds: Double)
+        case late(seconds: Double)
+        case readFailed(reason: String)
+        case settleFailed(reason: String)
+        case abandoned(posts: Int, jobs: Int)
+        case stopping(inFlight: Int, handedBack: Int)
+        case stopped(handedBack: Int)
+        case parked(Receiver.ParkReason)
+        case receiver(String, Receiver.Transition)
+    }
+
+    /// What happens to a job when it leaves the worker.
+    struct Settlement: Sendable {
+        let tag: UInt64
+        /// A message to publish first (to a retry queue or the dead letters).
+        let message: AMQPOutgoingMessage?
+        /// The record to write, if any.
+        let attempt: DeliveryStore.Attempt?
+    }
+
+    struct Job {
+        enum Phase: Equatable {
+            case waitingToRead, reading
+            /// Ready, waiting in the worker for a request slot of its receiver.
+            case waitingForReceiver
+            case posting(transfer: UInt64)
+            case settling
+        }
+
+        let delivery: AMQPDelivery
+        /// Nil when the message is not a job (it is dead-lettered as malformed).
+        let job: DeliveryJob?
+        let attempt: Int
+        var phase: Phase
+        /// Its receiver and its request, once read.
+        var receiver: String? = nil
+        var post: HTTPPost? = nil
+    }
+
+    /// Work gathered for the next batch, and what failed and waits to be tried again.
+    struct Gathering<Item> {
+        var pending: [Item] = []
+        var failed: [Item] = []
+        var retryAt: Date?
+        var inFlight: [Int: [Item]] = [:]
+
+        mutating func retryDue(_ now: Date) {
+            if let retryAt, now >= retryAt {
+                pending += failed
+                failed.removeAll()
+                self.retryAt = nil
+            }
+        }
+
+        mutating func fail(batch: Int, at now: Date, pause: Double) -> [Item]? {
+            guard let items = inFlight.removeValue(forKey: batch) else { return nil }
+            failed += items
+            retryAt = now.addingTimeInterval(pause)
+            return items
+        }
+    }
+
+    let settings: Settings
+    private(set) var generation = 0
+    private(set) var jobs: [UInt64: Job] = [:]
+    /// POSTs in flight: transfer id → delivery tag. Transfer ids are never reused, so an
+    /// outcome that arrives after a reconnect (delivery tags start again at 1) cannot be
+    /// taken for another job's.
+    private(set) var transfers: [UInt64: UInt64] = [:]
+    private var nextTransfer: UInt64 = 1
+    private var nextBatch = 1
+    private var reads = Gathering<UInt64>()
+    private var settlements = Gathering<Settlement>()
+    private(set) var receivers: [String: Receiver] = [:]
+    /// The receiver of each schedule's jobs, as last read (routing key → receiver): a job
+    /// for a receiver that could not take it anyway is parked without reading its target.
+    private var knownReceivers: [String: String] = [:]
+    private(set) var stopping = false
+    private var stopDeadline: Date?
+    private(set) var finished = false
+
+    init(settings: Settings) {
+        self.settings = settings
+    }
+
+    // MARK: Events
+
+    mutating func handle(_ event: Event, now: Date) -> [Action] {
+        guard !finished else { return [] }
+        var actions: [Action] = []
+        switch event {
+        case .connected(let generation):
+            self.generation = generation
+        case .deliveries(let deliveries, let generation):
+            guard generation == self.generation else { break }
+            if stopping {
+                actions.append(.handBack(deliveries.map(\.deliveryTag), generation: generation))
+            } else {
+                for delivery in deliveries { accept(delivery, now: now, into: &actions) }
+            }
+        case .lost(let generation):
+            guard generation == self.generation else { break }
+            drop(into: &actions)
+        case .read(let batch, let targets):
+            guard let tags = reads.inFlight.removeValue(forKey: batch) else { break }
+            for tag in tags {
+                guard let job = jobs[tag], job.phase == .reading else { continue }
+                begin(tag: tag, job: job, target: job.job.flatMap { targets[$0.deliveryID] }, now: now, into: &actions)
+            }
+        case .readFailed(let batch, let reason):
+            guard reads.fail(batch: batch, at: now, pause: settings.readRetryDelay) != nil else { break }
+            actions.append(.note(.readFailed(reason: reason)))
+        case .outcomes(let outcomes):
+            for outcome in outcomes { finished(outcome, now: now, into: &actions) }
+        case .settled(let batch):
+            guard let done = settlements.inFlight.removeValue(forKey: batch) else { break }
+            let tags = done.map(\.tag).filter { jobs.removeValue(forKey: $0) != nil }
+            if !tags.isEmpty { actions.append(.ack(tags, generation: generation)) }
+        case .settleFailed(let batch, let reason):
+            guard settlements.fail(batch: batch, at: now, pause: settings.settleRetryDelay) != nil else { break }
+            actions.append(.note(.settleFailed(reason: reason)))
+        case .stop:
+            guard !stopping else { break }
+            stopping = true
+            stopDeadline = now.addingTimeInterval(settings.stopGrace)
+            actions.append(.pauseConsuming)
+            // What is not POSTed yet goes back at once; POSTs in flight finish.
+            let waiting = jobs.filter { [.waitingToRead, .reading, .waitingForReceiver].contains($0.value.phase) }.keys.sorted()
+            for tag in waiting {
+                if let key = jobs[tag]?.receiver { receivers[key]?.forget(tag) }
+                jobs[tag] = nil
+            }
+            reads = Gathering()
+            if !waiting.isEmpty { actions.append(.handBack(waiting, generation: generation)) }
+            actions.append(.note(.stopping(inFlight: jobs.count, handedBack: waiting.count)))
+        case .command(let key, let command):
+            var receiver = receivers[key] ?? Receiver(key: key, settings: settings.receivers, now: now)
+            if let transition = receiver.apply(command, settings: settings.receivers, now: now) {
+                actions.append(.note(.receiver(key, transition)))
+            }
+            receivers[key] = receiver
+            release(key, now: now, into: &actions)
+        case .tick:
+            // Receivers whose requests got slow park what they can no longer take soon.
+            for key in receivers.keys where receivers[key]?.waiting.isEmpty == false {
+                release(key, now: now, into: &actions)
+            }
+        }
+        flush(now: now, into: &actions)
+        return actions
+    }
+
+    // MARK: Steps
+
+    /// Settles a POST's job and tells its receiver how it went.
+    private mutating func finished(_ outcome: HTTPOutcome, now: Date, into actions: inout [Action]) {
+        guard let tag = transfers.removeValue(forKey: outcome.id), let job = jobs[tag] else { return }
+        settle(tag: tag, job: job, outcome: outcome, now: now, into: &actions)
+        guard let key = job.receiver, receivers[key] != nil else { return }
+        let retryAfter = outcome.retryAfter.flatMap { RetryPolicy.milliseconds(retryAfter: $0, now: now) }.map { Double($0) / 1000 }
+        let answer = Receiver.Answer(status: outcome.status, timedOut: outcome.failure == .timeout)
+        if let transition = receivers[key]?.finished(
+            answer, seconds: outcome.seconds, retryAfter: retryAfter, settings: settings.receivers, now: now)
+        {
+            actions.append(.note(.receiver(key, transition)))
+        }
+        release(key, now: now, into: &actions)
+    }
+
+    private mutating func accept(_ delivery: AMQPDelivery, now: Date, into actions: inout [Action]) {
+        // Headers come from whoever published: clamp before any arithmetic.
+        let attempt = Int(min(max(1, delivery.headers[DeliveryHeaders.attempt]?.intValue ?? 1), Int64(DeliveryLimits.maximumAttempt)))
+        let redeliveries = delivery.headers[DeliveryHeaders.deliveryCount]?.intValue ?? 0
+        let tag = delivery.deliveryTag
+        let job: DeliveryJob
+        do {
+            job = try DeliveryJob(body: delivery.body)
+        } catch {
+            jobs[tag] = Job(delivery: delivery, job: nil, attempt: attempt, phase: .settling)
+            actions.append(.note(.malformed(reason: error.message)))
+            settlements.pending.append(
+                Settlement(
+                    tag: tag, message: deadLetter(delivery, reason: error.message, status: nil, error: nil, attempts: attempt, now: now),
+                    attempt: nil))
+            return
+        }
+        if redeliveries >= Int64(settings.maxRedeliveries) {
+            // Every worker that took it stopped before an outcome: do not let it take the next.
+            let reason = "taken \(redeliveries + 1) times without an outcome (a worker stopped while handling it each time)"
+            jobs[tag] = Job(delivery: delivery, job: job, attempt: attempt, phase: .settling)
+            actions.append(.note(.poison(job.deliveryID, reason: reason)))
+            settlements.pending.append(
+                Settlement(
+                    tag: tag, message: deadLetter(delivery, reason: reason, status: nil, error: nil, attempts: attempt, now: now),
+                    attempt: .init(
+                        id: job.deliveryID, state: .dead, attempts: attempt, status: nil, error: reason, latencyMilliseconds: nil)))
+            return
+        }
+        var waiting = Job(delivery: delivery, job: job, attempt: attempt, phase: .waitingToRead)
+        if job.kind == .schedule, let key = knownReceivers[delivery.routingKey], let reason = receivers[key]?.wouldPark(now: now) {
+            // Its receiver could not take it now: park it without reading its target.
+            waiting.receiver = key
+            jobs[tag] = waiting
+            park(tag: tag, job: waiting, reason: reason, now: now, into: &actions)
+            return
+        }
+        jobs[tag] = waiting
+        reads.pending.append(tag)
+    }
+
+    /// Starts the POST, or settles a job that must not be POSTed.
+    private mutating func begin(tag: UInt64, job: Job, target: DeliveryStore.Target?, now: Date, into actions: inout [Action]) {
+        guard let target, let deliveryJob = job.job else {
+            settleWithout(tag: tag, job: job, message: deadLetter(job, reason: "no delivery record for this job", now: now))
+            return
+        }
+        switch target.state {
+        case .cancelled, .delivered, .purged:
+            // Disabled or deleted after it was queued, or a repeat of a delivered job.
+            actions.append(.note(.skipped(deliveryJob.deliveryID, state: target.state)))
+            settleWithout(tag: tag, job: job, message: nil)
+            return
+        case .queued, .retrying, .dead:
+            break
+        }
+        guard let endpoint = target.endpoint else {
+            settleWithout(tag: tag, job: job, message: nil)
+            return
+        }
+        // The row may have been written by hand or before a bound was set: check it again.
+        if let problem = Self.problem(endpoint: endpoint, target: target, maximumPayloadBytes: settings.maximumPayloadBytes) {
+            refuse(tag: tag, job: job, reason: problem, now: now, into: &actions)
+            return
+        }
+        let body = Array((target.body.isEmpty || target.body == "null" ? "{}" : target.body).utf8)
+        let id = deliveryJob.deliveryID.uuidString.lowercased()
+        var headers = [
+            "Content-Type: application/json",
+            "Idempotency-Key: \(id)",
+            "X-Scheduler-Delivery-Id: \(id)",
+            "X-Scheduler-Scheduled-For: \(Timestamp.format(deliveryJob.scheduledFor))",
+            "X-Scheduler-Attempt: \(job.attempt)",
+        ]
+        if let schedule = deliveryJob.scheduleID { headers.append("X-Scheduler-Schedule-Id: \(schedule.uuidString.lowercased())") }
+        if let token = target.authToken, !token.isEmpty { headers.append("Authorization: Token \(token)") }
+        if let signer = settings.signer {
+            headers += signer.headers(id: id, timestamp: Int(now.timeIntervalSince1970), body: body)
+        }
+        let post = HTTPPost(
+            id: nextTransfer, url: endpoint, headers: headers, body: body, timeout: settings.timeout,
+            connectTimeout: settings.connectTimeout)
+        do {
+            try post.validate()
+        } catch {
+            // Nothing a retry could fix: a header value or URL libcurl must not send.
+            refuse(tag: tag, job: job, reason: "cannot be sent: \(error)", now: now, into: &actions)
+            return
+        }
+        nextTransfer += 1
+        let key = Receiver.key(of: endpoint)
+        jobs[tag]?.receiver = key
+        jobs[tag]?.post = post
+        // A schedule's jobs go to its endpoint; a webhook call about it goes elsewhere.
+        if deliveryJob.kind == .schedule { remember(job.delivery.routingKey, key) }
+        var receiver = receivers[key] ?? Receiver(key: key, settings: settings.receivers, now: now)
+        let admission = receiver.admit(tag, settings: settings.receivers, now: now)
+        receivers[key] = receiver
+        switch admission {
+        case .start:
+            start(tag, now: now, into: &actions)
+        case .wait:
+            jobs[tag]?.phase = .waitingForReceiver
+        case .park(let reason):
+            park(tag: tag, job: job, reason: reason, now: now, into: &actions)
+        }
+    }
+
+    /// Sends a job's request (its receiver counted it in already).
+    private mutating func start(_ tag: UInt64, now: Date, into actions: inout [Action]) {
+        guard let job = jobs[tag], let post = job.post, let deliveryJob = job.job else { return }
+        if job.attempt == 1 { actions.append(.note(.late(seconds: now.timeIntervalSince(deliveryJob.scheduledFor)))) }
+        transfers[post.id] = tag
+        jobs[tag]?.phase = .posting(transfer: post.id)
+        actions.append(.post(post))
+    }
+
+    /// Starts what a receiver's freed slots allow, and parks what it can no longer take.
+    private mutating func release(_ key: String, now: Date, into actions: inout [Action]) {
+        guard let (start, park) = receivers[key]?.release(now: now) else { return }
+        for tag in start { self.start(tag, now: now, into: &actions) }
+        for (tag, reason) in park {
+            if let job = jobs[tag] { self.park(tag: tag, job: job, reason: reason, now: now, into: &actions) }
+        }
+    }
+
+    /// Gives a job's prefetch slot back: it goes to a park queue, untouched (same attempt,
+    /// nothing recorded), and returns to the delivery queue when its delay is over.
+    private mutating func park(tag: UInt64, job: Job, reason: Receiver.ParkReason, now: Date, into actions: inout [Action]) {
+        var delay = settings.shortPark
+        if let key = job.receiver, let receiver = receivers[key] {
+            switch reason {
+            case .open:
+                // Back in time for the next probe; a receiver held open by hand has none.
+                let left = receiver.heldOpen ? .infinity : (receiver.nextProbe?.timeIntervalSince(now) ?? 0) * 1000
+                delay = left >= Double(settings.longPark) ? settings.longPark : settings.shortPark
+            case .paused:
+                let left = (receiver.pausedUntil?.timeIntervalSince(now) ?? 0) * 1000
+                delay = left >= Double(settings.longPark) ? settings.longPark : settings.shortPark
+            case .capacity:
+                // A long backlog cycles slowly, so that parking costs little.
+                delay =
+                    receiver.recentParks(now: now, window: 1) > 4 * receiver.maximumWaiting(now: now)
+                    ? settings.longPark : settings.shortPark
+            }
+        }
+        actions.append(.note(.parked(reason)))
+        jobs[tag]?.phase = .settling
+        settlements.pending.append(
+            Settlement(
+                tag: tag,
+                message: AMQPOutgoingMessage(
+                    exchange: DeliveryTopology.parkName(milliseconds: delay), routingKey: job.delivery.routingKey,
+                    body: job.delivery.body, messageID: job.delivery.messageID, headers: job.delivery.headers),
+                attempt: nil))
+    }
+
+    private mutating func remember(_ routingKey: String, _ receiver: String) {
+        if knownReceivers.count >= 100_000 { knownReceivers.removeAll(keepingCapacity: true) }
+        knownReceivers[routingKey] = receiver
+    }
+
+    /// Forgets receivers with nothing going on for `idle` seconds (tenants choose hosts:
+    /// the map must not grow without bound).
+    mutating func forgetIdleReceivers(now: Date, idle: Double = 600) {
+        receivers = receivers.filter { !$0.value.isIdle || now.timeIntervalSince($0.value.lastActivity) < idle }
+    }
+
+    /// What makes a stored target undeliverable, if anything.
+    static func problem(endpoint: String, target: DeliveryStore.Target, maximumPayloadBytes: Int) -> String? {
+        if !ScheduleValidation.isHTTPURL(endpoint) { return "the endpoint is not an http(s) URL this worker may POST to" }
+        if target.bodyBytes > maximumPayloadBytes {
+            return "the payload has \(target.bodyBytes) bytes, more than MAX_PAYLOAD_BYTES (\(maximumPayloadBytes))"
+        }
+        if let token = target.authToken, token.unicodeScalars.contains(where: ScheduleValidation.isControl) {
+            return "the auth_token holds control characters, which cannot be sent in a header"
+        }
+        return nil
+    }
+
+    /// Dead-letters a job that must not be POSTed, with the reason, and records it.
+    private mutating func refuse(tag: UInt64, job: Job, reason: String, now: Date, into actions: inout [Action]) {
+        let id = job.job?.deliveryID ?? UUID()
+        actions.append(.note(.refused(id, reason: reason)))
+        jobs[tag]?.phase = .settling
+        settlements.pending.append(
+            Settlement(
+                tag: tag, message: deadLetter(job, reason: reason, now: now),
+                attempt: job.job.map {
+                    .init(id: $0.deliveryID, state: .dead, attempts: job.attempt, status: nil, error: reason, latencyMilliseconds: nil)
+                }))
+    }
+
+    private mutating func settleWithout(tag: UInt64, job: Job, message: AMQPOutgoingMessage?) {
+        jobs[tag]?.phase = .settling
+        settlements.pending.append(Settlement(tag: tag, message: message, attempt: nil))
+    }
+
+    /// Decides what a POST's outcome means for its job.
+    private mutating func settle(tag: UInt64, job: Job, outcome: HTTPOutcome, now: Date, into actions: inout [Action]) {
+        guard let deliveryJob = job.job else { return }
+        let decision = settings.policy.decide(
+            status: outcome.status, error: outcome.error, attempt: job.attempt, retryAfter: outcome.retryAfter, now: now)
+        let latency = outcome.seconds * 1000
+        actions.append(
+            .note(
+                .attempted(
+                    deliveryJob.deliveryID, attempt: job.attempt, decision: decision, status: outcome.status, seconds: outcome.seconds)))
+        jobs[tag]?.phase = .settling
+        let id = deliveryJob.deliveryID
+        switch decision {
+        case .delivered:
+            settlements.pending.append(
+                Settlement(
+                    tag: tag, message: nil,
+                    attempt: .init(
+                        id: id, state: .delivered, attempts: job.attempt, status: outcome.status, error: nil, latencyMilliseconds: latency))
+            )
+        case .retry(let index, _):
+            var headers = job.delivery.headers
+            headers[DeliveryHeaders.attempt] = .int(Int64(job.attempt + 1))
+            let message = AMQPOutgoingMessage(
+                exchange: DeliveryTopology.retryName(milliseconds: settings.policy.delays[index]),
+                routingKey: job.delivery.routingKey, body: job.delivery.body, messageID: job.delivery.messageID, headers: headers)
+            settlements.pending.append(
+                Settlement(
+                    tag: tag, message: message,
+                    attempt: .init(
+                        id: id, state: .retrying, attempts: job.attempt, status: outcome.status, error: outcome.error,
+                        latencyMilliseconds: latency)))
+        case .dead(let reason):
+            settlements.pending.append(
+                Settlement(
+                    tag: tag,
+                    message: deadLetter(
+                        job.delivery, reason: reason, status: outcome.status, error: outcome.error, attempts: job.attempt,
+                        now: now),
+                    attempt: .init(
+                        id: id, state: .dead, attempts: job.attempt, status: outcome.status, error: outcome.error ?? reason,
+                        latencyMilliseconds: latency)))
+        }
+    }
+
+    private func deadLetter(_ job: Job, reason: String, now: Date) -> AMQPOutgoingMessage {
+        deadLetter(job.delivery, reason: reason, status: nil, error: nil, attempts: job.attempt, now: now)
+    }
+
+    private func deadLetter(
+        _ delivery: AMQPDelivery, reason: String, status: Int?, error: String?, attempts: Int, now: Date
+    ) -> AMQPOutgoingMessage {
+        var headers = delivery.headers
+        headers[DeliveryHeaders.reason] = .string(reason)
+        headers[DeliveryHeaders.attempts] = .int(Int64(attempts))
+        headers[DeliveryHeaders.failedAt] = .string(Timestamp.format(now))
+        if let status { headers[DeliveryHeaders.lastStatus] = .int(Int64(status)) }
+        if let error { headers[DeliveryHeaders.lastError] = .string(error) }
+        return AMQPOutgoingMessage(
+            exchange: DeliveryTopology.deadExchange, routingKey: delivery.routingKey, body: delivery.body,
+            messageID: delivery.messageID, headers: headers)
+    }
+
+    /// The connection is gone, and with it every delivery tag: drop all its work.
+    private mutating func drop(into actions: inout [Action]) {
+        let posts = transfers.keys.sorted()
+        if !posts.isEmpty { actions.append(.cancelPosts(posts)) }
+        if !posts.isEmpty || !jobs.isEmpty { actions.append(.note(.abandoned(posts: posts.count, jobs: jobs.count))) }
+        transfers.removeAll()
+        jobs.removeAll()
+        reads = Gathering()
+        settlements = Gathering()
+        for key in receivers.keys { receivers[key]?.dropConnection() }
+    }
+
+    /// Starts the batches that may start, and ends a stop that is done.
+    private mutating func flush(now: Date, into actions: inout [Action]) {
+        reads.retryDue(now)
+        settlements.retryDue(now)
+        if !reads.pending.isEmpty && reads.inFlight.count < settings.batchesInFlight {
+            let tags = reads.pending
+            reads.pending.removeAll()
+            let batch = nextBatch
+            nextBatch += 1
+            reads.inFlight[batch] = tags
+            for tag in tags { jobs[tag]?.phase = .reading }
+            actions.append(.read(batch: batch, ids: tags.compactMap { jobs[$0]?.job?.deliveryID }))
+        }
+        if !settlements.pending.isEmpty && settlements.inFlight.count < settings.batchesInFlight {
+            let batch = nextBatch
+            nextBatch += 1
+            settlements.inFlight[batch] = settlements.pending
+            actions.append(.settle(batch: batch, settlements.pending))
+            settlements.pending.removeAll()
+        }
+        if stopping, let stopDeadline, jobs.isEmpty || now >= stopDeadline {
+            let left = jobs.keys.sorted()
+            if !left.isEmpty { actions.append(.handBack(left, generation: generation)) }
+            let posts = transfers.keys.sorted()
+            if !posts.isEmpty { actions.append(.cancelPosts(posts)) }
+            actions.append(.note(.stopped(handedBack: left.count)))
+            actions.append(.finish)
+            jobs.removeAll()
+            transfers.removeAll()
+            finished = true
+        }
+    }
+}

@@ -1,0 +1,388 @@
+import Foundation
+import SchedulerCore
+
+/// One receiver of deliveries, as the worker sees it: a scheme, host and port. Every
+/// receiver has its own requests in flight, its own adaptive limit on them, its own pause
+/// (from `Retry-After`) and its own circuit breaker, so that one that is slow, overloaded
+/// or down never holds up another. A pure value: the time comes with each call.
+struct Receiver {
+    struct Settings: Sendable, Equatable {
+        /// Requests in flight at most (RECEIVER_CONCURRENCY); the adaptive limit moves below it.
+        var maximumConcurrency: Int = 8
+        /// Seconds of nothing but failures (and at least `minimumFailures`) before the breaker opens.
+        var openAfter: Double = 60
+        var minimumFailures: Int = 5
+        /// Seconds between probes of an open receiver.
+        var probeInterval: Double = 30
+        /// The longest pause a `Retry-After` may ask for (RECEIVER_MAX_PAUSE).
+        var maximumPause: Double = 300
+    }
+
+    enum Breaker: String, Sendable, Equatable, CaseIterable {
+        case closed
+        case open
+        case halfOpen = "half-open"
+    }
+
+    /// What to do with a job that is ready to be POSTed.
+    enum Admission: Equatable {
+        /// POST it now (`probe`: it tests an open receiver).
+        case start(probe: Bool)
+        /// Keep it: a request slot frees soon.
+        case wait
+        /// Give its prefetch slot back: park it in the broker for a while.
+        case park(ParkReason)
+    }
+
+    enum ParkReason: String, Sendable, Equatable, CaseIterable {
+        /// At its limit, with enough jobs already waiting in the worker.
+        case capacity
+        /// Paused by its `Retry-After`.
+        case paused
+        /// Its circuit breaker is open (or was opened by hand).
+        case open
+    }
+
+    /// How an attempt ended, for the receiver's sake.
+    enum Answer: Equatable {
+        /// A 2xx or 3xx.
+        case success
+        /// It answered, and refused the job (a 4xx other than 408 and 429): alive and well.
+        case refused
+        /// No answer, a timeout, a 5xx, 408 or 429: the receiver failed.
+        case failed(overloaded: Bool)
+
+        init(status: Int?, timedOut: Bool) {
+            guard let status else {
+                self = .failed(overloaded: timedOut)
+                return
+            }
+            switch status {
+            case 200..<400: self = .success
+            case 429, 503: self = .failed(overloaded: true)
+            case 408, 500...: self = .failed(overloaded: false)
+            default: self = .refused
+            }
+        }
+    }
+
+    /// A change of the breaker's state, to log, count and announce.
+    struct Transition: Equatable {
+        let from: Breaker
+        let to: Breaker
+        let reason: String
+    }
+
+    let key: String
+    private(set) var limit: Double
+    /// When each request in flight was sent, oldest first.
+    private(set) var starts: [Date] = []
+    var inFlight: Int { starts.count }
+    /// Jobs (delivery tags) waiting in the worker for a request slot, oldest first.
+    private(set) var waiting: [UInt64] = []
+    private(set) var pausedUntil: Date?
+    private(set) var breaker = Breaker.closed
+    /// Opened by an operator: stays open, with no probes, until closed by hand.
+    private(set) var heldOpen = false
+    private(set) var failingSince: Date?
+    private(set) var failures = 0
+    private(set) var nextProbe: Date?
+    private(set) var probing = false
+    private var lastDecrease: Date?
+    /// The receiver's usual answer time (a slow average of good answers): an answer much
+    /// slower than it is a sign of overload, like a 429 or a 503.
+    private(set) var usualAnswer: Double?
+    private var goodAnswers = 0
+    /// Recent success rate and answer time (exponentially weighted).
+    private(set) var successRate: Double?
+    private(set) var latency: Double?
+    /// When jobs were parked recently (to say how many wait in the broker).
+    private var parks: [Date] = []
+    /// Answers counted in one-second buckets: this one (since `bucketStart`) and the one before.
+    private var answersThisSecond = 0
+    private var answersLastSecond = 0
+    private var bucketStart: Date?
+    private var lastAnswer: Date?
+    private(set) var lastActivity: Date
+    /// When the breaker last changed state.
+    private(set) var changedAt: Date?
+
+    init(key: String, settings: Settings, now: Date) {
+        self.key = key
+        limit = Double(settings.maximumConcurrency)
+        lastActivity = now
+    }
+
+    /// The receiver of a URL, or the URL itself when it has none (such a URL is refused
+    /// before it gets here).
+    static func key(of url: String) -> String {
+        ReceiverKey.normalize(url) ?? url
+    }
+
+    private mutating func countAnswer(now: Date) {
+        let age = bucketStart.map { now.timeIntervalSince($0) } ?? .infinity
+        if age >= 1 {
+            answersLastSecond = age < 2 ? answersThisSecond : 0
+            answersThisSecond = 0
+            bucketStart = now
+        }
+        answersThisSecond += 1
+    }
+
+    /// About how many answers it gave in a second, lately.
+    func answeredInASecond(now: Date) -> Int {
+        let age = bucketStart.map { now.timeIntervalSince($0) } ?? .infinity
+        if age >= 2 { return 0 }
+        if age >= 1 { return answersThisSecond }
+        return max(answersThisSecond, answersLastSecond)
+    }
+
+    /// Why a new job would be parked now, if it would (without counting it in).
+    func wouldPark(now: Date) -> ParkReason? {
+        if heldOpen { return .open }
+        switch breaker {
+        case .open:
+            if let nextProbe, now >= nextProbe, inFlight == 0 { return nil }
+            return .open
+        case .halfOpen:
+            return .open
+        case .closed:
+            if let pausedUntil, now < pausedUntil { return .paused }
+            return inFlight >= Int(limit) && waiting.count >= maximumWaiting(now: now) ? .capacity : nil
+        }
+    }
+
+    /// Jobs parked in the last `window` seconds.
+    func recentParks(now: Date, window: Double) -> Int {
+        parks.count { now.timeIntervalSince($0) < window }
+    }
+
+    /// The connection is gone: its requests were cancelled and its waiting jobs return to
+    /// the queue.
+    mutating func dropConnection() {
+        starts.removeAll()
+        waiting.removeAll()
+        if probing {
+            probing = false
+            breaker = .open
+        }
+    }
+
+    /// Jobs waiting for this receiver, in the worker and parked in the broker in `window`.
+    func waitingCount(now: Date, window: Double) -> Int {
+        waiting.count + parks.count { now.timeIntervalSince($0) < window }
+    }
+
+    var isIdle: Bool { inFlight == 0 && waiting.isEmpty && breaker == .closed && !heldOpen && pausedUntil == nil }
+
+    /// Seconds of work a receiver may keep waiting in the worker.
+    static let waitingSeconds = 1.0
+
+    /// Jobs kept waiting in the worker for this receiver, at most: what it can answer in
+    /// about a second, and never fewer than its limit. "What it can answer" is the larger of
+    /// what it did answer in the last second and what its limit of requests would answer at
+    /// its answer time so far (or the age of its oldest request, if that is longer; a
+    /// receiver not heard from yet is taken for a fast one until its requests age). Beyond
+    /// this jobs are parked, so that a slow receiver holds a small share of the prefetch
+    /// window and a fast one as much as it can use.
+    func maximumWaiting(now: Date) -> Int {
+        let oldest = starts.first.map { now.timeIntervalSince($0) } ?? 0
+        // Its answer time counts while it is answering; after a quiet spell it may be stale
+        // (measured while the worker was busy), and a new burst starts on trust.
+        let recent = lastAnswer.map { now.timeIntervalSince($0) < 2 } ?? false
+        let answerTime = max(recent ? (latency ?? 0.001) : 0.001, oldest, 0.001)
+        let byAnswerTime = Double(max(1, Int(limit))) * Self.waitingSeconds / answerTime
+        let answered = Double(answeredInASecond(now: now))
+        return Int(min(max(byAnswerTime, answered, limit, 1), 100_000))
+    }
+
+    // MARK: Jobs
+
+    /// Decides about a job that is ready; `.start` and `.wait` count it in.
+    mutating func admit(_ tag: UInt64, settings: Settings, now: Date) -> Admission {
+        lastActivity = now
+        if let pausedUntil, now >= pausedUntil { self.pausedUntil = nil }
+        if heldOpen { return parked(.open, now: now) }
+        switch breaker {
+        case .open:
+            guard let nextProbe, now >= nextProbe, inFlight == 0 else { return parked(.open, now: now) }
+            breaker = .halfOpen
+            probing = true
+            starts.append(now)
+            return .start(probe: true)
+        case .halfOpen:
+            return parked(.open, now: now)
+        case .closed:
+            break
+        }
+        if pausedUntil != nil { return parked(.paused, now: now) }
+        if inFlight < Int(limit) {
+            starts.append(now)
+            return .start(probe: false)
+        }
+        if waiting.count < maximumWaiting(now: now) {
+            waiting.append(tag)
+            return .wait
+        }
+        return parked(.capacity, now: now)
+    }
+
+    private mutating func parked(_ reason: ParkReason, now: Date) -> Admission {
+        parks.append(now)
+        if parks.count > 10_000 { parks.removeFirst(parks.count - 10_000) }
+        return .park(reason)
+    }
+
+    /// Takes a waiting job out (it was handed back or its connection was lost).
+    mutating func forget(_ tag: UInt64) {
+        waiting.removeAll { $0 == tag }
+    }
+
+    /// A POST of this receiver ended without an outcome (cancelled).
+    mutating func abandoned() {
+        if !starts.isEmpty { starts.removeFirst() }
+        if probing {
+            probing = false
+            breaker = .open
+        }
+    }
+
+    /// Records how an attempt ended, and returns the breaker's change, if any.
+    mutating func finished(
+        _ answer: Answer, seconds: Double, retryAfter: Double?, settings: Settings, now: Date
+    ) -> Transition? {
+        lastActivity = now
+        if !starts.isEmpty { starts.removeFirst() }
+        countAnswer(now: now)
+        lastAnswer = now
+        let succeeded = answer != .failed(overloaded: false) && answer != .failed(overloaded: true)
+        successRate = (successRate ?? (succeeded ? 1 : 0)) * 0.9 + (succeeded ? 0.1 : 0)
+        if answer != .failed(overloaded: false) || seconds > 0 {
+            latency = latency.map { $0 * 0.8 + seconds * 0.2 } ?? seconds
+        }
+        // Adaptive concurrency: halve on overload (at most once per answer time), grow by
+        // one request per limit's worth of good answers.
+        let climbing = goodAnswers >= 5 && seconds > 2 * (usualAnswer ?? seconds) + 1
+        if answer == .success {
+            usualAnswer = usualAnswer.map { $0 * 0.95 + seconds * 0.05 } ?? seconds
+            goodAnswers += 1
+        }
+        let overloaded = answer == .failed(overloaded: true) || climbing
+        if overloaded {
+            let calm = max(1, latency ?? 1)
+            if lastDecrease.map({ now.timeIntervalSince($0) >= calm }) ?? true {
+                limit = max(1, limit / 2)
+                lastDecrease = now
+            }
+        } else if answer == .success {
+            limit = min(Double(settings.maximumConcurrency), limit + 1 / max(1, limit))
+        }
+        if let retryAfter, retryAfter > 0, answer == .failed(overloaded: true) {
+            let until = now.addingTimeInterval(min(retryAfter, settings.maximumPause))
+            pausedUntil = max(pausedUntil ?? until, until)
+        }
+        // The circuit breaker.
+        if succeeded {
+            failures = 0
+            failingSince = nil
+            if probing || breaker != .closed {
+                let from = breaker
+                probing = false
+                breaker = .closed
+                nextProbe = nil
+                limit = 1  // grows back with good answers
+                changedAt = now
+                return Transition(from: from, to: .closed, reason: "the probe succeeded")
+            }
+            return nil
+        }
+        failures += 1
+        failingSince = failingSince ?? now
+        if probing {
+            probing = false
+            breaker = .open
+            nextProbe = now.addingTimeInterval(settings.probeInterval)
+            changedAt = now
+            return Transition(from: .halfOpen, to: .open, reason: "the probe failed")
+        }
+        if breaker == .closed, let failingSince, failures >= settings.minimumFailures,
+            now.timeIntervalSince(failingSince) >= settings.openAfter
+        {
+            breaker = .open
+            nextProbe = now.addingTimeInterval(settings.probeInterval)
+            changedAt = now
+            return Transition(
+                from: .closed, to: .open,
+                reason: "\(failures) failed attempts in a row over \(Int(now.timeIntervalSince(failingSince))) s")
+        }
+        return nil
+    }
+
+    /// The waiting jobs that may start now (each counted in), and those that must be parked
+    /// because the receiver paused or opened meanwhile.
+    mutating func release(now: Date) -> (start: [UInt64], park: [(UInt64, ParkReason)]) {
+        if let pausedUntil, now >= pausedUntil { self.pausedUntil = nil }
+        if heldOpen || breaker != .closed || pausedUntil != nil {
+            let reason: ParkReason = (heldOpen || breaker != .closed) ? .open : .paused
+            defer { waiting.removeAll() }
+            return (
+                [],
+                waiting.map { tag in
+                    parks.append(now)
+                    return (tag, reason)
+                }
+            )
+        }
+        var start: [UInt64] = []
+        while inFlight < Int(limit), !waiting.isEmpty {
+            start.append(waiting.removeFirst())
+            starts.append(now)
+        }
+        // Its requests got slow: what no longer fits goes to the broker, newest first.
+        var park: [(UInt64, ParkReason)] = []
+        let room = maximumWaiting(now: now)
+        while waiting.count > room, let tag = waiting.popLast() {
+            parks.append(now)
+            park.append((tag, .capacity))
+        }
+        return (start, park.reversed())
+    }
+
+    // MARK: By hand
+
+    enum Command: String, Sendable, Equatable, CaseIterable {
+        /// Open and hold open (no probes) until closed by hand.
+        case open
+        /// Close now; the breaker may open again by itself.
+        case close
+        /// Close and forget everything learnt: limit, failures, pause, statistics.
+        case reset
+    }
+
+    mutating func apply(_ command: Command, settings: Settings, now: Date) -> Transition? {
+        let from = breaker
+        switch command {
+        case .open:
+            heldOpen = true
+            breaker = .open
+            probing = false
+            nextProbe = nil
+        case .close:
+            heldOpen = false
+            breaker = .closed
+            probing = false
+            nextProbe = nil
+            failures = 0
+            failingSince = nil
+        case .reset:
+            let (starts, waiting) = (self.starts, self.waiting)
+            self = Receiver(key: key, settings: settings, now: now)
+            // Requests in flight still end, and waiting jobs still wait.
+            self.starts = starts
+            self.waiting = waiting
+        }
+        guard from != breaker else { return nil }
+        changedAt = now
+        return Transition(from: from, to: breaker, reason: "\(command.rawValue) by an operator")
+    }
+}

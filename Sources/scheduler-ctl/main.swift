@@ -1,3 +1,0 @@
-import Ctl
-
-await SchedulerCtl.runMain()

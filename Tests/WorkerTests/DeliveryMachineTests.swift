@@ -1,0 +1,486 @@
+import AMQP
+import DeliveryQueues
+import Foundation
+import HTTPClient
+import SchedulerCore
+import SchedulerStore
+import Testing
+
+@testable import Worker
+
+/// Every transition of the worker's state machine, without a broker or a database.
+@Suite struct DeliveryMachineTests {
+    static let start = Date(timeIntervalSince1970: 1_800_000_000)
+    static let policy = RetryPolicy(maxAttempts: 3, delays: [5_000, 30_000])
+
+    var machine = DeliveryMachine(settings: .init(policy: policy, timeout: 30, connectTimeout: 10, batchesInFlight: 1))
+    var now = start
+
+    // MARK: Helpers
+
+    static func job(_ id: UUID = UUID(), scheduledFor: Date = start) -> DeliveryJob {
+        DeliveryJob(deliveryID: id, scheduleID: UUID(), scheduledFor: scheduledFor, kind: .schedule)
+    }
+
+    static func delivery(
+        tag: UInt64, job: DeliveryJob, attempt: Int64? = nil, redeliveries: Int64? = nil, body: [UInt8]? = nil
+    ) -> AMQPDelivery {
+        var headers: [String: AMQPValue] = [:]
+        if let attempt { headers[DeliveryHeaders.attempt] = .int(attempt) }
+        if let redeliveries { headers[DeliveryHeaders.deliveryCount] = .int(redeliveries) }
+        return AMQPDelivery(
+            deliveryTag: tag, exchange: DeliveryTopology.exchange, routingKey: job.routingKey, redelivered: false,
+            body: body ?? job.json.serializedBytes, messageID: job.deliveryID.uuidString.lowercased(), headers: headers)
+    }
+
+    static func target(
+        endpoint: String? = "http://receiver.example/hook", state: Delivery.State = .queued, body: String = #"{"a":1}"#,
+        token: String? = "secret"
+    ) -> DeliveryStore.Target {
+        DeliveryStore.Target(state: state, attempts: 0, endpoint: endpoint, body: body, bodyBytes: body.utf8.count, authToken: token)
+    }
+
+    static func outcome(_ id: UInt64, status: Int?, error: String? = nil, retryAfter: String? = nil) -> HTTPOutcome {
+        HTTPOutcome(
+            id: id, status: status, failure: status == nil ? .connection : nil, error: error, retryAfter: retryAfter, seconds: 0.25)
+    }
+
+    mutating func send(_ event: DeliveryMachine.Event, after seconds: Double = 0) -> [DeliveryMachine.Action] {
+        now = now.addingTimeInterval(seconds)
+        return machine.handle(event, now: now)
+    }
+
+    /// Connects, receives the job and answers its read with `target`; returns the POST.
+    mutating func posted(
+        tag: UInt64 = 1, job: DeliveryJob, target: DeliveryStore.Target = target(), attempt: Int64? = nil
+    ) throws -> HTTPPost {
+        if machine.generation == 0 { _ = send(.connected(generation: 1)) }
+        let read = try #require(
+            send(.received(Self.delivery(tag: tag, job: job, attempt: attempt), generation: machine.generation)).reads.first)
+        #expect(read.ids == [job.deliveryID])
+        return try #require(send(.read(batch: read.batch, [job.deliveryID: target])).posts.first)
+    }
+
+    // MARK: The happy path
+
+    @Test mutating func aJobIsReadPostedSettledAndOnlyThenAcked() throws {
+        let job = Self.job()
+        let post = try posted(tag: 7, job: job)
+        #expect(post.url == "http://receiver.example/hook")
+        #expect(String(decoding: post.body, as: UTF8.self) == #"{"a":1}"#)
+        let id = job.deliveryID.uuidString.lowercased()
+        #expect(post.headers.contains("Idempotency-Key: \(id)"))
+        #expect(post.headers.contains("X-Scheduler-Attempt: 1"))
+        #expect(post.headers.contains("Authorization: Token secret"))
+        #expect(post.timeout == 30 && post.connectTimeout == 10)
+        #expect(machine.jobs[7]?.phase == .posting(transfer: post.id))
+
+        let settle = try #require(send(.posted(Self.outcome(post.id, status: 204))).settles.first)
+        #expect(settle.items.count == 1)
+        #expect(settle.items[0].message == nil)
+        #expect(settle.items[0].attempt?.state == .delivered)
+        #expect(settle.items[0].attempt?.status == 204)
+        #expect(machine.jobs[7]?.phase == .settling)
+
+        let acks = send(.settled(batch: settle.batch)).acks
+        #expect(acks.count == 1 && acks[0].tags == [7] && acks[0].generation == 1)
+        #expect(machine.jobs.isEmpty && machine.transfers.isEmpty)
+    }
+
+    @Test mutating func theFirstAttemptNotesItsLatenessAndRetriesDoNot() throws {
+        let scheduled = Self.start.addingTimeInterval(-3)
+        _ = send(.connected(generation: 1))
+        let job = Self.job(scheduledFor: scheduled)
+        let read = try #require(send(.received(Self.delivery(tag: 1, job: job), generation: 1)).reads.first)
+        let actions = send(.read(batch: read.batch, [job.deliveryID: Self.target()]))
+        #expect(actions.notes.contains(.late(seconds: 3)))
+
+        let retry = Self.job(scheduledFor: scheduled)
+        let again = try #require(send(.received(Self.delivery(tag: 2, job: retry, attempt: 2), generation: 1)).reads.first)
+        let retried = send(.read(batch: again.batch, [retry.deliveryID: Self.target()]))
+        #expect(retried.posts.first?.headers.contains("X-Scheduler-Attempt: 2") == true)
+        #expect(!retried.notes.contains { if case .late = $0 { true } else { false } })
+    }
+
+    @Test mutating func aSignerAddsStandardWebhooksHeaders() throws {
+        machine = DeliveryMachine(
+            settings: .init(policy: Self.policy, timeout: 30, signer: WebhookSigner(secret: "s"), batchesInFlight: 1))
+        let post = try posted(job: Self.job())
+        #expect(post.headers.contains("webhook-timestamp: \(Int(Self.start.timeIntervalSince1970))"))
+        #expect(post.headers.contains { $0.hasPrefix("webhook-signature: v1,") })
+    }
+
+    @Test mutating func anEmptyOrNullPayloadIsPostedAsAnEmptyObject() throws {
+        let post = try posted(job: Self.job(), target: Self.target(body: "null"))
+        #expect(post.body == Array("{}".utf8))
+    }
+
+    // MARK: Failures of the receiver
+
+    @Test mutating func aFailedAttemptIsRetriedThroughItsDelayQueueWithTheNextAttemptNumber() throws {
+        let job = Self.job()
+        let post = try posted(job: job)
+        let settle = try #require(send(.posted(Self.outcome(post.id, status: 500))).settles.first)
+        let message = try #require(settle.items[0].message)
+        #expect(message.exchange == DeliveryTopology.retryName(milliseconds: 5_000))
+        #expect(message.headers[DeliveryHeaders.attempt] == .int(2))
+        #expect(message.routingKey == job.routingKey)
+        #expect(settle.items[0].attempt?.state == .retrying)
+        #expect(send(.settled(batch: settle.batch)).acks.first?.tags == [1])
+    }
+
+    @Test mutating func theLastFailedAttemptIsDeadLetteredWithItsReason() throws {
+        let post = try posted(job: Self.job(), attempt: 3)
+        let actions = send(.posted(Self.outcome(post.id, status: nil, error: "Connection refused")))
+        let settle = try #require(actions.settles.first)
+        let message = try #require(settle.items[0].message)
+        #expect(message.exchange == DeliveryTopology.deadExchange)
+        #expect(message.headers[DeliveryHeaders.attempts] == .int(3))
+        #expect(message.headers[DeliveryHeaders.lastError] == .string("Connection refused"))
+        #expect(message.headers[DeliveryHeaders.failedAt] == .string(Timestamp.format(now)))
+        #expect(settle.items[0].attempt?.state == .dead)
+        #expect(actions.notes.contains { if case .attempted(_, 3, .dead, nil, _) = $0 { true } else { false } })
+    }
+
+    // MARK: Jobs that are not POSTed
+
+    @Test mutating func aMalformedMessageIsDeadLetteredWithoutARecord() throws {
+        _ = send(.connected(generation: 1))
+        let job = Self.job()
+        let actions = send(.received(Self.delivery(tag: 3, job: job, body: Array("not json".utf8)), generation: 1))
+        #expect(actions.reads.isEmpty)
+        let settle = try #require(actions.settles.first)
+        #expect(settle.items[0].message?.exchange == DeliveryTopology.deadExchange)
+        #expect(settle.items[0].attempt == nil)
+        #expect(actions.notes.contains { if case .malformed = $0 { true } else { false } })
+        #expect(send(.settled(batch: settle.batch)).acks.first?.tags == [3])
+    }
+
+    @Test mutating func aJobRedeliveredTooOftenIsPoison() throws {
+        _ = send(.connected(generation: 1))
+        let job = Self.job()
+        let actions = send(.received(Self.delivery(tag: 1, job: job, redeliveries: 5), generation: 1))
+        #expect(actions.reads.isEmpty)
+        let settle = try #require(actions.settles.first)
+        #expect(settle.items[0].message?.exchange == DeliveryTopology.deadExchange)
+        #expect(settle.items[0].attempt?.state == .dead)
+        #expect(actions.notes.contains { if case .poison(job.deliveryID, _) = $0 { true } else { false } })
+        // One redelivery fewer is read as usual.
+        #expect(!send(.received(Self.delivery(tag: 2, job: Self.job(), redeliveries: 4), generation: 1)).reads.isEmpty)
+    }
+
+    @Test(arguments: [Int64.min, -1, 0, Int64.max])
+    mutating func hostileAttemptHeadersAreClamped(_ attempt: Int64) throws {
+        let post = try posted(job: Self.job(), attempt: attempt)
+        let expected = attempt < 1 ? 1 : DeliveryLimits.maximumAttempt
+        #expect(post.headers.contains("X-Scheduler-Attempt: \(expected)"))
+    }
+
+    @Test mutating func aJobWithoutARecordIsDeadLettered() throws {
+        _ = send(.connected(generation: 1))
+        let read = try #require(send(.received(Self.delivery(tag: 1, job: Self.job()), generation: 1)).reads.first)
+        let settle = try #require(send(.read(batch: read.batch, [:])).settles.first)
+        #expect(settle.items[0].message?.headers[DeliveryHeaders.reason] == .string("no delivery record for this job"))
+    }
+
+    @Test(arguments: [Delivery.State.cancelled, .delivered, .purged])
+    mutating func aCancelledOrDeliveredJobIsAckedWithoutAPost(_ state: Delivery.State) throws {
+        _ = send(.connected(generation: 1))
+        let job = Self.job()
+        let read = try #require(send(.received(Self.delivery(tag: 1, job: job), generation: 1)).reads.first)
+        let actions = send(.read(batch: read.batch, [job.deliveryID: Self.target(state: state)]))
+        #expect(actions.posts.isEmpty)
+        #expect(actions.notes.contains(.skipped(job.deliveryID, state: state)))
+        let settle = try #require(actions.settles.first)
+        #expect(settle.items[0].message == nil && settle.items[0].attempt == nil)
+        #expect(send(.settled(batch: settle.batch)).acks.first?.tags == [1])
+    }
+
+    @Test(arguments: [
+        (target(endpoint: "file:///etc/passwd"), "not an http(s) URL"),
+        (target(token: "a\r\nX-Injected: 1"), "control characters"),
+        (target(body: String(repeating: "x", count: 300_000)), "MAX_PAYLOAD_BYTES"),
+        (target(endpoint: "http://receiver.example/a b"), "not an http(s) URL"),
+    ])
+    mutating func aStoredTargetThatMustNotBeSentIsRefused(_ target: DeliveryStore.Target, _ reason: String) throws {
+        _ = send(.connected(generation: 1))
+        let job = Self.job()
+        let read = try #require(send(.received(Self.delivery(tag: 1, job: job), generation: 1)).reads.first)
+        let actions = send(.read(batch: read.batch, [job.deliveryID: target]))
+        #expect(actions.posts.isEmpty)
+        let settle = try #require(actions.settles.first)
+        let stated = settle.items[0].message?.headers[DeliveryHeaders.reason]?.stringValue ?? ""
+        #expect(stated.contains(reason), "\(stated)")
+        #expect(settle.items[0].attempt?.state == .dead)
+    }
+
+    // MARK: Batches and failures of the database or the broker
+
+    @Test mutating func readsGatherIntoTheNextBatchWhileOneIsInFlight() throws {
+        _ = send(.connected(generation: 1))
+        let jobs = (1...4).map { _ in Self.job() }
+        let first = try #require(send(.received(Self.delivery(tag: 1, job: jobs[0]), generation: 1)).reads.first)
+        #expect(send(.received(Self.delivery(tag: 2, job: jobs[1]), generation: 1)).reads.isEmpty)
+        #expect(send(.received(Self.delivery(tag: 3, job: jobs[2]), generation: 1)).reads.isEmpty)
+        let actions = send(.read(batch: first.batch, [jobs[0].deliveryID: Self.target()]))
+        #expect(actions.posts.count == 1)
+        #expect(actions.reads.first?.ids == [jobs[1].deliveryID, jobs[2].deliveryID])
+    }
+
+    @Test mutating func deliveriesAndOutcomesThatArriveTogetherShareOneBatch() throws {
+        _ = send(.connected(generation: 1))
+        let jobs = (1...3).map { _ in Self.job() }
+        let deliveries = jobs.enumerated().map { Self.delivery(tag: UInt64($0.offset + 1), job: $0.element) }
+        let read = try #require(send(.deliveries(deliveries, generation: 1)).reads.first)
+        #expect(read.ids == jobs.map(\.deliveryID))
+        let posts = send(.read(batch: read.batch, Dictionary(uniqueKeysWithValues: jobs.map { ($0.deliveryID, Self.target()) }))).posts
+        #expect(posts.count == 3)
+        let settles = send(.outcomes(posts.map { Self.outcome($0.id, status: 200) })).settles
+        #expect(settles.count == 1)
+        #expect(settles.first?.items.map(\.tag).sorted() == [1, 2, 3])
+    }
+
+    @Test mutating func aFailedReadIsTriedAgainAfterItsPause() throws {
+        _ = send(.connected(generation: 1))
+        let job = Self.job()
+        let read = try #require(send(.received(Self.delivery(tag: 1, job: job), generation: 1)).reads.first)
+        let failed = send(.readFailed(batch: read.batch, reason: "connection refused"))
+        #expect(failed.notes == [.readFailed(reason: "connection refused")])
+        #expect(failed.reads.isEmpty)
+        #expect(send(.tick, after: 0.2).reads.isEmpty)
+        let again = try #require(send(.tick, after: 0.4).reads.first)
+        #expect(again.ids == [job.deliveryID])
+        #expect(send(.read(batch: again.batch, [job.deliveryID: Self.target()])).posts.count == 1)
+    }
+
+    @Test mutating func aFailedSettlementIsTriedAgainAndAckedOnlyAfterItSucceeds() throws {
+        let post = try posted(job: Self.job())
+        let settle = try #require(send(.posted(Self.outcome(post.id, status: 500))).settles.first)
+        let failed = send(.settleFailed(batch: settle.batch, reason: "broker gone"))
+        #expect(failed.acks.isEmpty && failed.settles.isEmpty)
+        #expect(send(.tick, after: 0.5).settles.isEmpty)
+        let again = try #require(send(.tick, after: 0.6).settles.first)
+        #expect(again.items.map(\.tag) == [1])
+        #expect(again.items[0].message?.exchange == settle.items[0].message?.exchange)
+        #expect(send(.settled(batch: again.batch)).acks.first?.tags == [1])
+    }
+
+    @Test mutating func answersToUnknownBatchesAndTransfersChangeNothing() throws {
+        _ = try posted(job: Self.job())
+        #expect(send(.settled(batch: 999)).isEmpty)
+        #expect(send(.read(batch: 999, [:])).isEmpty)
+        #expect(send(.readFailed(batch: 999, reason: "x")).isEmpty)
+        #expect(send(.settleFailed(batch: 999, reason: "x")).isEmpty)
+        #expect(send(.posted(Self.outcome(999, status: 200))).isEmpty)
+        #expect(machine.jobs.count == 1)
+    }
+
+    // MARK: The connection
+
+    @Test mutating func aLostConnectionAbandonsItsWorkAndItsLateAnswersSettleNothing() throws {
+        let job = Self.job()
+        let post = try posted(tag: 1, job: job)
+        _ = send(.received(Self.delivery(tag: 2, job: Self.job()), generation: 1))
+        let lost = send(.lost(generation: 1))
+        #expect(lost.cancelled == [post.id])
+        #expect(lost.notes == [.abandoned(posts: 1, jobs: 2)])
+        #expect(machine.jobs.isEmpty)
+
+        // The broker delivers the job again on the new connection, under tag 1 again.
+        _ = send(.connected(generation: 2))
+        let read = try #require(send(.received(Self.delivery(tag: 1, job: job, redeliveries: 1), generation: 2)).reads.first)
+        let repost = try #require(send(.read(batch: read.batch, [job.deliveryID: Self.target()])).posts.first)
+        #expect(repost.id != post.id)
+        // The old POST's outcome arrives late: it is not taken for the new one.
+        #expect(send(.posted(Self.outcome(post.id, status: 500))).isEmpty)
+        let settle = try #require(send(.posted(Self.outcome(repost.id, status: 200))).settles.first)
+        let acks = send(.settled(batch: settle.batch)).acks
+        #expect(acks.first?.tags == [1] && acks.first?.generation == 2)
+    }
+
+    @Test mutating func aSettlementOfALostConnectionIsNotAckedOnTheNextOne() throws {
+        let post = try posted(job: Self.job())
+        let settle = try #require(send(.posted(Self.outcome(post.id, status: 200))).settles.first)
+        _ = send(.lost(generation: 1))
+        _ = send(.connected(generation: 2))
+        #expect(send(.settled(batch: settle.batch)).acks.isEmpty)
+    }
+
+    @Test mutating func deliveriesAndLossesOfAnOlderConnectionAreIgnored() throws {
+        _ = try posted(job: Self.job())
+        _ = send(.lost(generation: 1))
+        _ = send(.connected(generation: 2))
+        _ = send(.received(Self.delivery(tag: 5, job: Self.job()), generation: 2))
+        #expect(send(.received(Self.delivery(tag: 6, job: Self.job()), generation: 1)).isEmpty)
+        #expect(send(.lost(generation: 1)).isEmpty)
+        #expect(machine.jobs.keys.sorted() == [5])
+    }
+
+    // MARK: Stopping
+
+    @Test mutating func aStopHandsBackWhatIsNotPostedAndLetsThePostsFinish() throws {
+        let post = try posted(tag: 1, job: Self.job())
+        _ = send(.received(Self.delivery(tag: 2, job: Self.job()), generation: 1))
+        let stop = send(.stop)
+        #expect(stop.contains { if case .pauseConsuming = $0 { true } else { false } })
+        #expect(stop.handedBack == [2])
+        #expect(!stop.finishes)
+        // A delivery already on its way is handed back too.
+        #expect(send(.received(Self.delivery(tag: 3, job: Self.job()), generation: 1)).handedBack == [3])
+
+        let settle = try #require(send(.posted(Self.outcome(post.id, status: 200))).settles.first)
+        let done = send(.settled(batch: settle.batch))
+        #expect(done.acks.first?.tags == [1])
+        #expect(done.finishes)
+        #expect(send(.tick).isEmpty)
+    }
+
+    @Test mutating func aStopWithNothingInFlightFinishesAtOnce() {
+        _ = send(.connected(generation: 1))
+        #expect(send(.stop).finishes)
+    }
+
+    @Test mutating func aStopGivesUpOnPostsThatOutlastItsGrace() throws {
+        let post = try posted(job: Self.job())
+        _ = send(.stop)
+        #expect(!send(.tick, after: 44).finishes)
+        let late = send(.tick, after: 2)
+        #expect(late.handedBack == [1])
+        #expect(late.cancelled == [post.id])
+        #expect(late.finishes)
+    }
+}
+
+// MARK: Reading actions
+
+extension Array where Element == DeliveryMachine.Action {
+    var reads: [(batch: Int, ids: [UUID])] {
+        compactMap { if case .read(let batch, let ids) = $0 { (batch, ids) } else { nil } }
+    }
+    var posts: [HTTPPost] { compactMap { if case .post(let post) = $0 { post } else { nil } } }
+    var settles: [(batch: Int, items: [DeliveryMachine.Settlement])] {
+        compactMap { if case .settle(let batch, let items) = $0 { (batch, items) } else { nil } }
+    }
+    var acks: [(tags: [UInt64], generation: Int)] {
+        compactMap { if case .ack(let tags, let generation) = $0 { (tags, generation) } else { nil } }
+    }
+    var handedBack: [UInt64] {
+        flatMap { action -> [UInt64] in if case .handBack(let tags, _) = action { tags } else { [] } }
+    }
+    var cancelled: [UInt64] {
+        flatMap { action -> [UInt64] in if case .cancelPosts(let ids) = action { ids } else { [] } }
+    }
+    var notes: [DeliveryMachine.Note] { compactMap { if case .note(let note) = $0 { note } else { nil } } }
+    var finishes: Bool { contains { if case .finish = $0 { true } else { false } } }
+}
+
+/// The machine's receivers: a slow or failing receiver holds a bounded share of the window.
+@Suite struct DeliveryMachineReceiverTests {
+    static let start = Date(timeIntervalSince1970: 1_800_000_000)
+    var machine = DeliveryMachine(
+        settings: .init(
+            policy: DeliveryMachineTests.policy, timeout: 30, batchesInFlight: 100,
+            receivers: .init(maximumConcurrency: 2, openAfter: 60, minimumFailures: 5, probeInterval: 30)))
+    var now = start
+
+    mutating func send(_ event: DeliveryMachine.Event, after seconds: Double = 0) -> [DeliveryMachine.Action] {
+        now = now.addingTimeInterval(seconds)
+        return machine.handle(event, now: now)
+    }
+
+    /// Receives a job for `url` and answers its read; returns the actions of the read.
+    mutating func ready(tag: UInt64, url: String, job: DeliveryJob = DeliveryMachineTests.job()) -> [DeliveryMachine.Action] {
+        if machine.generation == 0 { _ = send(.connected(generation: 1)) }
+        let received = send(.received(DeliveryMachineTests.delivery(tag: tag, job: job), generation: 1))
+        guard let read = received.reads.first else { return received }
+        return send(.read(batch: read.batch, [job.deliveryID: DeliveryMachineTests.target(endpoint: url)]))
+    }
+
+    @Test mutating func jobsBeyondAReceiversShareAreParkedUntouchedAndOthersFlow() throws {
+        var posts: [HTTPPostSummary] = []
+        var parked: [DeliveryMachine.Settlement] = []
+        var batches: [Int] = []
+        for tag in 1...6 {
+            // The first two requests have been out for 2 s when the others come.
+            if tag == 3 { _ = send(.tick, after: 2) }
+            let actions = ready(tag: UInt64(tag), url: "http://127.0.0.1:9001/slow")
+            posts += actions.posts.map { HTTPPostSummary(id: $0.id, url: $0.url) }
+            parked += actions.settles.flatMap(\.items)
+            batches += actions.settles.map(\.batch)
+        }
+        #expect(posts.count == 2, "RECEIVER_CONCURRENCY")
+        #expect(machine.jobs.values.filter { $0.phase == .waitingForReceiver }.count == 2)
+        #expect(parked.map(\.tag) == [5, 6])
+        let message = try #require(parked.first?.message)
+        #expect(message.exchange == DeliveryTopology.parkName(milliseconds: DeliveryTopology.parkDelays[0]))
+        #expect(message.headers[DeliveryHeaders.attempt] == nil, "the attempt is untouched")
+        #expect(parked.allSatisfy { $0.attempt == nil }, "nothing recorded")
+
+        // Another receiver on the same host (another port) is not held up at all.
+        let fast = ready(tag: 7, url: "http://127.0.0.1:9002/fast")
+        #expect(fast.posts.count == 1)
+
+        // A parked job is acked once its park is confirmed: its prefetch slot is free.
+        let acked = batches.flatMap { send(.settled(batch: $0)).acks.flatMap(\.tags) }
+        #expect(acked.sorted() == [5, 6])
+    }
+
+    @Test mutating func anAnswerStartsTheNextWaitingJob() throws {
+        var first: HTTPPost?
+        for tag in 1...3 {
+            let actions = ready(tag: UInt64(tag), url: "http://slow.example/a")
+            first = first ?? actions.posts.first
+        }
+        let post = try #require(first)
+        let actions = send(.posted(DeliveryMachineTests.outcome(post.id, status: 200)))
+        #expect(actions.posts.count == 1)
+        #expect(machine.jobs[3]?.phase != .waitingForReceiver)
+    }
+
+    @Test mutating func aFullReceiversJobIsParkedWithoutReadingItsTarget() throws {
+        let job = DeliveryMachineTests.job()
+        for tag in 1...4 {
+            if tag == 3 { _ = send(.tick, after: 2) }
+            _ = ready(tag: UInt64(tag), url: "http://slow.example/a", job: job)
+        }
+        // Same schedule (same routing key): its receiver is known to be full.
+        let actions = send(.received(DeliveryMachineTests.delivery(tag: 5, job: job), generation: 1))
+        #expect(actions.reads.isEmpty)
+        #expect(actions.notes.contains(.parked(.capacity)))
+    }
+
+    @Test mutating func aRetryAfterParksTheReceiversWaitingJobsForLonger() throws {
+        var first: HTTPPost?
+        for tag in 1...4 {
+            let actions = ready(tag: UInt64(tag), url: "http://busy.example/a")
+            first = first ?? actions.posts.first
+        }
+        let post = try #require(first)
+        let actions = send(.posted(DeliveryMachineTests.outcome(post.id, status: 429, retryAfter: "120")))
+        let parks = actions.settles.flatMap(\.items).filter {
+            $0.message?.exchange == DeliveryTopology.parkName(milliseconds: DeliveryTopology.parkDelays[1])
+        }
+        #expect(parks.map(\.tag).sorted() == [3, 4])
+        #expect(actions.notes.filter { $0 == .parked(.paused) }.count == 2)
+    }
+
+    @Test mutating func anOperatorsOpenParksWaitingJobsAndANewJob() throws {
+        for tag in 1...4 { _ = ready(tag: UInt64(tag), url: "http://r.example/a") }
+        let actions = send(.command(receiver: "http://r.example:80", .open))
+        #expect(actions.notes.contains { if case .receiver("http://r.example:80", let t) = $0 { t.to == .open } else { false } })
+        #expect(actions.notes.filter { $0 == .parked(.open) }.count == 2)
+        #expect(ready(tag: 9, url: "http://r.example/b").notes.contains(.parked(.open)))
+    }
+
+    @Test mutating func aStopHandsBackJobsWaitingForTheirReceiver() throws {
+        for tag in 1...4 { _ = ready(tag: UInt64(tag), url: "http://r.example/a") }
+        let stop = send(.stop)
+        #expect(stop.handedBack == [3, 4])
+        #expect(machine.receivers["http://r.example:80"]?.waiting.isEmpty == true)
+    }
+}
+
+struct HTTPPostSummary: Equatable {
+    let id: UInt64
+    let url: String
+}

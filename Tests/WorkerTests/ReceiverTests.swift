@@ -1,0 +1,201 @@
+import Foundation
+import SchedulerCore
+import Testing
+
+@testable import Worker
+
+/// A receiver's limits, pause and circuit breaker, without servers.
+@Suite struct ReceiverTests {
+    static let start = Date(timeIntervalSince1970: 1_800_000_000)
+    let settings = Receiver.Settings(maximumConcurrency: 4, openAfter: 60, minimumFailures: 5, probeInterval: 30)
+    var receiver: Receiver
+    var now = start
+
+    init() {
+        receiver = Receiver(key: "http://r.example:80", settings: settings, now: Self.start)
+    }
+
+    mutating func admit(_ tag: UInt64, after seconds: Double = 0) -> Receiver.Admission {
+        now = now.addingTimeInterval(seconds)
+        return receiver.admit(tag, settings: settings, now: now)
+    }
+
+    @discardableResult
+    mutating func answer(
+        _ status: Int?, seconds: Double = 0.1, retryAfter: Double? = nil, timedOut: Bool = false, after: Double = 0
+    ) -> Receiver.Transition? {
+        now = now.addingTimeInterval(after)
+        return receiver.finished(
+            Receiver.Answer(status: status, timedOut: timedOut), seconds: seconds, retryAfter: retryAfter, settings: settings, now: now)
+    }
+
+    @Test(arguments: [
+        ("HTTP://Example.COM/hook?x=1", "http://example.com:80"),
+        ("https://example.com/hook", "https://example.com:443"),
+        ("http://example.com:8080/a", "http://example.com:8080"),
+        ("http://[::1]:9000/", "http://[::1]:9000"),
+        ("http://127.0.0.1/", "http://127.0.0.1:80"),
+    ])
+    func aReceiverIsItsSchemeHostAndPort(_ url: String, _ key: String) {
+        #expect(ReceiverKey.normalize(url) == key)
+    }
+
+    @Test(arguments: ["ftp://example.com/", "not a url", "http:///nohost", ""])
+    func somethingElseHasNoReceiver(_ url: String) {
+        #expect(ReceiverKey.normalize(url) == nil)
+    }
+
+    @Test mutating func jobsStartUpToTheLimitThenWaitThenPark() {
+        for tag in 1...4 { #expect(admit(UInt64(tag)) == .start(probe: false)) }
+        // Its requests have been out for 2 s: it keeps its limit's worth waiting, no more.
+        for tag in 5...8 { #expect(admit(UInt64(tag), after: tag == 5 ? 2 : 0) == .wait) }
+        #expect(receiver.maximumWaiting(now: now) == 4)
+        #expect(admit(9) == .park(.capacity))
+        #expect(receiver.inFlight == 4 && receiver.waiting == [5, 6, 7, 8])
+        #expect(receiver.wouldPark(now: now) == .capacity)
+        // An answer frees a slot for the oldest waiting job.
+        answer(200)
+        #expect(receiver.release(now: now).start == [5])
+        #expect(receiver.inFlight == 4 && receiver.waiting == [6, 7, 8])
+    }
+
+    @Test mutating func aFastReceiverKeepsASecondsWorthWaitingAndASlowOneParksTheRest() {
+        for _ in 0..<10 { answer(200, seconds: 0.01) }
+        for tag in 1...4 { _ = admit(UInt64(tag)) }
+        #expect(receiver.maximumWaiting(now: now) > 300, "four requests at about 10 ms: hundreds a second")
+        for tag in 5...200 { #expect(admit(UInt64(tag)) == .wait) }
+        // Then its requests hang: at the next look, what no longer fits is parked.
+        now = now.addingTimeInterval(2)
+        let released = receiver.release(now: now)
+        #expect(released.start.isEmpty)
+        #expect(receiver.waiting == [5, 6, 7, 8])
+        #expect(released.park.map(\.0) == Array(9...200))
+        #expect(released.park.allSatisfy { $0.1 == .capacity })
+    }
+
+    @Test mutating func aReceiverThatAnswersManyASecondKeepsThemWaitingWhateverItsAnswerTimeLooksLike() {
+        // 3,000 answers in the last second, each measured at 200 ms (a busy worker's clock).
+        for index in 0..<3000 { answer(200, seconds: 0.2, after: index == 0 ? 0 : 0.0003) }
+        #expect(receiver.maximumWaiting(now: now) >= 3000)
+        // Two quiet seconds later a new burst starts on trust (the 200 ms may be stale)...
+        now = now.addingTimeInterval(2)
+        #expect(receiver.maximumWaiting(now: now) >= 1000)
+        // ...until its requests are out for a second without an answer.
+        for tag in 1...4 { _ = admit(UInt64(tag)) }
+        now = now.addingTimeInterval(1)
+        #expect(receiver.maximumWaiting(now: now) == 4)
+    }
+
+    @Test mutating func overloadHalvesTheLimitOncePerAnswerTimeAndGoodAnswersGrowItBack() {
+        for tag in 1...4 { _ = admit(UInt64(tag)) }
+        answer(503, seconds: 0.5)
+        #expect(receiver.limit == 2)
+        answer(429, seconds: 0.5)  // the same burst of bad news: no second halving at once
+        #expect(receiver.limit == 2)
+        answer(503, seconds: 0.5, after: 2)
+        #expect(receiver.limit == 1)
+        answer(503, seconds: 0.5, after: 2)
+        #expect(receiver.limit == 1, "never below one")
+        for _ in 0..<3 { answer(200) }
+        #expect(receiver.limit > 2 && receiver.limit < 3)
+        for _ in 0..<50 { answer(200) }
+        #expect(receiver.limit == 4, "never above RECEIVER_CONCURRENCY")
+    }
+
+    @Test mutating func anAnswerMuchSlowerThanUsualCountsAsOverload() {
+        for _ in 0..<10 { answer(200, seconds: 0.1) }
+        #expect(receiver.limit == 4)
+        answer(200, seconds: 0.5)
+        #expect(receiver.limit == 4, "within twice the usual time plus a second")
+        answer(200, seconds: 5)
+        #expect(receiver.limit == 2)
+    }
+
+    @Test mutating func aSlowReceiverThatIsAlwaysSlowKeepsItsLimit() {
+        for _ in 0..<20 { answer(200, seconds: 10) }
+        #expect(receiver.limit == 4)
+    }
+
+    @Test mutating func retryAfterPausesTheReceiverNotOnlyTheJob() {
+        for tag in 1...6 { _ = admit(UInt64(tag)) }
+        answer(429, retryAfter: 20)
+        #expect(receiver.pausedUntil == now.addingTimeInterval(20))
+        let released = receiver.release(now: now)
+        #expect(released.start.isEmpty)
+        #expect(released.park.map(\.0) == [5, 6] && released.park.allSatisfy { $0.1 == .paused })
+        #expect(admit(7, after: 10) == .park(.paused))
+        // The pause is over; three requests are still out and the limit was halved to two.
+        #expect(admit(8, after: 11) == .wait)
+        answer(200)
+        answer(200)
+        #expect(receiver.release(now: now).start == [8])
+    }
+
+    @Test mutating func aHugeRetryAfterPausesForTheLongestPauseOnly() {
+        _ = admit(1)
+        answer(503, retryAfter: 1e12)
+        #expect(receiver.pausedUntil == now.addingTimeInterval(settings.maximumPause))
+    }
+
+    @Test mutating func failingForTheSetTimeOpensTheCircuitAndAProbeClosesIt() {
+        // Failures for less than BREAKER_OPEN_AFTER, however many, leave it closed.
+        for _ in 0..<20 { #expect(answer(nil, after: 1) == nil) }
+        #expect(receiver.breaker == .closed)
+        let opened = answer(nil, after: 41)
+        #expect(opened?.from == .closed && opened?.to == .open)
+        #expect(receiver.breaker == .open)
+        #expect(admit(1) == .park(.open))
+        #expect(receiver.wouldPark(now: now) == .open)
+        // After the probe interval one job goes through as a probe; the rest still wait.
+        #expect(admit(2, after: 30) == .start(probe: true))
+        #expect(receiver.breaker == .halfOpen)
+        #expect(admit(3) == .park(.open))
+        let closed = answer(200)
+        #expect(closed == Receiver.Transition(from: .halfOpen, to: .closed, reason: "the probe succeeded"))
+        #expect(receiver.limit == 1, "a receiver back from failing starts gently")
+        #expect(admit(4) == .start(probe: false))
+    }
+
+    @Test mutating func aFailedProbeOpensTheCircuitAgainUntilTheNextProbe() {
+        for _ in 0..<5 { answer(nil, after: 15) }
+        #expect(receiver.breaker == .open)
+        #expect(admit(1, after: 30) == .start(probe: true))
+        #expect(answer(500)?.to == .open)
+        #expect(admit(2, after: 29) == .park(.open))
+        #expect(admit(3, after: 1) == .start(probe: true))
+    }
+
+    @Test mutating func refusalsAreAnswersAndNeverOpenTheCircuit() {
+        for _ in 0..<20 { #expect(answer(404, after: 10) == nil) }
+        #expect(receiver.breaker == .closed)
+        #expect(receiver.limit == 4)
+    }
+
+    @Test mutating func oneSuccessStartsTheFailingTimeAgain() {
+        for _ in 0..<5 { answer(nil, after: 10) }
+        answer(200, after: 1)
+        for _ in 0..<5 { answer(nil, after: 10) }
+        #expect(receiver.breaker == .closed, "40 s of failures since the last success")
+    }
+
+    @Test mutating func anOperatorCanHoldItOpenCloseItAndResetIt() {
+        for tag in 1...6 { _ = admit(UInt64(tag)) }
+        #expect(receiver.apply(.open, settings: settings, now: now)?.to == .open)
+        #expect(receiver.release(now: now).park.map(\.1) == [.open, .open])
+        #expect(admit(7, after: 3600) == .park(.open), "held open: no probes")
+        #expect(receiver.apply(.close, settings: settings, now: now)?.to == .closed)
+        answer(503, seconds: 0.2)
+        #expect(receiver.limit == 2)
+        _ = receiver.apply(.reset, settings: settings, now: now)
+        #expect(receiver.limit == 4)
+        #expect(receiver.inFlight == 3, "requests in flight still end")
+    }
+
+    @Test mutating func aLostConnectionEmptiesTheReceiverAndEndsAProbe() {
+        for _ in 0..<5 { answer(nil, after: 15) }
+        #expect(admit(1, after: 30) == .start(probe: true))
+        receiver.dropConnection()
+        #expect(receiver.inFlight == 0 && receiver.breaker == .open)
+        #expect(admit(2) == .start(probe: true), "the probe interval already passed")
+    }
+}
