@@ -25,11 +25,16 @@ final class CurlMulti: @unchecked Sendable {
         let answerMicroseconds: Int64
         /// Set when the answer took longer than that (the transfer is then aborted).
         var answerTimedOut = false
+        /// Judges each address before a connection to it is opened (nil: no guard).
+        let egress: (@Sendable ([UInt8]) -> String?)?
+        /// Why the guard refused an address, if it did.
+        var egressRefusal: String?
 
         init(
             id: UInt64, easy: UnsafeMutableRawPointer, headers: UnsafeMutablePointer<curl_slist>?, maximumBodyBytes: Int,
-            answerMicroseconds: Int64
+            answerMicroseconds: Int64, egress: (@Sendable ([UInt8]) -> String?)?
         ) {
+            self.egress = egress
             self.id = id
             self.easy = easy
             self.headers = headers
@@ -61,8 +66,14 @@ final class CurlMulti: @unchecked Sendable {
     /// (already received) is its outcome.
     public let maximumResponseBytes: Int
 
-    public init(maxConnectionsPerHost: Int = 64, maximumResponseBytes: Int = 1_048_576) {
+    /// Judges the addresses of guarded POSTs (see `HTTPPost.guarded`).
+    let egress: (@Sendable ([UInt8]) -> String?)?
+
+    public init(
+        maxConnectionsPerHost: Int = 64, maximumResponseBytes: Int = 1_048_576, egress: (@Sendable ([UInt8]) -> String?)? = nil
+    ) {
         self.maximumResponseBytes = maximumResponseBytes
+        self.egress = egress
         _ = Self.globalInit
         multi = curl_multi_init()
         _ = shim_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
@@ -87,7 +98,7 @@ final class CurlMulti: @unchecked Sendable {
         for header in post.headers + ["Expect:"] { list = curl_slist_append(list, header) }
         let transfer = Transfer(
             id: post.id, easy: easy, headers: list, maximumBodyBytes: maximumResponseBytes,
-            answerMicroseconds: Int64(min(max(post.timeout, 0.001), 86_400) * 1_000_000))
+            answerMicroseconds: Int64(min(max(post.timeout, 0.001), 86_400) * 1_000_000), egress: post.guarded ? egress : nil)
         var code = shim_easy_setopt_string(easy, CURLOPT_URL, post.url)
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_POST, 1) }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, post.body.count) }
@@ -116,6 +127,8 @@ final class CurlMulti: @unchecked Sendable {
         if code == CURLE_OK { code = shim_easy_setopt_xferinfo(easy, checkProgress) }
         if code == CURLE_OK { code = shim_easy_setopt_pointer(easy, CURLOPT_XFERINFODATA, Unmanaged.passUnretained(transfer).toOpaque()) }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_NOPROGRESS, 0) }
+        if code == CURLE_OK { code = shim_easy_setopt_opensocket(easy, openSocket) }
+        if code == CURLE_OK { code = shim_easy_setopt_pointer(easy, CURLOPT_OPENSOCKETDATA, Unmanaged.passUnretained(transfer).toOpaque()) }
         guard code == CURLE_OK else {
             release(transfer)
             throw CurlError(code: Int(code.rawValue), message: String(cString: curl_easy_strerror(code)))
@@ -186,6 +199,11 @@ final class CurlMulti: @unchecked Sendable {
                 outcomes.append(
                     HTTPOutcome(
                         id: transfer.id, status: status, failure: nil, error: nil, retryAfter: transfer.retryAfter, seconds: seconds))
+            } else if let refusal = transfer.egressRefusal {
+                outcomes.append(
+                    HTTPOutcome(
+                        id: transfer.id, status: nil, failure: .egressDenied, error: "egress-denied: \(refusal)", retryAfter: nil,
+                        seconds: seconds))
             } else if result == CURLE_ABORTED_BY_CALLBACK && transfer.answerTimedOut {
                 let limit = Double(transfer.answerMicroseconds) / 1_000_000
                 outcomes.append(
@@ -229,6 +247,25 @@ private func discardBody(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ co
     return sink.bodyBytes > sink.maximumBodyBytes ? 0 : length
 }
 
+/// Opens the socket for a connection, unless the egress guard refuses its address.
+private func openSocket(
+    _ context: UnsafeMutableRawPointer?, _ purpose: curlsocktype, _ address: UnsafeMutablePointer<curl_sockaddr>?
+) -> curl_socket_t {
+    guard let address else { return shim_socket_bad() }
+    guard let context, let transfer = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue() as? any ResponseSink,
+        let egress = transfer.egress
+    else { return shim_open_socket(address) }
+    var bytes = [UInt8](repeating: 0, count: 16)
+    let count = Int(shim_sockaddr_bytes(address, &bytes))
+    // Neither IPv4 nor IPv6 (a Unix socket cannot be asked for here): refused.
+    let refusal = count == 0 ? "not an internet address" : egress(Array(bytes.prefix(count)))
+    if let refusal {
+        transfer.egressRefusal = refusal
+        return shim_socket_bad()
+    }
+    return shim_open_socket(address)
+}
+
 private func checkProgress(
     _ context: UnsafeMutableRawPointer?, _ downloadTotal: curl_off_t, _ downloaded: curl_off_t, _ uploadTotal: curl_off_t,
     _ uploaded: curl_off_t
@@ -262,4 +299,6 @@ protocol ResponseSink: AnyObject {
     var bodyBytes: Int { get set }
     var maximumBodyBytes: Int { get }
     func checkAnswerTime() -> Bool
+    var egress: (@Sendable ([UInt8]) -> String?)? { get }
+    var egressRefusal: String? { get set }
 }

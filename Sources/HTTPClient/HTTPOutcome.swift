@@ -4,6 +4,8 @@ public struct HTTPOutcome: Sendable {
         case timeout
         case connection
         case other
+        /// The egress guard refused every address the host resolved to.
+        case egressDenied
     }
 
     public let id: UInt64

@@ -8,14 +8,20 @@ public struct HTTPPost: Sendable {
     public let timeout: Double
     /// Seconds to connect (TCP and TLS), counted apart from `timeout`.
     public let connectTimeout: Double
+    /// Whether the poster's egress guard judges the addresses this POST connects to (false
+    /// for a host an operator allowed by name).
+    public let guarded: Bool
 
-    public init(id: UInt64, url: String, headers: [String], body: [UInt8], timeout: Double, connectTimeout: Double = 10) {
+    public init(
+        id: UInt64, url: String, headers: [String], body: [UInt8], timeout: Double, connectTimeout: Double = 10, guarded: Bool = true
+    ) {
         self.id = id
         self.url = url
         self.headers = headers
         self.body = body
         self.timeout = timeout
         self.connectTimeout = connectTimeout
+        self.guarded = guarded
     }
 }
 

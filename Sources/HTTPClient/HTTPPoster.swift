@@ -27,8 +27,14 @@ public final class HTTPPoster: @unchecked Sendable {
     private let shared = Mutex(Shared())
 
     /// `maximumResponseBytes`: bytes of an answer's body read at most (the status counts).
-    public init(maximumResponseBytes: Int, onOutcomes: @escaping @Sendable ([HTTPOutcome]) -> Void) {
-        multi = CurlMulti(maxConnectionsPerHost: 0, maximumResponseBytes: maximumResponseBytes)
+    /// `egress` judges every address a guarded POST is about to connect to (after DNS, so a
+    /// name that resolves somewhere refused is refused): a reason refuses it, and the POST
+    /// ends with `.egressDenied` without a connection.
+    public init(
+        maximumResponseBytes: Int, egress: (@Sendable ([UInt8]) -> String?)? = nil,
+        onOutcomes: @escaping @Sendable ([HTTPOutcome]) -> Void
+    ) {
+        multi = CurlMulti(maxConnectionsPerHost: 0, maximumResponseBytes: maximumResponseBytes, egress: egress)
         self.onOutcomes = onOutcomes
     }
 

@@ -71,7 +71,11 @@ final class DeliveryLoop: Sendable {
                 input.yield(.lost(generation: generation))
             }
         }
-        let poster = HTTPPoster(maximumResponseBytes: DeliveryLimits.maximumResponseBytes) { outcomes in
+        let egress = settings.machine.egress
+        let poster = HTTPPoster(
+            maximumResponseBytes: DeliveryLimits.maximumResponseBytes,
+            egress: { bytes in IPAddress(bytes: bytes).flatMap { egress.refusal(for: $0) } }
+        ) { outcomes in
             input.yield(.outcomes(outcomes))
         }
         consumer.start()

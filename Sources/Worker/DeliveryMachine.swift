@@ -34,6 +34,8 @@ struct DeliveryMachine {
         var settleRetryDelay: Double = 1
         /// Each receiver's limits and circuit breaker.
         var receivers = Receiver.Settings()
+        /// Where deliveries may go (literal addresses here; resolved ones in the HTTP box).
+        var egress = EgressPolicy()
         /// How long a parked job waits in the broker before it is tried again: short when
         /// its receiver is only busy, long when it is paused or open.
         var shortPark: Int = DeliveryTopology.parkDelays[0]
@@ -247,7 +249,9 @@ struct DeliveryMachine {
         settle(tag: tag, job: job, outcome: outcome, now: now, into: &actions)
         guard let key = job.receiver, receivers[key] != nil else { return }
         let retryAfter = outcome.retryAfter.flatMap { RetryPolicy.milliseconds(retryAfter: $0, now: now) }.map { Double($0) / 1000 }
-        let answer = Receiver.Answer(status: outcome.status, timedOut: outcome.failure == .timeout)
+        // A refusal of our own guard says nothing about the receiver.
+        let answer =
+            outcome.failure == .egressDenied ? .refused : Receiver.Answer(status: outcome.status, timedOut: outcome.failure == .timeout)
         if let transition = receivers[key]?.finished(
             answer, seconds: outcome.seconds, retryAfter: retryAfter, settings: settings.receivers, now: now)
         {
@@ -317,7 +321,9 @@ struct DeliveryMachine {
             return
         }
         // The row may have been written by hand or before a bound was set: check it again.
-        if let problem = Self.problem(endpoint: endpoint, target: target, maximumPayloadBytes: settings.maximumPayloadBytes) {
+        if let problem = Self.problem(
+            endpoint: endpoint, target: target, maximumPayloadBytes: settings.maximumPayloadBytes, egress: settings.egress)
+        {
             refuse(tag: tag, job: job, reason: problem, now: now, into: &actions)
             return
         }
@@ -335,9 +341,10 @@ struct DeliveryMachine {
         if let signer = settings.signer {
             headers += signer.headers(id: id, timestamp: Int(now.timeIntervalSince1970), body: body)
         }
+        let host = URLComponents(string: endpoint)?.host ?? ""
         let post = HTTPPost(
             id: nextTransfer, url: endpoint, headers: headers, body: body, timeout: settings.timeout,
-            connectTimeout: settings.connectTimeout)
+            connectTimeout: settings.connectTimeout, guarded: !settings.egress.allows(host: host))
         do {
             try post.validate()
         } catch {
@@ -425,8 +432,12 @@ struct DeliveryMachine {
     }
 
     /// What makes a stored target undeliverable, if anything.
-    static func problem(endpoint: String, target: DeliveryStore.Target, maximumPayloadBytes: Int) -> String? {
+    static func problem(
+        endpoint: String, target: DeliveryStore.Target, maximumPayloadBytes: Int, egress: EgressPolicy = EgressPolicy()
+    ) -> String? {
         if !ScheduleValidation.isHTTPURL(endpoint) { return "the endpoint is not an http(s) URL this worker may POST to" }
+        // A row written before the guard (or by hand): its literal address is judged again.
+        if let refusal = egress.refusal(forURL: endpoint) { return "egress-denied: \(refusal)" }
         if target.bodyBytes > maximumPayloadBytes {
             return "the payload has \(target.bodyBytes) bytes, more than MAX_PAYLOAD_BYTES (\(maximumPayloadBytes))"
         }
@@ -457,8 +468,12 @@ struct DeliveryMachine {
     /// Decides what a POST's outcome means for its job.
     private mutating func settle(tag: UInt64, job: Job, outcome: HTTPOutcome, now: Date, into actions: inout [Action]) {
         guard let deliveryJob = job.job else { return }
-        let decision = settings.policy.decide(
-            status: outcome.status, error: outcome.error, attempt: job.attempt, retryAfter: outcome.retryAfter, now: now)
+        // An address the guard refuses stays refused: no retry.
+        let decision =
+            outcome.failure == .egressDenied
+            ? .dead(reason: outcome.error ?? "egress-denied")
+            : settings.policy.decide(
+                status: outcome.status, error: outcome.error, attempt: job.attempt, retryAfter: outcome.retryAfter, now: now)
         let latency = outcome.seconds * 1000
         actions.append(
             .note(

@@ -20,7 +20,8 @@ public final class Worker: Service, Sendable {
                     receivers: .init(
                         maximumConcurrency: configuration.receiverConcurrency, openAfter: configuration.breakerOpenAfter,
                         minimumFailures: configuration.breakerMinimumFailures, probeInterval: configuration.breakerProbeInterval,
-                        maximumPause: configuration.receiverMaximumPause)),
+                        maximumPause: configuration.receiverMaximumPause),
+                    egress: configuration.scheduleLimits.egress),
                 alertURL: configuration.receiverAlertURL),
             pool: pool, logger: logger)
     }

@@ -43,9 +43,9 @@ final class Receiver: Sendable {
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
-    /// Starts listening on 127.0.0.1 on `port` (0: a free one).
-    static func start(port: Int = 0) async throws -> Receiver {
-        let receiver = Receiver(port: port)
+    /// Starts listening on `host` (a loopback address) on `port` (0: a free one).
+    static func start(host: String = "127.0.0.1", port: Int = 0) async throws -> Receiver {
+        let receiver = Receiver(host: host, port: port)
         for _ in 0..<500 {
             if receiver.state.port.withLock({ $0 }) != nil { return receiver }
             try await Task.sleep(for: .milliseconds(10))
@@ -53,7 +53,10 @@ final class Receiver: Sendable {
         throw ReceiverError("the receiver did not start")
     }
 
-    private init(port: Int) {
+    let host: String
+
+    private init(host: String, port: Int) {
+        self.host = host
         let state = state
         let router = Router()
         // `/hook/<name>` and `/hook/<name>/<sub>` (recorded as name "<name>/<sub>").
@@ -83,7 +86,7 @@ final class Receiver: Sendable {
         // Many receivers of slow answers at once.
         logger.logLevel = .warning
         let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+            router: router, configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { channel in state.port.withLock { $0 = channel.localAddress?.port } },
             logger: logger)
         let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: logger)
@@ -98,7 +101,7 @@ final class Receiver: Sendable {
 
     var port: Int { state.port.withLock { $0 ?? 0 } }
 
-    func url(_ name: String) -> String { "http://127.0.0.1:\(port)/hook/\(name)" }
+    func url(_ name: String) -> String { "http://\(host):\(port)/hook/\(name)" }
 
     /// The statuses to answer `name` with, in order; after them, 200.
     func script(_ name: String, _ statuses: [Int]) {

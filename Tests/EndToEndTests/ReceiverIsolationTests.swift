@@ -126,7 +126,9 @@ struct ReceiverIsolationTests {
             "BREAKER_PROBE_INTERVAL": "2", "DELIVERY_CONNECT_TIMEOUT": "1",
         ]
         try await Pipeline.run(environment: settings, worker: false) { pipeline in
-            let worker = try pipeline.launch("worker", extra: ["RECEIVER_ALERT_URL": pipeline.receiver.url("alerts")])
+            let metricsPort = try ProgramTests.freePort()
+            let worker = try pipeline.launch(
+                "worker", extra: ["RECEIVER_ALERT_URL": pipeline.receiver.url("alerts"), "WORKER_METRICS_PORT": String(metricsPort)])
             defer { worker.terminate() }
             let endpoint = "http://127.0.0.1:\(port)/hook/back"
             try await Self.schedules(pipeline, count: 5, endpoint: endpoint, due: Date().addingTimeInterval(1))
@@ -143,6 +145,14 @@ struct ReceiverIsolationTests {
             #expect(after - before <= 3, "attempts while open: \(after - before) (five jobs retrying each second would use 25)")
             let listed = try await pipeline.pool.query("SELECT state FROM receivers WHERE receiver = $1", ["http://127.0.0.1:\(port)"])
             #expect(["open", "half-open"].contains(listed.first?["state"] ?? ""), "scheduler-ctl receivers shows it open")
+            // Counted by state, with no host label.
+            let open = try ProgramTests.scrape(port: metricsPort)
+            let notClosed =
+                (open.value("scheduler_receiver_state", ["state": "open"]) ?? 0)
+                + (open.value("scheduler_receiver_state", ["state": "half-open"]) ?? 0)
+            #expect(notClosed == 1, "scheduler_receiver_state counts the receiver as open")
+            #expect(open.value("scheduler_receiver_transitions_total", ["to": "open"]) ?? 0 >= 1)
+            #expect((open.value("scheduler_jobs_parked_total", ["reason": "open"]) ?? 0) >= 1, "its jobs wait, counted")
 
             // Back: a probe succeeds, the circuit closes, every job is delivered once.
             let back = try await Receiver.start(port: port)
@@ -153,6 +163,10 @@ struct ReceiverIsolationTests {
             let closed = try await pipeline.receiver.waitFor("alerts", count: 2, timeout: 10)
             #expect(closed.count == 2, "one alert when it opened, one when it closed")
             #expect(closed.last.flatMap { try? JSONParser.parse($0.body).objectValue?["event"] } == .string("receiver.closed"))
+            let closedNow = try await pipeline.eventually(timeout: 5) {
+                (try ProgramTests.scrape(port: metricsPort).value("scheduler_receiver_state", ["state": "closed"]) ?? 0) >= 1
+            }
+            #expect(closedNow, "scheduler_receiver_state counts it closed again")
             #expect(worker.isRunning)
         }
     }

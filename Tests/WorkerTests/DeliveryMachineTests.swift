@@ -403,7 +403,7 @@ extension Array where Element == DeliveryMachine.Action {
         for tag in 1...6 {
             // The first two requests have been out for 2 s when the others come.
             if tag == 3 { _ = send(.tick, after: 2) }
-            let actions = ready(tag: UInt64(tag), url: "http://127.0.0.1:9001/slow")
+            let actions = ready(tag: UInt64(tag), url: "http://slow.example:9001/slow")
             posts += actions.posts.map { HTTPPostSummary(id: $0.id, url: $0.url) }
             parked += actions.settles.flatMap(\.items)
             batches += actions.settles.map(\.batch)
@@ -417,7 +417,7 @@ extension Array where Element == DeliveryMachine.Action {
         #expect(parked.allSatisfy { $0.attempt == nil }, "nothing recorded")
 
         // Another receiver on the same host (another port) is not held up at all.
-        let fast = ready(tag: 7, url: "http://127.0.0.1:9002/fast")
+        let fast = ready(tag: 7, url: "http://slow.example:9002/fast")
         #expect(fast.posts.count == 1)
 
         // A parked job is acked once its park is confirmed: its prefetch slot is free.
@@ -483,4 +483,45 @@ extension Array where Element == DeliveryMachine.Action {
 struct HTTPPostSummary: Equatable {
     let id: UInt64
     let url: String
+}
+
+/// The egress guard in the machine: stored literal addresses are refused again, and a
+/// refusal at connect time is dead at once.
+@Suite struct DeliveryMachineEgressTests {
+    @Test func aStoredLiteralAddressInARefusedRangeIsDeadLetteredWithoutAPost() throws {
+        var machine = DeliveryMachine(settings: .init(policy: DeliveryMachineTests.policy, timeout: 30))
+        let now = DeliveryMachineTests.start
+        _ = machine.handle(.connected(generation: 1), now: now)
+        let job = DeliveryMachineTests.job()
+        let read = try #require(
+            machine.handle(.received(DeliveryMachineTests.delivery(tag: 1, job: job), generation: 1), now: now).reads.first)
+        let actions = machine.handle(
+            .read(batch: read.batch, [job.deliveryID: DeliveryMachineTests.target(endpoint: "http://169.254.169.254/latest")]), now: now)
+        #expect(actions.posts.isEmpty)
+        let reason = actions.settles.first?.items.first?.message?.headers[DeliveryHeaders.reason]?.stringValue ?? ""
+        #expect(reason.hasPrefix("egress-denied"), "\(reason)")
+    }
+
+    @Test func aRefusalAtConnectTimeIsDeadAtOnceAndGuardedUnlessTheHostIsAllowedByName() throws {
+        let egress = try #require(EgressPolicy(allow: "hooks.internal"))
+        var machine = DeliveryMachine(settings: .init(policy: DeliveryMachineTests.policy, timeout: 30, egress: egress))
+        let now = DeliveryMachineTests.start
+        _ = machine.handle(.connected(generation: 1), now: now)
+        var posts: [HTTPPost] = []
+        for (tag, endpoint) in [(UInt64(1), "http://rebinding.example/x"), (2, "http://hooks.internal/x")] {
+            let job = DeliveryMachineTests.job()
+            let read = try #require(
+                machine.handle(.received(DeliveryMachineTests.delivery(tag: tag, job: job), generation: 1), now: now).reads.first)
+            posts +=
+                machine.handle(.read(batch: read.batch, [job.deliveryID: DeliveryMachineTests.target(endpoint: endpoint)]), now: now).posts
+        }
+        #expect(posts.map(\.guarded) == [true, false], "a host allowed by name is not judged by address")
+        let outcome = HTTPOutcome(
+            id: posts[0].id, status: nil, failure: .egressDenied, error: "egress-denied: 10.0.0.1 is in a refused range", retryAfter: nil,
+            seconds: 0)
+        let actions = machine.handle(.posted(outcome), now: now)
+        let settlement = try #require(actions.settles.first?.items.first)
+        #expect(settlement.message?.exchange == DeliveryTopology.deadExchange, "no retry: the address stays refused")
+        #expect(settlement.attempt?.state == .dead)
+    }
 }

@@ -123,6 +123,12 @@ public struct Configuration: Sendable, Equatable {
             horizon: try reader.duration("SCHEDULE_MAX_HORIZON", default: standard.horizon),
             maximumPayloadBytes: try reader.int(
                 "MAX_PAYLOAD_BYTES", default: standard.maximumPayloadBytes, range: 2...min(maxBodyBytes, 16_777_216)))
+        let allow = reader.string("EGRESS_ALLOW") ?? ""
+        guard let egress = EgressPolicy(allow: allow) else {
+            throw ConfigurationError(
+                "EGRESS_ALLOW must be a comma-separated list of CIDRs (10.1.0.0/16, fd00::/8), addresses and host names, got '\(allow)'")
+        }
+        scheduleLimits.egress = egress
         brokerHeartbeat = try reader.int("BROKER_HEARTBEAT", default: 10, range: 0...600)
         maxRedeliveries = try reader.int("MAX_REDELIVERIES", default: 5, range: 1...(DeliveryLimits.brokerDeliveryLimit - 1))
         databaseStatementTimeout = Double(try reader.int("DATABASE_STATEMENT_TIMEOUT", default: 30, range: 1...86_400))

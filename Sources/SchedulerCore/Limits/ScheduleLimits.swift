@@ -15,6 +15,8 @@ public struct ScheduleLimits: Sendable, Equatable {
     public var horizon: Int64
     /// The largest payload, serialized as JSON, in bytes (`MAX_PAYLOAD_BYTES`).
     public var maximumPayloadBytes: Int
+    /// Where endpoints may point (`EGRESS_ALLOW` opens what it names).
+    public var egress = EgressPolicy()
 
     public init(minimumInterval: Int64, maximumInterval: Int64, horizon: Int64, maximumPayloadBytes: Int) {
         self.minimumInterval = minimumInterval

@@ -94,7 +94,11 @@ public enum ScheduleValidation {
             case .string(let url) where url.unicodeScalars.contains(where: isControl):
                 errors.add("endpoint", FieldErrors.controlCharacters)
             case .string(let url) where isHTTPURL(url):
-                fields.endpoint = url
+                if let refusal = limits.egress.refusal(forURL: url) {
+                    errors.add("endpoint", "Deliveries may not go to this address: \(refusal).")
+                } else {
+                    fields.endpoint = url
+                }
             case .string(let url) where url.isEmpty:
                 errors.add("endpoint", "This field may not be blank.")
             case .string: errors.add("endpoint", FieldErrors.invalidURL)
