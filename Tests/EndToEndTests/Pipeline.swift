@@ -212,9 +212,9 @@ final class Pipeline: Sendable {
     }
 
     func send(
-        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, configuration: Configuration? = nil
+        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, configuration: Configuration? = nil, as caller: String? = nil
     ) async throws -> (status: HTTPResponse.Status, json: JSONValue?) {
-        let token = adminToken
+        let token = caller ?? adminToken
         return try await api(configuration: configuration) { client in
             let response = try await client.executeRequest(
                 uri: uri, method: method, headers: [.authorization: "Token \(token)", .contentType: "application/json"],

@@ -85,7 +85,8 @@ struct UserAPITests {
             try await api.pool.query(
                 "INSERT INTO auth_user_groups (user_id, group_id) SELECT u.id, g.id FROM auth_user u, auth_group g WHERE u.email = 'admin@example.org'"
             )
-            let users = try await api.send(.get, "/api/v1/user/")
+            // An admin lists every user (a normal user only themselves: TenancyAPITests).
+            let users = try await api.send(.get, "/api/v1/user/", token: api.adminToken)
             #expect(users.status == .ok)
             #expect(users.object?["count"] == .int(2))
             guard case .array(let results)? = users.object?["results"] else { throw TestFailure("no results") }
@@ -99,7 +100,7 @@ struct UserAPITests {
 
             let userURL = try #require(admin["url"]?.stringValue)
             let path = String(userURL[try #require(userURL.range(of: "/api/")).lowerBound...])
-            let one = try await api.send(.get, path)
+            let one = try await api.send(.get, path, token: api.adminToken)
             #expect(one.object?["email"] == .string("admin@example.org"))
 
             let group = try await api.send(.get, "/api/v1/group/1/")

@@ -5,7 +5,7 @@ import Hummingbird
 import SchedulerCore
 import SchedulerStore
 
-/// `/api/v1/failed-tasks/`: dead-lettered deliveries; POST re-drives them all (the same
+/// `/api/v1/failed-tasks/`: the caller's dead letters (an admin's: all); POST re-drives them (the same
 /// code as `scheduler-ctl dead-letters redrive`).
 struct DeadLetterController: Sendable {
     let store: DeliveryStore
@@ -18,8 +18,9 @@ struct DeadLetterController: Sendable {
     }
 
     @Sendable func list(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
-        try await Pagination.response(to: request, settings: settings) {
-            try await store.dead(limit: $0, offset: $1)
+        let owner = try context.owner()
+        return try await Pagination.response(to: request, settings: settings) {
+            try await store.dead(owner: owner, limit: $0, offset: $1)
         } render: {
             $0.failedTaskJSON($1)
         }
@@ -27,14 +28,21 @@ struct DeadLetterController: Sendable {
 
     @Sendable func retrieve(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         guard let text = context.parameters.get("id"), let id = UUID(uuidString: text),
-            let delivery = try await store.delivery(id: id), delivery.state == .dead
+            let delivery = try await store.delivery(id: id, owner: try context.owner()), delivery.state == .dead
         else { throw APIError.notFound }
         return JSONResponse.make(body: delivery.failedTaskJSON(Links(request: request, useSSL: settings.useSSL)))
     }
 
     @Sendable func redrive(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         do {
-            let moved = try await redriver.redrive()
+            // A normal user re-drives their own dead letters; an admin, all of them.
+            let moved: [String]
+            if let owner = try context.owner() {
+                let mine = try await store.deadIDs(owner: owner)
+                moved = try await redriver.redrive(where: { message in message.messageID.map { mine.contains($0.lowercased()) } ?? false })
+            } else {
+                moved = try await redriver.redrive()
+            }
             context.logger.info("failed tasks re-driven", metadata: ["count": "\(moved.count)"])
         } catch let error as AMQPError {
             context.logger.error("re-drive failed", metadata: ["error": "\(error)"])

@@ -19,4 +19,10 @@ public struct SchedulerRequestContext: RequestContext {
         guard let user else { throw APIError.notAuthenticated }
         return user
     }
+
+    /// Whose data the caller may see: nil for an admin (everyone's), else their own id.
+    func owner() throws -> Int64? {
+        let user = try caller()
+        return user.isAdmin ? nil : user.id
+    }
 }

@@ -35,8 +35,9 @@ struct ScheduleController: Sendable {
             }
         }
         guard errors.isEmpty else { throw APIError.validation(errors) }
+        let owner = try context.owner()
         return try await Pagination.response(to: request, settings: settings) {
-            try await store.schedules(filter: filter, limit: $0, offset: $1)
+            try await store.schedules(filter: filter, owner: owner, limit: $0, offset: $1)
         } render: {
             $0.json($1)
         }
@@ -53,10 +54,18 @@ struct ScheduleController: Sendable {
         let hookToken = settings.hookAuthToken
         let schedule = try await store.create(fields, by: user.id) { schedule, connection in
             // `schedule.added` hooks: queued in the same transaction, delivered by the pipeline.
-            for hook in try await WebhookStore.webhooks(event: "schedule.added", connection: connection) {
-                let body: JSONValue = .object(["hook": WebhookController.json(hook), "data": schedule.json(links)])
+            // The creator's own hooks and admins' hooks hear of it; the schedule's auth_token
+            // stays out of the body, and HOOK_AUTH_TOKEN goes only to hooks admins registered.
+            var data = schedule.json(links)
+            if case .object(var object) = data {
+                object["auth_token"] = nil
+                data = .object(object)
+            }
+            for (hook, byAdmin) in try await WebhookStore.webhooks(event: "schedule.added", about: user.id, connection: connection) {
+                let body: JSONValue = .object(["hook": WebhookController.json(hook), "data": data])
                 try await DeliveryStore.queueWebhookCall(
-                    scheduleID: schedule.id, target: hook.target, body: body, authToken: hookToken, connection: connection)
+                    scheduleID: schedule.id, target: hook.target, body: body, authToken: byAdmin ? hookToken : nil,
+                    connection: connection)
             }
         }
         context.logger.info("schedule created", metadata: ["schedule.id": "\(schedule.id)"])
@@ -65,7 +74,9 @@ struct ScheduleController: Sendable {
     }
 
     @Sendable func retrieve(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
-        guard let schedule = try await store.schedule(id: try scheduleID(context)) else { throw APIError.notFound }
+        guard let schedule = try await store.schedule(id: try scheduleID(context), owner: try context.owner()) else {
+            throw APIError.notFound
+        }
         return JSONResponse.make(body: schedule.json(Links(request: request, useSSL: settings.useSSL)))
     }
 
@@ -83,7 +94,7 @@ struct ScheduleController: Sendable {
         let id = try scheduleID(context)
         let body = try await request.jsonBody(context: context)
         let now = Date()
-        let updated = try await store.update(id: id, by: user.id) { existing in
+        let updated = try await store.update(id: id, owner: try context.owner(), by: user.id) { existing in
             try ScheduleValidation.fields(from: body, existing: existing, partial: partial, now: now, limits: settings.scheduleLimits)
                 .mapError(APIError.validation).get()
         }
@@ -94,7 +105,7 @@ struct ScheduleController: Sendable {
 
     @Sendable func delete(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         let id = try scheduleID(context)
-        guard try await store.delete(id: id) else { throw APIError.notFound }
+        guard try await store.delete(id: id, owner: try context.owner()) else { throw APIError.notFound }
         context.logger.info("schedule deleted", metadata: ["schedule.id": "\(id)"])
         pusher.push([("schedules.deleted.sum", 1)])
         return Response(status: .noContent)
@@ -103,7 +114,7 @@ struct ScheduleController: Sendable {
     /// The schedule's recent deliveries, newest first.
     @Sendable func deliveries(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         let id = try scheduleID(context)
-        guard try await store.schedule(id: id) != nil else { throw APIError.notFound }
+        guard try await store.schedule(id: id, owner: try context.owner()) != nil else { throw APIError.notFound }
         return try await Pagination.response(to: request, settings: settings) {
             try await deliveryStore.deliveries(scheduleID: id, limit: $0, offset: $1)
         } render: {

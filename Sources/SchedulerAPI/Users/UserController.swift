@@ -16,15 +16,19 @@ struct UserController: Sendable {
     }
 
     @Sendable func listUsers(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
-        try await Pagination.response(to: request, settings: settings) {
-            try await store.users(limit: $0, offset: $1)
+        let only = try context.owner()
+        return try await Pagination.response(to: request, settings: settings) {
+            try await store.users(only: only, limit: $0, offset: $1)
         } render: {
             json($0, $1)
         }
     }
 
     @Sendable func retrieveUser(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
-        guard let user = try await store.user(id: try context.parameters.int64ID()) else { throw APIError.notFound }
+        let id = try context.parameters.int64ID()
+        // A normal user sees only themselves; another's id is not found.
+        if let only = try context.owner(), only != id { throw APIError.notFound }
+        guard let user = try await store.user(id: id) else { throw APIError.notFound }
         return JSONResponse.make(body: json(user, Links(request: request, useSSL: settings.useSSL)))
     }
 

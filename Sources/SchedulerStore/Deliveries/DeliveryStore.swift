@@ -329,20 +329,35 @@ public struct DeliveryStore: Sendable {
         }
     }
 
-    /// Dead deliveries, most recent first.
-    public func dead(limit: Int, offset: Int) async throws -> Page<Delivery> {
+    /// Deliveries of schedules `owner` created (nil: any, and those of no schedule).
+    static let owned = "($1::bigint IS NULL OR schedule_id IN (SELECT id FROM schedules WHERE created_by = $1))"
+
+    /// Dead deliveries `owner` may see (nil: all), most recent first.
+    public func dead(owner: Int64? = nil, limit: Int, offset: Int) async throws -> Page<Delivery> {
         try await pool.withConnection { connection in
             let count =
-                try await connection.query("SELECT count(*) FROM deliveries WHERE state = 'dead'").first?[0].flatMap { Int($0) } ?? 0
+                try await connection.query(
+                    "SELECT count(*) FROM deliveries WHERE state = 'dead' AND \(Self.owned)", [SQL.text(owner)]
+                ).first?[0].flatMap { Int($0) } ?? 0
             let rows = try await connection.query(
-                "SELECT \(Self.columns) FROM deliveries WHERE state = 'dead' ORDER BY finished_at DESC, id LIMIT $1 OFFSET $2",
-                [String(limit), String(offset)])
+                "SELECT \(Self.columns) FROM deliveries WHERE state = 'dead' AND \(Self.owned) ORDER BY finished_at DESC, id LIMIT $2 OFFSET $3",
+                [SQL.text(owner), String(limit), String(offset)])
             return Page(items: try rows.map(Self.delivery), count: count)
         }
     }
 
-    public func delivery(id: UUID) async throws -> Delivery? {
-        try await pool.query("SELECT \(Self.columns) FROM deliveries WHERE id = $1", [SQL.text(id)]).first.map(Self.delivery)
+    /// The delivery with `id`, if `owner` may see it (nil: any).
+    public func delivery(id: UUID, owner: Int64? = nil) async throws -> Delivery? {
+        try await pool.query(
+            "SELECT \(Self.columns) FROM deliveries WHERE \(Self.owned) AND id = $2", [SQL.text(owner), SQL.text(id)]
+        ).first.map(Self.delivery)
+    }
+
+    /// The ids (lowercased) of the dead deliveries of schedules `owner` created.
+    public func deadIDs(owner: Int64) async throws -> Set<String> {
+        Set(
+            try await pool.query("SELECT id FROM deliveries WHERE state = 'dead' AND \(Self.owned)", [SQL.text(owner)])
+                .compactMap { $0["id"]?.lowercased() })
     }
 
     /// A dead delivery re-driven: queued again with fresh attempts.

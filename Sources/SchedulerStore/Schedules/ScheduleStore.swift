@@ -51,13 +51,19 @@ public struct ScheduleStore: Sendable {
         }
     }
 
-    public func schedule(id: UUID) async throws -> Schedule? {
-        try await pool.query("SELECT \(Self.columns) FROM schedules WHERE id = $1", [SQL.text(id)]).first.map(Self.schedule)
+    /// The schedule with `id`, if `owner` may see it (`owner` nil: an admin, who sees all).
+    public func schedule(id: UUID, owner: Int64? = nil) async throws -> Schedule? {
+        try await pool.query(
+            "SELECT \(Self.columns) FROM schedules WHERE id = $1 AND ($2::bigint IS NULL OR created_by = $2)",
+            [SQL.text(id), SQL.text(owner)]
+        ).first.map(Self.schedule)
     }
 
-    public func schedules(filter: Filter, limit: Int, offset: Int) async throws -> Page<Schedule> {
-        let conditions = "($1::boolean IS NULL OR enabled = $1) AND ($2::text IS NULL OR endpoint = $2)"
-        let filterParameters = [SQL.text(filter.enabled), filter.endpoint]
+    /// A page of the schedules `owner` created (`owner` nil: everyone's).
+    public func schedules(filter: Filter, owner: Int64? = nil, limit: Int, offset: Int) async throws -> Page<Schedule> {
+        let conditions =
+            "($1::boolean IS NULL OR enabled = $1) AND ($2::text IS NULL OR endpoint = $2) AND ($3::bigint IS NULL OR created_by = $3)"
+        let filterParameters = [SQL.text(filter.enabled), filter.endpoint, SQL.text(owner)]
         return try await pool.withConnection { connection in
             let count =
                 try await connection.query(
@@ -66,7 +72,7 @@ public struct ScheduleStore: Sendable {
             let rows = try await connection.query(
                 """
                 SELECT \(Self.columns) FROM schedules WHERE \(conditions)
-                ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4
+                ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5
                 """, filterParameters + [String(limit), String(offset)])
             return Page(items: try rows.map(Self.schedule), count: count)
         }
@@ -76,12 +82,13 @@ public struct ScheduleStore: Sendable {
     /// refuse them by throwing), and writes them: concurrent updates do not lose writes.
     /// Returns nil when there is no such schedule.
     public func update(
-        id: UUID, by userID: Int64?, _ change: (ScheduleFields) throws -> ScheduleFields
+        id: UUID, owner: Int64? = nil, by userID: Int64?, _ change: (ScheduleFields) throws -> ScheduleFields
     ) async throws -> Schedule? {
         try await pool.withTransaction { connection in
             guard
                 let row = try await connection.query(
-                    "SELECT \(Self.columns) FROM schedules WHERE id = $1 FOR UPDATE", [SQL.text(id)]
+                    "SELECT \(Self.columns) FROM schedules WHERE id = $1 AND ($2::bigint IS NULL OR created_by = $2) FOR UPDATE",
+                    [SQL.text(id), SQL.text(owner)]
                 ).first
             else { return nil }
             let existing = try Self.schedule(row).fields
@@ -105,10 +112,14 @@ public struct ScheduleStore: Sendable {
         }
     }
 
-    /// True when a schedule was deleted.
-    /// True when a schedule was deleted; its queued jobs are cancelled with it.
-    public func delete(id: UUID) async throws -> Bool {
+    /// True when a schedule `owner` may see (nil: any) was deleted; its queued jobs are
+    /// cancelled with it.
+    public func delete(id: UUID, owner: Int64? = nil) async throws -> Bool {
         try await pool.withTransaction { connection in
+            let mine = try await connection.query(
+                "SELECT 1 FROM schedules WHERE id = $1 AND ($2::bigint IS NULL OR created_by = $2) FOR UPDATE",
+                [SQL.text(id), SQL.text(owner)])
+            guard mine.count == 1 else { return false }
             try await DeliveryStore.cancelPending(scheduleID: id, connection: connection)
             return try await connection.query("DELETE FROM schedules WHERE id = $1", [SQL.text(id)]).affectedRows == 1
         }

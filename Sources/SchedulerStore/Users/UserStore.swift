@@ -40,16 +40,20 @@ public struct UserStore: Sendable {
         }
     }
 
-    public func users(limit: Int, offset: Int) async throws -> Page<User> {
+    /// A page of users: all of them, or only `only` (a normal user sees only themselves).
+    public func users(only: Int64? = nil, limit: Int, offset: Int) async throws -> Page<User> {
         try await pool.withConnection { connection in
-            let count = try await connection.query("SELECT count(*) FROM auth_user").first?[0].flatMap { Int($0) } ?? 0
+            let count =
+                try await connection.query(
+                    "SELECT count(*) FROM auth_user WHERE ($1::bigint IS NULL OR id = $1)", [only.map { String($0) }]
+                ).first?[0].flatMap { Int($0) } ?? 0
             let rows = try await connection.query(
                 """
                 SELECT u.id, u.username, u.email, u.is_admin,
                        coalesce(array_to_string(array(SELECT g.group_id FROM auth_user_groups g
                                                       WHERE g.user_id = u.id ORDER BY g.group_id), ','), '') AS groups
-                FROM auth_user u ORDER BY u.id DESC LIMIT $1 OFFSET $2
-                """, [String(limit), String(offset)])
+                FROM auth_user u WHERE ($3::bigint IS NULL OR u.id = $3) ORDER BY u.id DESC LIMIT $1 OFFSET $2
+                """, [String(limit), String(offset), only.map { String($0) }])
             return Page(items: try rows.map(Self.user), count: count)
         }
     }

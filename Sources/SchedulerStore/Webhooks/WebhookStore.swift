@@ -56,6 +56,23 @@ public struct WebhookStore: Sendable {
         try await connection.query("SELECT \(columns) FROM webhooks WHERE event = $1 ORDER BY id", [event]).map(webhook)
     }
 
+    /// The hooks subscribed to `event` that may hear of what `owner` did: the owner's own
+    /// hooks and admins' hooks (admins hear of everything), each with whether an admin
+    /// registered it.
+    public static func webhooks(
+        event: String, about owner: Int64?, connection: PostgresConnection
+    ) async throws -> [(hook: Webhook, byAdmin: Bool)] {
+        try await connection.query(
+            """
+            SELECT \(columns.split(separator: ",").map { "w." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")),
+                u.is_admin
+            FROM webhooks w JOIN auth_user u ON u.id = w.user_id
+            WHERE w.event = $1 AND (u.is_admin OR w.user_id = $2::bigint)
+            ORDER BY w.id
+            """, [event, owner.map { String($0) }]
+        ).map { row in (try webhook(row), row["is_admin"] == "t") }
+    }
+
     public func update(id: Int64, userID: Int64, event: String, target: String) async throws -> Webhook? {
         try await pool.query(
             """

@@ -1,0 +1,136 @@
+import Foundation
+import SchedulerCore
+import SchedulerStore
+import Testing
+
+/// Each user sees only their own: two normal users and an admin. Someone else's id is a
+/// 404, as if it did not exist; admins see and act on everything.
+@Suite("Tenancy, API", .serialized)
+struct TenancyAPITests {
+    /// A second normal user's token.
+    static func otherUser(_ api: APIHarness) async throws -> String {
+        try await UserStore(pool: api.pool, minter: TokenMinter(secretKey: APIHarness.secretKey))
+            .issueToken(email: "other@example.org", admin: false).token
+    }
+
+    /// A dead delivery of `schedule`, as the worker would leave it.
+    static func deadDelivery(_ api: APIHarness, schedule: String) async throws -> String {
+        let id = UUID().uuidString.lowercased()
+        try await api.pool.query(
+            """
+            INSERT INTO deliveries (id, schedule_id, scheduled_for, routing_key, state, attempts, last_error, finished_at)
+            VALUES ($1::uuid, $2::uuid, now(), 'schedule.' || $2::text, 'dead', 1, 'HTTP 404', now())
+            """, [id, schedule])
+        return id
+    }
+
+    @Test("a normal user lists, reads, changes and deletes only their own schedules and deliveries")
+    func schedulesAreTheirOwners() async throws {
+        try await APIHarness.run { api in
+            let other = try await Self.otherUser(api)
+            let mine = try await api.createSchedule(#"{"endpoint":"http://example.com/mine","interval_definition":"1 hours"}"#)
+            let id = try #require(mine["id"]?.stringValue)
+            let path = "/api/v1/schedule/\(id)/"
+
+            // The owner, with the one token they always used: unchanged.
+            #expect(try await api.send(.get, path).status == .ok)
+            #expect(try await api.send(.get, "/api/v1/schedule/").object?["count"] == .int(1))
+
+            // Another normal user: as if it did not exist.
+            let theirs = try await api.send(.get, "/api/v1/schedule/", token: other)
+            #expect(theirs.object?["count"] == .int(0))
+            #expect(try await api.send(.get, path, token: other).status == .notFound)
+            #expect(try await api.send(.patch, path, json: #"{"enabled":false}"#, token: other).status == .notFound)
+            #expect(
+                try await api.send(
+                    .put, path, json: #"{"endpoint":"http://example.com/stolen","interval_definition":"1 hours"}"#, token: other
+                )
+                .status == .notFound)
+            #expect(try await api.send(.get, "\(path)deliveries/", token: other).status == .notFound)
+            #expect(try await api.send(.delete, path, token: other).status == .notFound)
+            let still = try await api.send(.get, path)
+            #expect(still.status == .ok)
+            #expect(still.object?["enabled"] == .bool(true))
+            #expect(still.object?["endpoint"] == .string("http://example.com/mine"))
+
+            // An admin sees and acts on everything.
+            #expect(try await api.send(.get, path, token: api.adminToken).status == .ok)
+            #expect(try await api.send(.get, "/api/v1/schedule/", token: api.adminToken).object?["count"] == .int(1))
+            #expect(try await api.send(.patch, path, json: #"{"enabled":false}"#, token: api.adminToken).status == .ok)
+            #expect(try await api.send(.delete, path, token: api.adminToken).status == .noContent)
+            #expect(try await api.send(.get, path).status == .notFound)
+        }
+    }
+
+    @Test("failed tasks: a normal user sees only the dead letters of their own schedules; an admin sees all")
+    func failedTasksAreTheirOwners() async throws {
+        try await APIHarness.run { api in
+            let other = try await Self.otherUser(api)
+            let mine = try #require(
+                try await api.createSchedule(#"{"endpoint":"http://example.com/a","interval_definition":"1 hours"}"#)["id"]?.stringValue)
+            let theirsReply = try await api.send(
+                .post, "/api/v1/schedule/", json: #"{"endpoint":"http://example.com/b","interval_definition":"1 hours"}"#, token: other)
+            let theirs = try #require(theirsReply.object?["id"]?.stringValue)
+            let myDead = try await Self.deadDelivery(api, schedule: mine)
+            let theirDead = try await Self.deadDelivery(api, schedule: theirs)
+
+            let listed = try await api.send(.get, "/api/v1/failed-tasks/")
+            #expect(listed.object?["count"] == .int(1))
+            #expect(listed.text.contains(myDead) && !listed.text.contains(theirDead))
+            #expect(try await api.send(.get, "/api/v1/failed-tasks/\(myDead)/").status == .ok)
+            #expect(try await api.send(.get, "/api/v1/failed-tasks/\(theirDead)/").status == .notFound)
+            #expect(try await api.send(.get, "/api/v1/failed-tasks/\(theirDead)/", token: other).status == .ok)
+
+            let all = try await api.send(.get, "/api/v1/failed-tasks/", token: api.adminToken)
+            #expect(all.object?["count"] == .int(2))
+        }
+    }
+
+    @Test("the user list shows a normal user only themselves; an admin sees everyone")
+    func usersSeeThemselves() async throws {
+        try await APIHarness.run { api in
+            _ = try await Self.otherUser(api)
+            let mine = try await api.send(.get, "/api/v1/user/")
+            #expect(mine.object?["count"] == .int(1))
+            #expect(mine.text.contains("user@example.org") && !mine.text.contains("other@example.org"))
+            let ids = try await api.pool.query("SELECT id, email FROM auth_user ORDER BY id").reduce(into: [String: String]()) {
+                $0[$1["email"] ?? ""] = $1["id"]
+            }
+            let otherID = try #require(ids["other@example.org"])
+            let ownID = try #require(ids["user@example.org"])
+            #expect(try await api.send(.get, "/api/v1/user/\(otherID)/").status == .notFound)
+            #expect(try await api.send(.get, "/api/v1/user/\(ownID)/").status == .ok)
+            #expect(try await api.send(.get, "/api/v1/user/", token: api.adminToken).object?["count"] == .int(3))
+            #expect(try await api.send(.get, "/api/v1/user/\(otherID)/", token: api.adminToken).status == .ok)
+        }
+    }
+
+    @Test(
+        "schedule.added hooks hear of their owner's schedules (admins' of all), without auth_token; HOOK_AUTH_TOKEN only for admins' hooks")
+    func hooksPerOwner() async throws {
+        try await APIHarness.run(environment: ["HOOK_AUTH_TOKEN": "operator-secret"]) { api in
+            let other = try await Self.otherUser(api)
+            for (token, target) in [
+                (api.userToken, "http://hooks.example.org/user"), (other, "http://hooks.example.org/other"),
+                (api.adminToken, "http://hooks.example.org/admin"),
+            ] {
+                let reply = try await api.send(
+                    .post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"\#(target)"}"#, token: token)
+                #expect(reply.status == .created, "\(reply.text)")
+            }
+            _ = try await api.createSchedule(
+                #"{"endpoint":"http://example.com/a","interval_definition":"1 hours","auth_token":"tenant-secret"}"#)
+            let calls = try await api.pool.query(
+                "SELECT target, auth_token, body::text AS body FROM deliveries WHERE kind = 'webhook' ORDER BY target")
+            let byTarget = Dictionary(uniqueKeysWithValues: calls.map { ($0["target"] ?? "", $0) })
+            #expect(Set(byTarget.keys) == ["http://hooks.example.org/admin", "http://hooks.example.org/user"], "not the other user's hook")
+            #expect(byTarget["http://hooks.example.org/admin"]?["auth_token"] == "operator-secret")
+            #expect(byTarget["http://hooks.example.org/user"]?["auth_token"] == nil, "the operator's token stays home")
+            for call in calls {
+                let body = call["body"] ?? ""
+                #expect(!body.contains("tenant-secret") && !body.contains("auth_token"), "\(body)")
+                #expect(body.contains("http://example.com/a"))
+            }
+        }
+    }
+}
