@@ -16,7 +16,6 @@ public final class HTTPPoster: @unchecked Sendable {
     private struct Shared {
         var starts: [HTTPPost] = []
         var cancels: [UInt64] = []
-        var cancelAll = false
         var closing = false
         var closed = false
         var waiters: [CheckedContinuation<Void, Never>] = []
@@ -80,15 +79,6 @@ public final class HTTPPoster: @unchecked Sendable {
         multi.wakeup()
     }
 
-    /// Stops every POST handed over so far, without an outcome.
-    public func cancelAll() {
-        shared.withLock {
-            $0.cancelAll = true
-            $0.starts.removeAll()
-        }
-        multi.wakeup()
-    }
-
     /// Stops every POST in flight and ends the thread; returns once it has ended.
     public func close() async {
         shared.withLock { $0.closing = true }
@@ -106,19 +96,17 @@ public final class HTTPPoster: @unchecked Sendable {
 
     private func run() {
         while true {
-            let (starts, cancels, cancelAll, closing) = shared.withLock { shared in
+            let (starts, cancels, closing) = shared.withLock { shared in
                 defer {
                     shared.starts.removeAll()
                     shared.cancels.removeAll()
-                    shared.cancelAll = false
                 }
-                return (shared.starts, shared.cancels, shared.cancelAll, shared.closing)
+                return (shared.starts, shared.cancels, shared.closing)
             }
             if closing {
                 multi.cancelAll()
                 return
             }
-            if cancelAll { multi.cancelAll() }
             if !cancels.isEmpty { multi.cancel(Set(cancels)) }
             var failed: [HTTPOutcome] = []
             for post in starts {

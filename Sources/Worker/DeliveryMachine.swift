@@ -320,9 +320,12 @@ struct DeliveryMachine {
             settleWithout(tag: tag, job: job, message: nil)
             return
         }
+        // Parsed once: the egress guard, the guard flag and the receiver all need the host.
+        let components = URLComponents(string: endpoint)
+        let host = components?.host ?? ""
         // The row may have been written by hand or before a bound was set: check it again.
         if let problem = Self.problem(
-            endpoint: endpoint, target: target, maximumPayloadBytes: settings.maximumPayloadBytes, egress: settings.egress)
+            endpoint: endpoint, host: host, target: target, maximumPayloadBytes: settings.maximumPayloadBytes, egress: settings.egress)
         {
             refuse(tag: tag, job: job, reason: problem, now: now, into: &actions)
             return
@@ -341,7 +344,6 @@ struct DeliveryMachine {
         if let signer = settings.signer {
             headers += signer.headers(id: id, timestamp: Int(now.timeIntervalSince1970), body: body)
         }
-        let host = URLComponents(string: endpoint)?.host ?? ""
         let post = HTTPPost(
             id: nextTransfer, url: endpoint, headers: headers, body: body, timeout: settings.timeout,
             connectTimeout: settings.connectTimeout, guarded: !settings.egress.allows(host: host))
@@ -353,7 +355,7 @@ struct DeliveryMachine {
             return
         }
         nextTransfer += 1
-        let key = Receiver.key(of: endpoint)
+        let key = Receiver.key(of: endpoint, components: components)
         jobs[tag]?.receiver = key
         jobs[tag]?.post = post
         // A schedule's jobs go to its endpoint; a webhook call about it goes elsewhere.
@@ -433,11 +435,11 @@ struct DeliveryMachine {
 
     /// What makes a stored target undeliverable, if anything.
     static func problem(
-        endpoint: String, target: DeliveryStore.Target, maximumPayloadBytes: Int, egress: EgressPolicy = EgressPolicy()
+        endpoint: String, host: String, target: DeliveryStore.Target, maximumPayloadBytes: Int, egress: EgressPolicy = EgressPolicy()
     ) -> String? {
         if !ScheduleValidation.isHTTPURL(endpoint) { return "the endpoint is not an http(s) URL this worker may POST to" }
         // A row written before the guard (or by hand): its literal address is judged again.
-        if let refusal = egress.refusal(forURL: endpoint) { return "egress-denied: \(refusal)" }
+        if let refusal = egress.refusal(forHost: host) { return "egress-denied: \(refusal)" }
         if target.bodyBytes > maximumPayloadBytes {
             return "the payload has \(target.bodyBytes) bytes, more than MAX_PAYLOAD_BYTES (\(maximumPayloadBytes))"
         }

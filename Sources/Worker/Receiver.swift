@@ -115,8 +115,8 @@ struct Receiver {
 
     /// The receiver of a URL, or the URL itself when it has none (such a URL is refused
     /// before it gets here).
-    static func key(of url: String) -> String {
-        ReceiverKey.normalize(url) ?? url
+    static func key(of url: String, components: URLComponents?) -> String {
+        components.flatMap(ReceiverKey.normalize) ?? url
     }
 
     private mutating func countAnswer(now: Date) {
@@ -236,15 +236,6 @@ struct Receiver {
     /// Takes a waiting job out (it was handed back or its connection was lost).
     mutating func forget(_ tag: UInt64) {
         waiting.removeAll { $0 == tag }
-    }
-
-    /// A POST of this receiver ended without an outcome (cancelled).
-    mutating func abandoned() {
-        if !starts.isEmpty { starts.removeFirst() }
-        if probing {
-            probing = false
-            breaker = .open
-        }
     }
 
     /// Records how an attempt ended, and returns the breaker's change, if any.

@@ -5,7 +5,12 @@ import Foundation
 public enum ReceiverKey {
     /// The receiver of an http(s) URL (lowercased, with the scheme's default port), or nil.
     public static func normalize(_ url: String) -> String? {
-        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+        URLComponents(string: url).flatMap(normalize)
+    }
+
+    /// The receiver of a URL already parsed.
+    public static func normalize(_ components: URLComponents) -> String? {
+        guard let scheme = components.scheme?.lowercased(),
             scheme == "http" || scheme == "https", let host = components.host?.lowercased(), !host.isEmpty
         else { return nil }
         let port = components.port ?? (scheme == "https" ? 443 : 80)

@@ -51,11 +51,6 @@ public struct WebhookStore: Sendable {
         ).first.map(Self.webhook)
     }
 
-    /// Every hook subscribed to `event`, of every user.
-    public static func webhooks(event: String, connection: PostgresConnection) async throws -> [Webhook] {
-        try await connection.query("SELECT \(columns) FROM webhooks WHERE event = $1 ORDER BY id", [event]).map(webhook)
-    }
-
     /// The hooks subscribed to `event` that may hear of what `owner` did: the owner's own
     /// hooks and admins' hooks (admins hear of everything), each with whether an admin
     /// registered it.
