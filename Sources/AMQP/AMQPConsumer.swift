@@ -150,15 +150,24 @@ public final class AMQPConsumer: @unchecked Sendable {
     // MARK: The thread
 
     private func run() {
+        // Failed connects and connections lost soon after they opened, in a row: each waits
+        // twice as long before the next connect (0.25 s first, 30 s at most), so a broker
+        // that accepts and then drops every connection is not hammered. A connection that
+        // stayed up for `steadyAfter` seconds starts the count again.
         var failures = 0
+        var connectedAt = Date.distantPast
+        let steadyAfter = 30.0
+        func backOff() -> Double {
+            failures += 1
+            return min(30.0, 0.125 * pow(2.0, Double(min(failures, 8))))
+        }
         while !shared.withLock({ $0.closing }) {
             if connection == nil {
                 do {
                     try connect()
-                    failures = 0
+                    connectedAt = Date()
                 } catch {
-                    failures += 1
-                    let delay = min(30.0, 0.25 * pow(2.0, Double(min(failures, 7))))
+                    let delay = backOff()
                     logger.error("cannot consume \(settings.queue); retrying", metadata: ["error": "\(error)", "retry.in.s": "\(delay)"])
                     waitForWake(upTo: delay)
                     continue
@@ -171,6 +180,8 @@ public final class AMQPConsumer: @unchecked Sendable {
                 connection?.close()
                 connection = nil
                 onEvent(.lost(generation: lost, error: error))
+                if -connectedAt.timeIntervalSinceNow >= steadyAfter { failures = 0 }
+                waitForWake(upTo: backOff())
             }
         }
         // Closing: the last acks and nacks, then the connection.

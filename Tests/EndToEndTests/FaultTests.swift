@@ -172,11 +172,14 @@ struct FaultTests {
             _ = try await pipeline.receiver.waitFor("first", count: 1, timeout: 10)
             let vhost = try #require(URL(string: pipeline.configuration.brokerURL)?.lastPathComponent)
             // The worker's consuming connection: the only one with a consumer so far.
-            let channels = try rabbitmqctl(["list_channels", "-p", vhost, "connection", "consumer_count"])
+            // (list_channels lists every virtual host's channels: keep this test's own.)
+            let channels = try rabbitmqctl(["list_channels", "connection", "consumer_count", "vhost"])
             var workerConnections: [String] = []
             for line in channels.split(separator: "\n") {
                 let columns = line.split(separator: "\t").map(String.init)
-                if columns.count == 2, let consumers = Int(columns[1]), consumers > 0 { workerConnections.append(columns[0]) }
+                if columns.count == 3, columns[2] == vhost, let consumers = Int(columns[1]), consumers > 0 {
+                    workerConnections.append(columns[0])
+                }
             }
             try #require(workerConnections.count == 1, "\(channels)")
             // Another consumer takes the first job when the worker's connection drops, and
