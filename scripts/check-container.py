@@ -84,6 +84,23 @@ rabbit_mounts = " ".join(services.get("rabbitmq", {}).get("volumes", []))
 for path in ["rabbitmq.conf", "definitions.json", "enabled_plugins"]:
     if path not in rabbit_mounts:
         problems.append(f"docker-compose.yml: rabbitmq does not mount rabbitmq/{path}")
+# No fixed passwords: each comes from the environment, required.
+raw_compose = open("docker-compose.yml").read()
+for service, variable in [("postgres", "POSTGRES_PASSWORD"), ("rabbitmq", "RABBITMQ_DEFAULT_PASS")]:
+    value = str(services.get(service, {}).get("environment", {}).get(variable, ""))
+    if not value.startswith("${") or ":?" not in value:
+        problems.append(f"docker-compose.yml: {service}'s {variable} must come from the environment (${{NAME:?...}}), not '{value}'")
+for name, service in services.items():
+    for variable, value in (service.get("environment") or {}).items():
+        if variable in ("SCHEDULER_DATABASE", "BROKER_URL") and "${" not in str(value):
+            problems.append(f"docker-compose.yml: {name}'s {variable} has a fixed password")
+# Published ports listen on 127.0.0.1 unless the operator says otherwise.
+for name, service in services.items():
+    for port in service.get("ports", []):
+        if not (str(port).startswith("127.0.0.1:") or str(port).startswith("${") and ":-127.0.0.1}" in str(port)):
+            problems.append(f"docker-compose.yml: {name} publishes '{port}' on every address (bind it to 127.0.0.1)")
+if "scheduler:scheduler@" in raw_compose:
+    problems.append("docker-compose.yml: a fixed password in a connection URL")
 plugins = open("rabbitmq/enabled_plugins").read()
 for plugin in ["rabbitmq_management", "rabbitmq_prometheus"]:
     if plugin not in plugins:

@@ -41,12 +41,15 @@ struct DeadLetterFilter: ParsableArguments {
     @Option(help: "Only those that failed before this time (ISO 8601, or an age like 30m, 2h, 7d).")
     var until: String?
 
+    @Option(help: "Only those of schedules this user created (their email).")
+    var owner: String?
+
     func validate() throws {
         _ = try storeFilter()
     }
 
     var isEmpty: Bool {
-        schedule == nil && endpoint == nil && status == nil && errorKind == nil && since == nil && until == nil
+        schedule == nil && endpoint == nil && status == nil && errorKind == nil && since == nil && until == nil && owner == nil
     }
 
     func storeFilter(now: Date = Date()) throws -> DeliveryStore.DeadFilter {
@@ -67,6 +70,10 @@ struct DeadLetterFilter: ParsableArguments {
         }
         filter.since = try since.map { try Self.time($0, option: "--since", now: now) }
         filter.until = try until.map { try Self.time($0, option: "--until", now: now) }
+        if let owner {
+            guard ScheduleValidation.isEmail(owner) else { throw ValidationError("--owner must be an email address, got '\(owner)'") }
+            filter.owner = owner
+        }
         return filter
     }
 
@@ -118,6 +125,7 @@ extension DeliveryStore.DeadLetter {
             "schedule_id": delivery.scheduleID.map { .string($0.uuidString.lowercased()) } ?? .null,
             "kind": .string(delivery.kind.rawValue),
             "endpoint": endpoint.map(JSONValue.string) ?? .null,
+            "owner": owner.map(JSONValue.string) ?? .null,
             "scheduled_for": .string(Timestamp.format(delivery.scheduledFor)),
             "last_status": delivery.lastStatus.map(JSONValue.int) ?? .null,
             "last_error": delivery.lastError.map(JSONValue.string) ?? .null,
@@ -238,7 +246,9 @@ extension DeadLetters {
 
         func validate() throws {
             let chosen = [deliveryID != nil, !filter.isEmpty, all].filter { $0 }.count
-            guard chosen == 1 else { throw ValidationError("name one delivery id, a filter (--schedule, --endpoint, ...), or --all") }
+            guard chosen == 1 else {
+                throw ValidationError("name one delivery id, a filter (--schedule, --endpoint, --owner, ...), or --all")
+            }
             if let deliveryID, UUID(uuidString: deliveryID) == nil {
                 throw ValidationError("'\(deliveryID)' is not a delivery id (a UUID)")
             }

@@ -15,7 +15,10 @@ public struct SchedulerCtl: AsyncParsableCommand {
             (PostgreSQL URL), BROKER_URL (RabbitMQ URL) and SECRET_KEY (tokens are derived from it).
             """,
         version: SchedulerVersion.current,
-        subcommands: [Migrate.self, CreateAdmin.self, CreateToken.self, Queues.self, DeadLetters.self, Receivers.self]
+        subcommands: [
+            Migrate.self, CreateAdmin.self, CreateToken.self, RevokeToken.self, RotateToken.self, Queues.self, DeadLetters.self,
+            Receivers.self,
+        ]
     )
 
     public init() {}
@@ -38,12 +41,18 @@ func makeLogger(_ label: String) -> Logger {
 
 /// The token of the user with `email`, created if new.
 func issue(email: String, admin: Bool) async throws -> String {
+    try await withUserStore { try await $0.issueToken(email: email, admin: admin).token }
+}
+
+/// Runs `body` with the users' store of the configured database; a database error is one line.
+func withUserStore<T>(_ body: (UserStore) async throws -> T) async throws -> T {
     let configuration = try loadConfiguration()
     let pool = PostgresPool(url: configuration.databaseURL, size: 1, logger: makeLogger("scheduler-ctl"))
     defer { pool.close() }
     do {
-        return try await UserStore(pool: pool, minter: TokenMinter(secretKey: configuration.secretKey))
-            .issueToken(email: email, admin: admin).token
+        return try await body(UserStore(pool: pool, minter: TokenMinter(secretKey: configuration.secretKey)))
+    } catch let exit as ExitCode {
+        throw exit
     } catch {
         throw fail("error: \(error)")
     }

@@ -118,6 +118,9 @@ final class CurlMulti: @unchecked Sendable {
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, connectMilliseconds) }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1) }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0) }
+        // Never through a proxy named in the environment (http_proxy, ...): a proxy would
+        // connect for us, past the egress guard.
+        if code == CURLE_OK { code = shim_easy_setopt_string(easy, CURLOPT_PROXY, "") }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS)) }
         if code == CURLE_OK { code = shim_easy_setopt_string(easy, CURLOPT_USERAGENT, "seed-scheduler") }
         if code == CURLE_OK { code = shim_easy_setopt_write(easy, CURLOPT_WRITEFUNCTION, discardBody) }

@@ -31,7 +31,8 @@ public func buildRouter(configuration: Configuration, pool: PostgresPool, logger
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
     router.add(middleware: MetricsMiddleware())
     if configuration.debug { router.add(middleware: LogRequestsMiddleware(.info)) }
-    PrometheusController(pool: pool, brokerURL: configuration.brokerURL, policy: configuration.retryPolicy).addRoutes(to: router)
+    let status = OperationsStatus(pool: pool, brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, logger: logger)
+    PrometheusController(status: status).addRoutes(to: router)
 
     router.get("api/v1/schema/") { _, _ in
         Response(
@@ -51,7 +52,7 @@ public func buildRouter(configuration: Configuration, pool: PostgresPool, logger
     ).addRoutes(to: api)
     UserController(store: users, settings: settings).addRoutes(to: api)
     WebhookController(store: WebhookStore(pool: pool), settings: settings).addRoutes(to: api)
-    HealthController(pool: pool, brokerURL: configuration.brokerURL).addRoutes(to: api)
+    HealthController(status: status).addRoutes(to: api)
     MetricsController(pool: pool, pusher: pusher).addRoutes(to: api)
     return router
 }

@@ -13,10 +13,14 @@ struct EgressEndToEndTests {
     func resolvedAddressesAreJudged() async throws {
         // Only 127.0.0.2 is open to this worker: localhost (127.0.0.1, ::1) is not.
         try await Pipeline.run(environment: ["DELIVERY_ATTEMPTS": "3", "RETRY_DELAYS": "1s"], worker: false) { pipeline in
-            let worker = try pipeline.launch("worker", extra: ["EGRESS_ALLOW": "127.0.0.2"])
-            defer { worker.terminate() }
             let allowed = try await Receiver.start(host: "127.0.0.2")
             defer { Task { await allowed.stop() } }
+            // A proxy named in the environment, on the allowed address, is ignored: it would
+            // connect for the worker, past the guard.
+            let proxyBase = "http://\(allowed.host):\(allowed.port)"
+            let worker = try pipeline.launch(
+                "worker", extra: ["EGRESS_ALLOW": "127.0.0.2", "http_proxy": proxyBase, "ALL_PROXY": proxyBase])
+            defer { worker.terminate() }
             let named = pipeline.receiver.url("named").replacingOccurrences(of: "127.0.0.1", with: "localhost")
             let literal = pipeline.receiver.url("literal")
             let open = allowed.url("open")
@@ -38,6 +42,7 @@ struct EgressEndToEndTests {
                 #expect(row?["attempts"].flatMap { Int($0) } ?? 99 <= 1, "refused at once, not retried")
             }
             #expect(pipeline.receiver.received("named").isEmpty && pipeline.receiver.received("literal").isEmpty)
+            #expect(allowed.received("named").isEmpty && allowed.received("literal").isEmpty, "nothing went through the proxy")
             #expect(worker.isRunning)
         }
     }

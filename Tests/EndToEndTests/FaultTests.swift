@@ -81,7 +81,7 @@ struct FaultTests {
             try #require(before)
             let outageDue = Date().addingTimeInterval(1)
             try await pipeline.createDue(count, name: "outage", due: outageDue)
-            _ = try rabbitmqctl(["stop_app"])
+            _ = try TestBroker.rabbitmqctl(["stop_app"])
             try await Task.sleep(for: .seconds(4))
             // The outage was real: the jobs fell due while the broker was down, and none arrived.
             #expect(Date() > outageDue.addingTimeInterval(2))
@@ -89,7 +89,7 @@ struct FaultTests {
             #expect(throws: AMQPError.self, "the broker refuses connections") {
                 try AMQPConnection(url: pipeline.configuration.brokerURL, heartbeat: 0)
             }
-            _ = try rabbitmqctl(["start_app"])
+            _ = try TestBroker.rabbitmqctl(["start_app"])
             let all = try await pipeline.eventually(timeout: 120) { pipeline.receiver.keys("outage").count == count }
             #expect(all, "every occurrence due during the outage arrived: \(pipeline.receiver.keys("outage").count)")
             let recorded = try await pipeline.eventually(timeout: 20) { try await pipeline.states()["delivered"] == 2 * count }
@@ -125,7 +125,7 @@ struct FaultTests {
             // A memory alarm makes RabbitMQ stop reading from publishers: beat records its
             // first batches and commits, but their publish stays unconfirmed, so the kill
             // lands between commit and confirm.
-            _ = try rabbitmqctl(["set_vm_memory_high_watermark", "absolute", "1"])
+            _ = try TestBroker.rabbitmqctl(["set_vm_memory_high_watermark", "absolute", "1"])
             // Nothing between the alarm and its end may throw: the broker is shared.
             let first = try? pipeline.launch("beat")
             _ = try? await pipeline.eventually(timeout: 30) {
@@ -136,7 +136,7 @@ struct FaultTests {
                 kill(first.processIdentifier, SIGKILL)
                 first.waitUntilExit()
             }
-            _ = try rabbitmqctl(["set_vm_memory_high_watermark", "0.4"])
+            _ = try TestBroker.rabbitmqctl(["set_vm_memory_high_watermark", "0.4"])
             try #require(first != nil)
             // The kill landed between commit and confirm: recorded jobs not marked published.
             let unpublished = Set(
@@ -173,7 +173,7 @@ struct FaultTests {
             let vhost = try #require(URL(string: pipeline.configuration.brokerURL)?.lastPathComponent)
             // The worker's consuming connection: the only one with a consumer so far.
             // (list_channels lists every virtual host's channels: keep this test's own.)
-            let channels = try rabbitmqctl(["list_channels", "connection", "consumer_count", "vhost"])
+            let channels = try TestBroker.rabbitmqctl(["list_channels", "connection", "consumer_count", "vhost"])
             var workerConnections: [String] = []
             for line in channels.split(separator: "\n") {
                 let columns = line.split(separator: "\t").map(String.init)
@@ -189,7 +189,7 @@ struct FaultTests {
             defer { holder.close() }
             try holder.openChannel(1)
             try holder.consume(queue: DeliveryTopology.queue, prefetch: 1, channel: 1)
-            _ = try rabbitmqctl(["close_connection", workerConnections[0], "fault test: connection lost"])
+            _ = try TestBroker.rabbitmqctl(["close_connection", workerConnections[0], "fault test: connection lost"])
             let held = try holder.nextDelivery(timeout: 10)
             try #require(held != nil, "the first job came back to the queue")
             try await pipeline.createDue(1, name: "second", due: Date())
@@ -211,24 +211,5 @@ struct FaultTests {
             let finalStates = try await pipeline.states()
             #expect(first, "\(finalStates)")
         }
-    }
-
-    /// Runs the test broker's rabbitmqctl and returns its output; throws when it fails.
-    func rabbitmqctl(_ arguments: [String]) throws -> String {
-        guard let control = ProcessInfo.processInfo.environment["SCHEDULER_TEST_RABBITMQCTL"] else {
-            throw TestSetupError("SCHEDULER_TEST_RABBITMQCTL is not set: run the tests with scripts/test")
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: control)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestSetupError("rabbitmqctl \(arguments) failed with status \(process.terminationStatus)")
-        }
-        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -125,9 +125,14 @@ struct MetricsTests {
             }
             #expect(consuming, "the worker process is the queue's one consumer")
 
+            // The figures are a reading a few seconds old at most.
+            let counted = try await pipeline.eventually(timeout: 10) {
+                let text = try await scrape(pipeline)
+                return text.value("scheduler_schedules", ["state": "enabled"]) == 1
+                    && text.value("scheduler_schedules", ["state": "disabled"]) == 1
+            }
+            #expect(counted, "one enabled schedule and one disabled")
             let after = try await scrape(pipeline)
-            #expect(after.value("scheduler_schedules", ["state": "enabled"]) == 1)
-            #expect(after.value("scheduler_schedules", ["state": "disabled"]) == 1)
             #expect(after.value("scheduler_queue_ready_messages", ["queue": "scheduler.deliveries"]) != nil)
             #expect(after.value("scheduler_queue_ready_messages", ["queue": "scheduler.dead-letters"]) == 0)
             #expect(after.samples.contains { $0.name.hasPrefix("hb_request") }, "API requests are counted")

@@ -5,12 +5,14 @@ import TestSupport
 import Testing
 
 /// `scheduler-ctl` run as an operator would, against this pipeline's database and broker.
-func ctl(_ pipeline: Pipeline, _ arguments: [String], input: String = "") throws -> (status: Int32, output: String) {
+func ctl(
+    _ pipeline: Pipeline, _ arguments: [String], input: String = "", withSecret: Bool = false
+) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = productsDirectory.appendingPathComponent("scheduler-ctl")
     process.arguments = arguments
     var environment = pipeline.environment
-    environment["SECRET_KEY"] = nil  // the dead-letter and queue commands need none
+    if !withSecret { environment["SECRET_KEY"] = nil }  // only the token commands need it
     process.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }
     let output = Pipe()
     let stdin = Pipe()

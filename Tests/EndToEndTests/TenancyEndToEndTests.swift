@@ -40,4 +40,90 @@ struct TenancyEndToEndTests {
             #expect(bobs?.objectValue?["count"] == .int(1))
         }
     }
+
+    @Test("scheduler-ctl sees every user's dead letters, and --owner narrows listing and re-driving to one user's")
+    func operatorSeesAllAndNarrowsByOwner() async throws {
+        try await Pipeline.run { pipeline in
+            let users = UserStore(pool: pipeline.pool, minter: TokenMinter(secretKey: Pipeline.secretKey))
+            let alice = try await users.issueToken(email: "alice@example.org", admin: false).token
+            let bob = try await users.issueToken(email: "bob@example.org", admin: false).token
+            pipeline.receiver.script("alice", [404])
+            pipeline.receiver.script("bob", [404])
+            for (token, name) in [(alice, "alice"), (bob, "bob")] {
+                let (status, _) = try await pipeline.send(
+                    .post, "/api/v1/schedule/",
+                    json: #"{"endpoint":"\#(pipeline.receiver.url(name))","next_send_at":"\#(Timestamp.format(Date()))"}"#,
+                    as: token)
+                #expect(status == .created)
+            }
+            let dead = try await pipeline.eventually(timeout: 20) {
+                let recorded = try await pipeline.states()["dead", default: 0] == 2
+                return try pipeline.depth(DeliveryTopology.deadQueue) == 2 && recorded
+            }
+            try #require(dead)
+
+            // The operator sees both, with whose they are.
+            let all = try ctl(pipeline, ["dlq", "list", "--json"])
+            guard case .array(let items) = try JSONParser.parse(all.output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw ReceiverError("not a JSON array: \(all.output)")
+            }
+            #expect(Set(items.compactMap { $0.objectValue?["owner"]?.stringValue }) == ["alice@example.org", "bob@example.org"])
+            // --owner narrows to one user's (the email in any case).
+            let alices = try ctl(pipeline, ["dlq", "list", "--owner", "ALICE@example.org"])
+            #expect(alices.output.contains("1 dead letter.") && alices.output.contains("/alice"), "\(alices.output)")
+            #expect(!alices.output.contains("/bob"), "\(alices.output)")
+            #expect(try ctl(pipeline, ["dlq", "list", "--owner", "carol@example.org"]).output.contains("No dead letters match."))
+            #expect(try ctl(pipeline, ["dlq", "list", "--owner", "not an email"]).status != 0)
+
+            let moved = try ctl(pipeline, ["dlq", "retry", "--owner", "alice@example.org"])
+            #expect(moved.output.contains("Re-drove 1 dead letter."), "\(moved.output)")
+            #expect(try await pipeline.receiver.waitFor("alice", count: 2, timeout: 15).count == 2)
+            try await Task.sleep(for: .seconds(1))
+            #expect(pipeline.receiver.received("bob").count == 1, "bob's was not re-driven")
+            #expect(try pipeline.depth(DeliveryTopology.deadQueue) == 1)
+        }
+    }
+
+    @Test("revoke-token stops a token at once; the next one issued works; rotate-token does both")
+    func tokensAreRevokedAndRotated() async throws {
+        try await Pipeline.run(worker: false) { pipeline in
+            let email = "rotating@example.org"
+            let first = try ctl(pipeline, ["create-token", "--email", email], withSecret: true)
+            let token = first.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            try #require(first.status == 0 && token.count == 40, "\(first.output)")
+            let (created, schedule) = try await pipeline.send(
+                .post, "/api/v1/schedule/", json: #"{"endpoint":"https://example.org/x","cron_definition":"0 9 * * 1"}"#, as: token)
+            #expect(created == .created)
+            #expect(try await pipeline.send(.get, "/api/v1/schedule/", as: token).0 == .ok)
+
+            let revoked = try ctl(pipeline, ["revoke-token", "--email", email], withSecret: true)
+            #expect(revoked.status == 0 && revoked.output.contains("Revoked the token of \(email)"), "\(revoked.output)")
+            #expect(try await pipeline.send(.get, "/api/v1/schedule/", as: token).0 == .unauthorized, "the old token stops at once")
+
+            // The next token is a new one; the user keeps their schedules.
+            let next = try ctl(pipeline, ["create-token", "--email", email], withSecret: true).output
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(next.count == 40 && next != token)
+            let (listed, list) = try await pipeline.send(.get, "/api/v1/schedule/", as: next)
+            #expect(listed == .ok)
+            #expect(list?.objectValue?["count"] == .int(1))
+            if case .array(let results)? = list?.objectValue?["results"] {
+                #expect(results.first?.objectValue?["id"] == schedule?.objectValue?["id"])
+            } else {
+                Issue.record("no results: \(String(describing: list))")
+            }
+            #expect(try await pipeline.send(.get, "/api/v1/schedule/", as: token).0 == .unauthorized, "the old one stays dead")
+
+            let rotated = try ctl(pipeline, ["rotate-token", "--email", email], withSecret: true).output
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(rotated.count == 40 && rotated != next && rotated != token)
+            #expect(try await pipeline.send(.get, "/api/v1/schedule/", as: next).0 == .unauthorized)
+            #expect(try await pipeline.send(.get, "/api/v1/schedule/", as: rotated).0 == .ok)
+            // Asking again gives the same (current) token.
+            #expect(try ctl(pipeline, ["create-token", "--email", email], withSecret: true).output.contains(rotated))
+
+            let unknown = try ctl(pipeline, ["revoke-token", "--email", "nobody@example.org"], withSecret: true)
+            #expect(unknown.status != 0 && unknown.output.contains("no user with email nobody@example.org"))
+        }
+    }
 }

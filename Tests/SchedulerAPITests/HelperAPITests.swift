@@ -49,6 +49,32 @@ struct HelperAPITests {
             #expect(result["database"] == .string("Accessible"))
             #expect(result["broker"]?.stringValue?.hasPrefix("Inaccessible") == true)
             #expect(result["version"] == .string(SchedulerVersion.current))
+            // The body names no host, port or user (the log has the detail).
+            #expect(!reply.text.contains("127.0.0.1") && !reply.text.contains("guest"), "\(reply.text)")
+        }
+    }
+
+    @Test("health and metrics: a crowd of requests is answered over one broker connection, from readings a few seconds old")
+    func healthIsCached() async throws {
+        let brokerURL = try TestBroker.freshURL()
+        let vhost = try #require(URL(string: brokerURL)?.lastPathComponent)
+        try await APIHarness.run(environment: ["BROKER_URL": brokerURL]) { api in
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for index in 0..<60 {
+                    group.addTask { try await api.send(.get, index % 2 == 0 ? "/api/health/" : "/metrics").status }
+                }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.count == 60 && statuses.allSatisfy { $0 == .ok }, "\(statuses)")
+            let connections = try TestBroker.rabbitmqctl(["list_connections", "vhost"])
+                .split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces) == vhost }
+            #expect(connections.count == 1, "one long-lived connection to the broker, not one per request")
+            // Later readings reuse it.
+            try await Task.sleep(for: .seconds(3.5))
+            #expect(try await api.send(.get, "/api/health/").status == .ok)
+            let later = try TestBroker.rabbitmqctl(["list_connections", "vhost"])
+                .split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces) == vhost }
+            #expect(later.count == 1)
         }
     }
 

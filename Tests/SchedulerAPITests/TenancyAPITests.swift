@@ -86,6 +86,25 @@ struct TenancyAPITests {
         }
     }
 
+    @Test("re-driving with no dead letters of one's own touches no broker; with some, an unreachable broker is a 503")
+    func redriveWithNothingOfOnesOwn() async throws {
+        // The harness's broker (port 1) cannot be reached.
+        try await APIHarness.run { api in
+            let other = try await Self.otherUser(api)
+            let theirs = try #require(
+                try await api.send(
+                    .post, "/api/v1/schedule/", json: #"{"endpoint":"http://example.com/b","interval_definition":"1 hours"}"#, token: other
+                ).object?["id"]?.stringValue)
+            _ = try await Self.deadDelivery(api, schedule: theirs)
+            let nothing = try await api.send(.post, "/api/v1/failed-tasks/")
+            #expect(nothing.status == .created, "\(nothing.text)")
+            let theirsRedriven = try await api.send(.post, "/api/v1/failed-tasks/", token: other)
+            #expect(theirsRedriven.status == .serviceUnavailable)
+            #expect(theirsRedriven.headers[.retryAfter] == "5")
+            #expect(!theirsRedriven.text.contains("127.0.0.1"), "\(theirsRedriven.text)")
+        }
+    }
+
     @Test("the user list shows a normal user only themselves; an admin sees everyone")
     func usersSeeThemselves() async throws {
         try await APIHarness.run { api in

@@ -112,19 +112,28 @@ public enum TestBroker {
 
     /// The URL of a new, empty virtual host.
     public static func freshURL() throws -> String {
+        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+        _ = try rabbitmqctl(["add_vhost", name])
+        _ = try rabbitmqctl(["set_permissions", "-p", name, "guest", ".*", ".*", ".*"])
+        return try baseURL + "/" + name
+    }
+
+    /// Runs the test broker's rabbitmqctl and returns its output; throws when it fails.
+    public static func rabbitmqctl(_ arguments: [String]) throws -> String {
         guard let control = ProcessInfo.processInfo.environment["SCHEDULER_TEST_RABBITMQCTL"] else {
             throw TestSetupError("SCHEDULER_TEST_RABBITMQCTL is not set: run the tests with scripts/test")
         }
-        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
-        for arguments in [["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: control)
-            process.arguments = arguments
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw TestSetupError("rabbitmqctl \(arguments) failed") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: control)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestSetupError("rabbitmqctl \(arguments) failed with status \(process.terminationStatus)")
         }
-        return try baseURL + "/" + name
+        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import SchedulerCore
 import SchedulerStore
+import Synchronization
 
 /// `/api/v1/failed-tasks/`: the caller's dead letters (an admin's: all); POST re-drives them (the same
 /// code as `scheduler-ctl dead-letters redrive`).
@@ -11,6 +12,22 @@ struct DeadLetterController: Sendable {
     let store: DeliveryStore
     let redriver: DeadLetterRedriver
     let settings: APISettings
+    /// One re-drive at a time per process: each walks the whole dead-letter queue, so a
+    /// crowd of requests must not become a crowd of walks and broker connections.
+    let redriving = Gate()
+
+    final class Gate: Sendable {
+        private let busy = Mutex(false)
+
+        func enter() -> Bool {
+            busy.withLock { busy in
+                defer { busy = true }
+                return !busy
+            }
+        }
+
+        func leave() { busy.withLock { $0 = false } }
+    }
 
     func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
         group.resource("v1/failed-tasks/", [.get: list, .post: redrive])
@@ -34,11 +51,19 @@ struct DeadLetterController: Sendable {
     }
 
     @Sendable func redrive(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let owner = try context.owner()
+        var mine: Set<String>?
+        if let owner { mine = try await store.deadIDs(owner: owner) }
+        // Nothing of theirs to move: no walk, no broker connection.
+        if let mine, mine.isEmpty { return JSONResponse.make(status: .created, body: .object(["requeued_failed_tasks": .bool(true)])) }
+        guard redriving.enter() else {
+            throw APIError(.tooManyRequests, detail: "A re-drive is already running; try again shortly.", headers: [.retryAfter: "5"])
+        }
+        defer { redriving.leave() }
         do {
             // A normal user re-drives their own dead letters; an admin, all of them.
             let moved: [String]
-            if let owner = try context.owner() {
-                let mine = try await store.deadIDs(owner: owner)
+            if let mine {
                 moved = try await redriver.redrive(where: { message in message.messageID.map { mine.contains($0.lowercased()) } ?? false })
             } else {
                 moved = try await redriver.redrive()

@@ -1,17 +1,11 @@
-import DeliveryQueues
 import Hummingbird
 import Metrics
-import Postgres
-import SchedulerCore
-import SchedulerStore
 import Telemetry
 
 /// `GET /metrics` (no token): the Prometheus text of this process, with the schedule counts
-/// and queue depths read at scrape time.
+/// and queue depths of the last reading (a few seconds old at most).
 struct PrometheusController: Sendable {
-    let pool: PostgresPool
-    let brokerURL: String
-    let policy: RetryPolicy
+    let status: OperationsStatus
 
     func addRoutes(to router: Router<SchedulerRequestContext>) {
         router.get("metrics") { _, _ in
@@ -21,12 +15,12 @@ struct PrometheusController: Sendable {
     }
 
     private func refresh() async {
-        if let (total, enabled) = try? await ScheduleStore(pool: pool).counts() {
+        let reading = await status.current()
+        if let (total, enabled) = reading.schedules {
             Gauge(label: "scheduler_schedules", dimensions: [("state", "enabled")]).record(enabled)
             Gauge(label: "scheduler_schedules", dimensions: [("state", "disabled")]).record(total - enabled)
         }
-        let counts = (try? await QueueDepths.read(brokerURL: brokerURL, policy: policy, timeout: 2)) ?? []
-        for (name, queue) in counts {
+        for (name, queue) in reading.queues {
             guard let queue else { continue }
             Gauge(label: "scheduler_queue_ready_messages", dimensions: [("queue", name)]).record(queue.messages)
             Gauge(label: "scheduler_queue_consumers", dimensions: [("queue", name)]).record(queue.consumers)

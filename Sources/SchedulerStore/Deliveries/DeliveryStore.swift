@@ -390,11 +390,14 @@ public struct DeliveryStore: Sendable {
         public var errorKind: ErrorKind?
         public var since: Date?
         public var until: Date?
+        /// The email of the user whose schedules they belong to.
+        public var owner: String?
 
         public init(
             scheduleID: UUID? = nil, endpoint: String? = nil, status: Int? = nil, errorKind: ErrorKind? = nil, since: Date? = nil,
-            until: Date? = nil
+            until: Date? = nil, owner: String? = nil
         ) {
+            self.owner = owner
             self.scheduleID = scheduleID
             self.endpoint = endpoint
             self.status = status
@@ -408,6 +411,8 @@ public struct DeliveryStore: Sendable {
     public struct DeadLetter: Sendable {
         public let delivery: Delivery
         public let endpoint: String?
+        /// The email of the schedule's owner (nil: no owner).
+        public let owner: String?
     }
 
     /// Dead deliveries matching `filter`, most recent failure first.
@@ -416,8 +421,8 @@ public struct DeliveryStore: Sendable {
             """
             SELECT d.id, d.schedule_id, d.kind, d.scheduled_for, d.state, d.attempts, d.last_status, d.last_error,
                    d.latency_ms, d.created_at, d.published_at, d.finished_at,
-                   CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END AS endpoint
-            FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id
+                   CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END AS endpoint, u.email AS owner
+            FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id LEFT JOIN auth_user u ON u.id = s.created_by
             WHERE d.state = 'dead'
               AND ($1::uuid IS NULL OR d.schedule_id = $1)
               AND ($2::text IS NULL OR strpos(CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END, $2) > 0)
@@ -428,14 +433,15 @@ public struct DeliveryStore: Sendable {
                    OR ($4 = 'connection' AND d.last_status IS NULL AND d.last_error NOT ILIKE '%time%out%'))
               AND ($5::timestamptz IS NULL OR d.finished_at >= $5)
               AND ($6::timestamptz IS NULL OR d.finished_at < $6)
+              AND ($8::text IS NULL OR lower(u.email) = lower($8))
             ORDER BY d.finished_at DESC, d.id
             LIMIT $7
             """,
             [
                 filter.scheduleID.map(SQL.text), filter.endpoint, SQL.text(filter.status), filter.errorKind?.rawValue,
-                SQL.text(filter.since), SQL.text(filter.until), String(limit),
+                SQL.text(filter.since), SQL.text(filter.until), String(limit), filter.owner,
             ])
-        return try rows.map { DeadLetter(delivery: try Self.delivery($0), endpoint: $0["endpoint"]) }
+        return try rows.map { DeadLetter(delivery: try Self.delivery($0), endpoint: $0["endpoint"], owner: $0["owner"]) }
     }
 
     /// Marks dead deliveries purged (their dead letters were dropped).

@@ -40,6 +40,39 @@ public struct UserStore: Sendable {
         }
     }
 
+    /// Revokes the token of the user with `email`: it stops working at once (the next request
+    /// with it is a 401), and the next one issued is new (a later generation). Nil when there
+    /// is no such user.
+    public func revokeToken(email: String) async throws -> User? {
+        try await pool.withTransaction { connection in
+            try await Self.revoke(email: email, connection: connection)?.user
+        }
+    }
+
+    /// Revokes the token of the user with `email` and issues the next one, in one transaction.
+    /// Nil when there is no such user.
+    public func rotateToken(email: String) async throws -> (user: User, token: String)? {
+        try await pool.withTransaction { connection in
+            guard let revoked = try await Self.revoke(email: email, connection: connection) else { return nil }
+            let token = minter.token(userID: revoked.user.id, generation: revoked.generation)
+            try await connection.query(
+                "UPDATE auth_user SET token_hash = $1 WHERE id = $2", [TokenMinter.hash(token), SQL.text(revoked.user.id)])
+            return (revoked.user, token)
+        }
+    }
+
+    private static func revoke(email: String, connection: PostgresConnection) async throws -> (user: User, generation: Int)? {
+        let row = try await connection.query(
+            """
+            UPDATE auth_user SET token_generation = token_generation + 1, token_hash = NULL
+            WHERE lower(email) = lower($1)
+            RETURNING id, username, email, is_admin, token_generation
+            """, [email]
+        ).first
+        guard let row else { return nil }
+        return (try user(row), Int(try row.requiredInt64("token_generation")))
+    }
+
     /// A page of users: all of them, or only `only` (a normal user sees only themselves).
     public func users(only: Int64? = nil, limit: Int, offset: Int) async throws -> Page<User> {
         try await pool.withConnection { connection in
