@@ -18,8 +18,23 @@ import Synchronization
 /// grows with the number of due schedules: the claim and the wake-up query use the partial
 /// index on `next_send_at`. A crash between commit and publish leaves the deliveries
 /// unpublished; their lease runs out and a beat publishes them (same delivery ids).
+///
+/// A beat that loses PostgreSQL (a restart, a failover) keeps in memory what it claimed and
+/// has not yet had confirmed by the broker, and what the broker confirmed that it has not
+/// yet marked published: when the database is back, it publishes the first and marks the
+/// second before anything else, instead of waiting for their lease (`BEAT_PUBLISH_LEASE`)
+/// to run out, and without publishing again what was published.
 public final class Beat: Service, Sendable {
+    /// Claimed, recorded and owed to the broker; or published and owed a mark.
+    struct Owed {
+        /// With when they were leased: after `lease` seconds they are any beat's again.
+        var unpublished: [UUID: (job: DeliveryJob, leasedAt: Date)] = [:]
+        var unmarked: Set<UUID> = []
+    }
+
+    let owed = Mutex(Owed())
     let store: DeliveryStore
+    let publishLease: Double
     let publisher: AMQPPublisher
     let databaseURL: String
     let batchSize: Int
@@ -29,6 +44,7 @@ public final class Beat: Service, Sendable {
 
     public init(configuration: Configuration, pool: PostgresPool, logger: Logger, idleWake: Double = 30) {
         store = DeliveryStore(pool: pool, publishLease: configuration.beatPublishLease, limits: configuration.scheduleLimits)
+        publishLease = Double(configuration.beatPublishLease)
         publisher = AMQPPublisher(
             url: configuration.brokerURL, topology: DeliveryTopology.make(configuration.retryPolicy), logger: logger,
             heartbeat: configuration.brokerHeartbeat)
@@ -87,28 +103,30 @@ public final class Beat: Service, Sendable {
             let elapsed = ContinuousClock.now - started
             BeatMetrics.roundDuration.record(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         }
-        var published = 0
+        var published = try await payWhatIsOwed()
         var lag = 0.0
         // Publishing a batch overlaps with claiming the next: one batch in flight at a time.
+        // A failed claim waits for the batch in flight instead of abandoning it half-sent.
         var publishing: Task<Void, any Error>?
-        defer { publishing?.cancel() }
         while true {
             let claimedAt = now()
-            let claim = try await store.claimDue(now: claimedAt, limit: batchSize)
+            let claim: DeliveryStore.Claim
+            do {
+                claim = try await store.claimDue(now: claimedAt, limit: batchSize)
+            } catch {
+                _ = try? await publishing?.value
+                throw error
+            }
             let jobs = claim.jobs
+            owe(jobs, leasedAt: Date())
             for (id, reason) in claim.quarantined {
                 logger.error(
                     "schedule disabled: its next run cannot be computed", metadata: ["schedule.id": "\(id)", "reason": "\(reason)"])
             }
             if !claim.quarantined.isEmpty { BeatMetrics.quarantined.increment(by: claim.quarantined.count) }
             if let earliest = jobs.map(\.scheduledFor).min() { lag = max(lag, claimedAt.timeIntervalSince(earliest)) }
-            do {
-                try await publishing?.value
-            } catch {
-                // This batch is claimed but will not be published in this round: the next may.
-                try? await store.releaseLease(jobs.map(\.deliveryID))
-                throw error
-            }
+            // A batch that fails stays owed: the next round publishes it first.
+            try await publishing?.value
             publishing = nil
             if !jobs.isEmpty {
                 publishing = Task { try await self.publish(jobs) }
@@ -131,28 +149,73 @@ public final class Beat: Service, Sendable {
         return published
     }
 
+    /// What an earlier round left owed (the database or the broker went away mid-round):
+    /// marks what was published, then publishes what was not. Returns the jobs published.
+    private func payWhatIsOwed() async throws -> Int {
+        let leaseStart = Date().addingTimeInterval(-publishLease)
+        let (unpublished, unmarked) = owed.withLock { owed in
+            // Leases that ran out: another beat may have published those; they are the
+            // lease's now, not this beat's.
+            owed.unpublished = owed.unpublished.filter { $0.value.leasedAt > leaseStart }
+            return (owed.unpublished.values.map(\.job), owed.unmarked)
+        }
+        if !unmarked.isEmpty {
+            try await markPublished(Array(unmarked))
+            logger.info("marked deliveries published after a failure", metadata: ["count": "\(unmarked.count)"])
+        }
+        let jobs = unpublished.sorted { $0.scheduledFor < $1.scheduledFor }
+        for start in stride(from: 0, to: jobs.count, by: max(1, batchSize)) {
+            let batch = Array(jobs[start..<min(jobs.count, start + max(1, batchSize))])
+            logger.info("publishing deliveries claimed before a failure", metadata: ["count": "\(batch.count)"])
+            try await publish(batch)
+        }
+        return jobs.count
+    }
+
     private func publish(_ jobs: [DeliveryJob]) async throws {
+        let ids = jobs.map(\.deliveryID)
         do {
             try await publisher.publish(jobs.map { $0.message() })
         } catch {
-            // Let the next round (or another beat) publish them as soon as the broker is back.
-            try? await store.releaseLease(jobs.map(\.deliveryID))
+            // Owed (if not already): the next round publishes them first. Another beat may
+            // take them once their lease runs out, should this one stop meanwhile.
+            owe(jobs, leasedAt: Date())
             throw error
         }
+        owed.withLock { owed in
+            for id in ids {
+                owed.unpublished[id] = nil
+                owed.unmarked.insert(id)
+            }
+        }
         BeatMetrics.published.increment(by: jobs.count)
-        // They are published: failing to note it only means a later beat publishes them
-        // again (same delivery ids; workers skip what is delivered). Try a few times.
+        try await markPublished(ids)
+        logger.debug("published", metadata: ["count": "\(jobs.count)"])
+    }
+
+    /// Notes jobs this beat leased and must publish (keeping an earlier lease time).
+    private func owe(_ jobs: [DeliveryJob], leasedAt: Date) {
+        owed.withLock { owed in
+            for job in jobs where owed.unpublished[job.deliveryID] == nil { owed.unpublished[job.deliveryID] = (job, leasedAt) }
+        }
+    }
+
+    /// Notes deliveries published (a few tries). Until it is noted they stay owed, so this
+    /// beat marks them when the database is back instead of publishing them again.
+    private func markPublished(_ ids: [UUID]) async throws {
         for attempt in 1...3 {
             do {
-                try await store.markPublished(jobs.map(\.deliveryID))
-                break
+                try await store.markPublished(ids)
+                owed.withLock { owed in
+                    for id in ids { owed.unmarked.remove(id) }
+                }
+                return
             } catch {
                 logger.warning("cannot mark deliveries published", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
                 if attempt == 3 { throw error }
                 try? await Task.sleep(for: .milliseconds(100 * attempt))
             }
         }
-        logger.debug("published", metadata: ["count": "\(jobs.count)"])
     }
 }
 

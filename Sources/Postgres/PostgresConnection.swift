@@ -19,6 +19,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Whether the last statement left the connection usable and outside a transaction;
     /// written on `queue` after every statement, read by the pool without waiting on it.
     private let healthy = Mutex(true)
+    private let lost = Mutex(false)
 
     private init(handle: OpaquePointer, queue: DispatchQueue, logger: Logger) {
         self.handle = handle
@@ -90,6 +91,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// False once the server went away; a pool drops such a connection instead of reusing it.
     public var isHealthy: Bool { healthy.withLock { $0 } }
 
+    /// True once the connection to the server broke (not merely left inside a transaction).
+    public var isLost: Bool { lost.withLock { $0 } }
+
     /// Runs one statement with `$1, $2, ...` parameters, passed as text (nil is NULL).
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) async throws -> PostgresRows {
@@ -133,8 +137,10 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func consume(_ result: OpaquePointer?) throws -> PostgresRows {
         defer {
-            let usable = PQstatus(handle) == CONNECTION_OK && PQtransactionStatus(handle) == PQTRANS_IDLE
+            let connected = PQstatus(handle) == CONNECTION_OK
+            let usable = connected && PQtransactionStatus(handle) == PQTRANS_IDLE
             healthy.withLock { $0 = usable }
+            lost.withLock { $0 = !connected }
         }
         guard let result else {
             throw PostgresError(kind: .connection, message: String(cString: PQerrorMessage(handle)))

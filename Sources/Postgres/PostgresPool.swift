@@ -160,19 +160,33 @@ public final class PostgresPool: Service, Sendable {
 
     private func checkin(_ connection: PostgresConnection) {
         let healthy = connection.isHealthy
-        let waiter: CheckedContinuation<PostgresConnection?, any Error>? = state.withLock { state in
+        let lost = connection.isLost
+        typealias Continuation = CheckedContinuation<PostgresConnection?, any Error>
+        // Waiters told to open a connection of their own (nil), and one handed this one.
+        let (freed, handed, stale): ([Continuation], Continuation?, [PostgresConnection]) = state.withLock { state in
+            var freed: [Continuation] = []
+            // A lost connection most often means the server restarted or failed over: the
+            // idle ones opened before are as dead, and would each fail one more request.
+            let stale = lost ? state.idle : []
+            if lost {
+                state.idle = []
+                state.open -= stale.count
+                for _ in stale { if let waiter = state.removeFirstWaiter() { freed.append(waiter) } }
+            }
             if !healthy || state.closed {
                 state.open -= 1
                 // The freed slot goes to a waiter, who opens a new connection.
-                return state.closed ? nil : state.removeFirstWaiter()
+                if !state.closed, let waiter = state.removeFirstWaiter() { freed.append(waiter) }
+                return (freed, nil, stale)
             }
-            if let waiter = state.removeFirstWaiter() { return waiter }
+            if let waiter = state.removeFirstWaiter() { return (freed, waiter, stale) }
             state.idle.append(connection)
-            return nil
+            return (freed, nil, stale)
         }
-        if !healthy { logger.info("dropping a broken PostgreSQL connection") }
-        guard let waiter else { return }
-        waiter.resume(returning: healthy ? connection : nil)
+        if !healthy { logger.info("dropping a broken PostgreSQL connection", metadata: ["idle.dropped": "\(stale.count)"]) }
+        _ = stale  // closed as they are released here
+        for waiter in freed { waiter.resume(returning: nil) }
+        handed?.resume(returning: connection)
     }
 
     private func releaseSlot() {

@@ -294,6 +294,7 @@ struct DeliveryMachine {
             // Its receiver could not take it now: park it without reading its target.
             waiting.receiver = key
             jobs[tag] = waiting
+            receivers[key]?.noteParked(now: now)
             park(tag: tag, job: waiting, reason: reason, now: now, into: &actions)
             return
         }
@@ -395,7 +396,8 @@ struct DeliveryMachine {
     /// nothing recorded), and returns to the delivery queue when its delay is over.
     private mutating func park(tag: UInt64, job: Job, reason: Receiver.ParkReason, now: Date, into actions: inout [Action]) {
         var delay = settings.shortPark
-        if let key = job.receiver, let receiver = receivers[key] {
+        // (A job parked just after its read has its receiver in `jobs`, not yet in `job`.)
+        if let key = jobs[tag]?.receiver ?? job.receiver, let receiver = receivers[key] {
             switch reason {
             case .open:
                 // Back in time for the next probe; a receiver held open by hand has none.
@@ -405,10 +407,13 @@ struct DeliveryMachine {
                 let left = (receiver.pausedUntil?.timeIntervalSince(now) ?? 0) * 1000
                 delay = left >= Double(settings.longPark) ? settings.longPark : settings.shortPark
             case .capacity:
-                // A long backlog cycles slowly, so that parking costs little.
-                delay =
-                    receiver.recentParks(now: now, window: 1) > 4 * receiver.maximumWaiting(now: now)
-                    ? settings.longPark : settings.shortPark
+                // A backlog that takes longer than the long delay to drain cycles slowly, so
+                // that parking costs little; a shorter one comes back in a second, so that a
+                // fast receiver given a burst (after an outage, say) is not held up for long.
+                // What it answers in about a second is what it may keep waiting.
+                let window = Double(settings.longPark) / 1000
+                let drain = Double(receiver.recentParks(now: now, window: window)) / Double(max(1, receiver.maximumWaiting(now: now)))
+                delay = drain > window ? settings.longPark : settings.shortPark
             }
         }
         actions.append(.note(.parked(reason)))

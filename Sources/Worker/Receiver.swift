@@ -228,9 +228,15 @@ struct Receiver {
     }
 
     private mutating func parked(_ reason: ParkReason, now: Date) -> Admission {
+        noteParked(now: now)
+        return .park(reason)
+    }
+
+    /// Counts a job parked for this receiver (also one parked before it was read, on what
+    /// `wouldPark` said).
+    mutating func noteParked(now: Date) {
         parks.append(now)
         if parks.count > 10_000 { parks.removeFirst(parks.count - 10_000) }
-        return .park(reason)
     }
 
     /// Takes a waiting job out (it was handed back or its connection was lost).

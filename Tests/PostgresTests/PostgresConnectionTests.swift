@@ -36,6 +36,19 @@ struct PostgresConnectionTests {
         await #expect(throws: PostgresError.self) { try await connection.query("SELECT $1::text", ["a\u{0}b"]) }
     }
 
+    @Test("a URL with several hosts reaches the one that answers and takes writes (libpq's target_session_attrs)")
+    func severalHosts() async throws {
+        let admin = try #require(URLComponents(string: try TestDatabase.adminURL))
+        let live = "\(admin.host ?? "127.0.0.1"):\(admin.port ?? 5432)"
+        // The first host has nobody listening.
+        let url = "postgres://\(admin.user ?? "postgres")@127.0.0.1:1,\(live)\(admin.path)?target_session_attrs=read-write"
+        let pool = PostgresPool(url: url, size: 1, logger: TestDatabase.logger)
+        defer { pool.close() }
+        let row = try await pool.query("SELECT current_setting('transaction_read_only') AS ro, inet_server_port() AS port").first
+        #expect(row?["ro"] == "off")
+        #expect(row?["port"] == String(admin.port ?? 5432))
+    }
+
     @Test("a server that is not there is a connection error")
     func unreachable() async throws {
         await #expect {

@@ -29,6 +29,13 @@ struct ConfigurationTests {
         #expect(configuration.port == 9000 && configuration.pageSize == 20)
     }
 
+    @Test("SCHEDULER_DATABASE may name several hosts, as libpq takes them")
+    func severalDatabaseHosts() throws {
+        let url = "postgres://u:p@primary:5432,standby:5433/seed?target_session_attrs=read-write"
+        let configuration = try Configuration(environment: secret.merging(["SCHEDULER_DATABASE": url]) { $1 })
+        #expect(configuration.databaseURL == url)
+    }
+
     @Test(
         "a missing or malformed setting is one clear line",
         arguments: [
@@ -40,6 +47,14 @@ struct ConfigurationTests {
             (["PAGE_SIZE": "0"], "PAGE_SIZE must be an integer from 1 to 1000, got '0'"),
             (["SCHEDULER_DATABASE": "mysql://u:secret@db/x"], "SCHEDULER_DATABASE must be a postgres:// URL, got 'mysql://u:***@db/x'"),
             (["BROKER_URL": "redis://mq"], "BROKER_URL must be a amqp:// URL, got 'redis://mq'"),
+            (
+                ["SCHEDULER_DATABASE": "mysql://u:secret@h1:1,h2:2/x"],
+                "SCHEDULER_DATABASE must be a postgres:// URL, got 'mysql://***@h1:1,h2:2/x'"
+            ),
+            (
+                ["SCHEDULER_DATABASE": "postgres://u:secret@h1:1,h2:2/x y"],
+                "SCHEDULER_DATABASE must be a postgres:// URL, got 'postgres://***@h1:1,h2:2/x y'"
+            ),
             (
                 ["RETRY_DELAYS": "soon"],
                 "RETRY_DELAYS must be a comma-separated list of durations like 5s,30s,5m,30m (units ms, s, m, h; at most 24h), got 'soon'"

@@ -425,6 +425,24 @@ extension Array where Element == DeliveryMachine.Action {
         #expect(acked.sorted() == [5, 6])
     }
 
+    @Test mutating func aBacklogParksForASecondUntilItWouldTakeLongerThanTheLongDelayToDrain() throws {
+        // Two requests out for 2 s: two may wait, the rest is parked. A receiver that answers
+        // two a second drains 20 parked jobs in the long delay (10 s): up to then, 1 s parks.
+        var delays: [Int] = []
+        for tag in 1...40 {
+            if tag == 3 { _ = send(.tick, after: 2) }
+            let actions = ready(tag: UInt64(tag), url: "http://slow.example/a")
+            for item in actions.settles.flatMap(\.items) {
+                guard let exchange = item.message?.exchange else { continue }
+                delays.append(exchange == DeliveryTopology.parkName(milliseconds: DeliveryTopology.parkDelays[1]) ? 10 : 1)
+            }
+        }
+        #expect(delays.count == 36)
+        let short = delays.prefix { $0 == 1 }.count
+        #expect(short >= 18 && short <= 22, "about 20 short parks first: \(delays)")
+        #expect(delays.dropFirst(short).allSatisfy { $0 == 10 }, "then long ones: \(delays)")
+    }
+
     @Test mutating func anAnswerStartsTheNextWaitingJob() throws {
         var first: HTTPPost?
         for tag in 1...3 {

@@ -177,17 +177,30 @@ public struct Configuration: Sendable, Equatable {
 
         func optionalURL(_ name: String, schemes: [String]) throws(ConfigurationError) -> String? {
             guard let value = string(name) else { return nil }
-            guard let components = URLComponents(string: value), let scheme = components.scheme?.lowercased(),
-                schemes.contains(scheme)
-            else {
-                throw ConfigurationError("\(name) must be a \(schemes[0]):// URL, got '\(Self.redacted(value))'")
+            if let components = URLComponents(string: value), let scheme = components.scheme?.lowercased(), schemes.contains(scheme) {
+                return value
             }
-            return value
+            // libpq's several hosts (`postgres://user@host1:5432,host2:5432/db`) are not one
+            // URL to Foundation: the scheme is checked here, the rest by libpq at connect.
+            let lowered = value.lowercased()
+            if schemes.contains(where: { lowered.hasPrefix("\($0)://") }), value.contains(","),
+                !value.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F })
+            {
+                return value
+            }
+            throw ConfigurationError("\(name) must be a \(schemes[0]):// URL, got '\(Self.redacted(value))'")
         }
 
         /// The URL without its password, for error messages.
         static func redacted(_ value: String) -> String {
-            guard var components = URLComponents(string: value), components.password != nil else { return value }
+            guard var components = URLComponents(string: value) else {
+                // Not one URL: hide everything between the scheme and the last "@".
+                guard let start = value.range(of: "://"), let at = value.range(of: "@", options: .backwards),
+                    start.upperBound <= at.lowerBound
+                else { return value }
+                return value.replacingCharacters(in: start.upperBound..<at.lowerBound, with: "***")
+            }
+            guard components.password != nil else { return value }
             components.password = "***"
             return components.string ?? value
         }
