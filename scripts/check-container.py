@@ -101,6 +101,22 @@ for name, service in services.items():
             problems.append(f"docker-compose.yml: {name} publishes '{port}' on every address (bind it to 127.0.0.1)")
 if "scheduler:scheduler@" in raw_compose:
     problems.append("docker-compose.yml: a fixed password in a connection URL")
+# The cluster profile: two more nodes joining `rabbitmq` through rabbitmq/cluster.conf.
+cluster_conf = open("rabbitmq/cluster.conf").read()
+for name in ["rabbitmq", "rabbitmq-2", "rabbitmq-3"]:
+    service = services.get(name, {})
+    if service.get("hostname") != name:
+        problems.append(f"docker-compose.yml: {name} needs hostname {name} (its node is rabbit@{name})")
+    if f"rabbit@{name}" not in cluster_conf:
+        problems.append(f"rabbitmq/cluster.conf: rabbit@{name} is not among the cluster's nodes")
+    if "RABBITMQ_ERLANG_COOKIE" not in (service.get("environment") or {}):
+        problems.append(f"docker-compose.yml: {name} lacks the shared RABBITMQ_ERLANG_COOKIE")
+for name in ["rabbitmq-2", "rabbitmq-3"]:
+    service = services.get(name, {})
+    if service.get("profiles") != ["cluster"]:
+        problems.append(f"docker-compose.yml: {name} belongs to the cluster profile")
+    if "cluster.conf" not in " ".join(service.get("volumes", [])):
+        problems.append(f"docker-compose.yml: {name} does not mount rabbitmq/cluster.conf")
 plugins = open("rabbitmq/enabled_plugins").read()
 for plugin in ["rabbitmq_management", "rabbitmq_prometheus"]:
     if plugin not in plugins:

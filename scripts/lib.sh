@@ -122,6 +122,38 @@ start_rabbitmq() {
     AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
 }
 
+# start_rabbitmq_cluster PREFIX PORT: three RabbitMQ nodes PREFIX-1..3 on 127.0.0.1:PORT..PORT+2
+# (data in .data/PREFIX-N), one cluster: a shared Erlang cookie, nodes 2 and 3 joined to 1.
+# Writes PREFIX-ctl (rabbitmqctl on node N: `PREFIX-ctl N args...`), PREFIX-kill (kill -9 of
+# node N) and PREFIX-start (start node N again) into .data, and sets CLUSTER_AMQP_URL
+# (all three nodes, comma-separated, without a virtual host) and CLUSTER_CTL.
+start_rabbitmq_cluster() {
+    local prefix=$1 port=$2 n cookie
+    # start_rabbitmq sets these: keep the caller's (its own broker's) as they were.
+    local RABBIT_ENV RABBIT_DIR RABBIT_NODE AMQP_URL
+    cookie="$DATA/$prefix.cookie"
+    [ -s "$cookie" ] || head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr 'a-f' 'A-F' > "$cookie"
+    for n in 1 2 3; do
+        mkdir -p "$DATA/$prefix-$n"
+        install -m 400 "$cookie" "$DATA/$prefix-$n/.erlang.cookie"
+        start_rabbitmq "$prefix-$n" "$((port + n - 1))"
+    done
+    for n in 2 3; do
+        if ! "$ROOT/scripts/rabbit-node" "$prefix" 1 cluster_status 2>/dev/null | grep -q "$prefix-$n@localhost"; then
+            log "joining $prefix-$n to the cluster"
+            "$ROOT/scripts/rabbit-node" "$prefix" "$n" stop_app >/dev/null
+            "$ROOT/scripts/rabbit-node" "$prefix" "$n" join_cluster "$prefix-1@localhost" >/dev/null
+            "$ROOT/scripts/rabbit-node" "$prefix" "$n" start_app >/dev/null
+        fi
+    done
+    CLUSTER_AMQP_URL="amqp://guest:guest@127.0.0.1:$port,127.0.0.1:$((port + 1)),127.0.0.1:$((port + 2))"
+}
+
+stop_rabbitmq_cluster() {
+    local prefix=$1 n
+    for n in 3 2 1; do "$ROOT/scripts/rabbit-node" "$prefix" "$n" stop >/dev/null 2>&1 || true; done
+}
+
 rabbitmqctl_node() {
     env "${RABBIT_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$RABBIT_NODE" "$@"
 }

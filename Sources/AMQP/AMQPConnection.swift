@@ -13,30 +13,59 @@ final class AMQPConnection: @unchecked Sendable {
     /// The next publish sequence number of each channel in confirm mode.
     private var nextPublishTag: [UInt16: UInt64] = [:]
 
-    /// Connects and logs in. `heartbeat` is in seconds (0 for none).
+    /// Connects and logs in to the first node of the URL that answers. `heartbeat` is in
+    /// seconds (0 for none); `timeout` bounds the connect to each node.
     public init(url: String, heartbeat: Int = 30, timeout: Double = 5) throws {
         let endpoint = try AMQPEndpoint(url: url)
+        var failures: [String] = []
+        var connected: (amqp_connection_state_t, AMQPEndpoint.Node)?
+        for node in endpoint.nodes {
+            do {
+                connected = (try Self.logIn(to: node, endpoint: endpoint, heartbeat: heartbeat, timeout: timeout), node)
+                break
+            } catch let error as AMQPError {
+                // Refused credentials or virtual host are the same on every node.
+                if error.kind != .connection { throw error }
+                failures.append(error.message)
+            }
+        }
+        guard let (state, node) = connected else {
+            throw AMQPError(kind: .connection, message: failures.joined(separator: "; "))
+        }
+        self.state = state
+        self.node = node
+        open = true
+    }
+
+    /// The node this connection went to.
+    let node: AMQPEndpoint.Node
+
+    /// A logged-in connection state, or an error (the state destroyed).
+    private static func logIn(
+        to node: AMQPEndpoint.Node, endpoint: AMQPEndpoint, heartbeat: Int, timeout: Double
+    ) throws -> amqp_connection_state_t {
         guard let state = amqp_new_connection() else {
             throw AMQPError(kind: .connection, message: "librabbitmq could not allocate a connection")
         }
-        // From here on a throw runs deinit, which destroys the state: never destroy it here.
-        self.state = state
-        open = false
         guard let socket = amqp_tcp_socket_new(state) else {
+            amqp_destroy_connection(state)
             throw AMQPError(kind: .connection, message: "librabbitmq could not create a socket")
         }
         var connectTimeout = Self.timeval(seconds: timeout)
-        let status = amqp_socket_open_noblock(socket, endpoint.host, Int32(endpoint.port), &connectTimeout)
+        let status = amqp_socket_open_noblock(socket, node.host, Int32(node.port), &connectTimeout)
         guard status == AMQP_STATUS_OK.rawValue else {
+            amqp_destroy_connection(state)
             throw AMQPError(
-                kind: .connection, code: Int(status),
-                message: "cannot connect to \(endpoint.host):\(endpoint.port): \(String(cString: amqp_error_string2(status)))")
+                kind: .connection, code: Int(status), message: "cannot connect to \(node): \(String(cString: amqp_error_string2(status)))")
         }
         var rpcTimeout = Self.timeval(seconds: max(timeout, 10))
         amqp_set_rpc_timeout(state, &rpcTimeout)
         let reply = shim_login(state, endpoint.virtualHost, Int32(heartbeat), endpoint.user, endpoint.password)
-        if let error = Self.error(from: reply, doing: "log in as \(endpoint.user)") { throw error }
-        open = true
+        if let error = Self.error(from: reply, doing: "log in as \(endpoint.user) at \(node)") {
+            amqp_destroy_connection(state)
+            throw error
+        }
+        return state
     }
 
     deinit {
@@ -257,6 +286,11 @@ final class AMQPConnection: @unchecked Sendable {
                 frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD || frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD
             {
                 throw closeError(frame, doing: "consume")
+            }
+            if frame.frame_type == AMQP_FRAME_METHOD, frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD {
+                // The broker ended the consumer (its queue moved, was deleted, or a cluster
+                // node went away): nothing more would arrive on it. The owner connects again.
+                throw AMQPError(kind: .broker, message: "consume: the broker cancelled the consumer")
             }
             return nil
         default:

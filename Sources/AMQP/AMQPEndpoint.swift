@@ -1,30 +1,78 @@
 import Foundation
 
-/// The parts of an `amqp://user:password@host:port/vhost` URL (vhost `%2f` is `/`).
+/// The parts of an `amqp://user:password@host:port/vhost` URL (vhost `%2f` is `/`). A
+/// cluster's nodes are listed as several hosts, comma-separated, as libpq does:
+/// `amqp://user:password@node1:5672,node2:5672,node3:5672/vhost`.
 public struct AMQPEndpoint: Sendable, Equatable {
-    public let host: String
-    public let port: Int
+    public struct Node: Sendable, Equatable, CustomStringConvertible {
+        public let host: String
+        public let port: Int
+
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    /// In the order given: a connection goes to the first that answers.
+    public let nodes: [Node]
     public let virtualHost: String
     public let user: String
     public let password: String
 
     public init(url: String) throws {
-        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased() else {
-            throw AMQPError(kind: .usage, message: "'\(url)' is not an amqp:// URL")
-        }
+        guard let separator = url.range(of: "://") else { throw AMQPError(kind: .usage, message: "'\(url)' is not an amqp:// URL") }
+        let scheme = url[..<separator.lowerBound].lowercased()
         guard scheme == "amqp" else {
             throw AMQPError(kind: .usage, message: "only amqp:// URLs are supported (TLS is not), got \(scheme)://")
         }
-        host = components.host.flatMap { $0.isEmpty ? nil : $0 } ?? "localhost"
-        port = components.port ?? 5672
-        guard (1...65535).contains(port) else { throw AMQPError(kind: .usage, message: "port \(port) of the broker URL is out of range") }
-        user = components.user?.removingPercentEncoding ?? "guest"
-        password = components.password?.removingPercentEncoding ?? "guest"
-        let path = components.percentEncodedPath
+        let rest = url[separator.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        var path = rest[authorityEnd...]
+        if let query = path.firstIndex(where: { $0 == "?" || $0 == "#" }) { path = path[..<query] }
+        var hosts = authority
+        var (user, password) = ("guest", "guest")
+        if let at = authority.lastIndex(of: "@") {
+            let credentials = authority[..<at]
+            hosts = authority[authority.index(after: at)...]
+            let parts = credentials.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            user = String(parts[0]).removingPercentEncoding ?? String(parts[0])
+            if parts.count > 1 { password = String(parts[1]).removingPercentEncoding ?? String(parts[1]) }
+        }
+        self.user = user
+        self.password = password
+        var nodes: [Node] = []
+        for spelled in hosts.split(separator: ",", omittingEmptySubsequences: false) {
+            nodes.append(try Self.node(String(spelled)))
+        }
+        self.nodes = nodes
         if path.isEmpty || path == "/" {
             virtualHost = "/"
         } else {
             virtualHost = String(path.dropFirst()).removingPercentEncoding ?? "/"
         }
+    }
+
+    /// `host`, `host:port`, `[v6]` or `[v6]:port`; an empty host is localhost.
+    private static func node(_ spelled: String) throws -> Node {
+        var host = spelled
+        var port = 5672
+        if spelled.hasPrefix("["), let close = spelled.firstIndex(of: "]") {
+            host = String(spelled[spelled.index(after: spelled.startIndex)..<close])
+            let after = spelled[spelled.index(after: close)...]
+            if after.hasPrefix(":") { port = try Self.port(String(after.dropFirst())) }
+        } else if let colon = spelled.lastIndex(of: ":") {
+            host = String(spelled[..<colon])
+            port = try Self.port(String(spelled[spelled.index(after: colon)...]))
+        }
+        guard !host.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F || "/@[]".unicodeScalars.contains($0) }) else {
+            throw AMQPError(kind: .usage, message: "'\(spelled)' is not a broker host")
+        }
+        return Node(host: host.isEmpty ? "localhost" : host, port: port)
+    }
+
+    private static func port(_ text: String) throws -> Int {
+        guard let port = Int(text), (1...65535).contains(port) else {
+            throw AMQPError(kind: .usage, message: "port \(text) of the broker URL is out of range")
+        }
+        return port
     }
 }

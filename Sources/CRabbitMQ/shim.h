@@ -21,9 +21,29 @@ typedef struct {
     long long number;
 } shim_field;
 
+/// Logs in saying the client takes basic.cancel from the broker (consumer_cancel_notify):
+/// without it a consumer the broker ends (its queue deleted, a quorum queue's node gone) just
+/// stops receiving, with no word; with it, the consumer hears of it and can consume again.
+/// librabbitmq merges these with its default client properties.
 static inline amqp_rpc_reply_t shim_login(amqp_connection_state_t state, const char *vhost, int heartbeat,
                                           const char *user, const char *password) {
-    return amqp_login(state, vhost, 0, 131072, heartbeat, AMQP_SASL_METHOD_PLAIN, user, password);
+    amqp_table_entry_t capabilities[2];
+    capabilities[0].key = amqp_cstring_bytes("consumer_cancel_notify");
+    capabilities[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    capabilities[0].value.value.boolean = 1;
+    capabilities[1].key = amqp_cstring_bytes("authentication_failure_close");
+    capabilities[1].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    capabilities[1].value.value.boolean = 1;
+    amqp_table_entry_t properties[2];
+    properties[0].key = amqp_cstring_bytes("capabilities");
+    properties[0].value.kind = AMQP_FIELD_KIND_TABLE;
+    properties[0].value.value.table.num_entries = 2;
+    properties[0].value.value.table.entries = capabilities;
+    properties[1].key = amqp_cstring_bytes("product");
+    properties[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    properties[1].value.value.bytes = amqp_cstring_bytes("seed-scheduler");
+    amqp_table_t table = {2, properties};
+    return amqp_login_with_properties(state, vhost, 0, 131072, heartbeat, &table, AMQP_SASL_METHOD_PLAIN, user, password);
 }
 
 static inline void shim_fill_table(amqp_table_entry_t *entries, const shim_field *fields, int count) {

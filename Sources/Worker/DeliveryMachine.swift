@@ -410,10 +410,11 @@ struct DeliveryMachine {
                 // A backlog that takes longer than the long delay to drain cycles slowly, so
                 // that parking costs little; a shorter one comes back in a second, so that a
                 // fast receiver given a burst (after an outage, say) is not held up for long.
-                // What it answers in about a second is what it may keep waiting.
-                let window = Double(settings.longPark) / 1000
-                let drain = Double(receiver.recentParks(now: now, window: window)) / Double(max(1, receiver.maximumWaiting(now: now)))
-                delay = drain > window ? settings.longPark : settings.shortPark
+                // The backlog is what was parked in the last second (short parks come back
+                // each second), and what the receiver may keep waiting is what it answers in
+                // about a second.
+                let drain = Double(receiver.recentParks(now: now, window: 1)) / Double(max(1, receiver.maximumWaiting(now: now)))
+                delay = drain > Double(settings.longPark) / 1000 ? settings.longPark : settings.shortPark
             }
         }
         actions.append(.note(.parked(reason)))

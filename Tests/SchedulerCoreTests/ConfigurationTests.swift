@@ -34,6 +34,9 @@ struct ConfigurationTests {
         let url = "postgres://u:p@primary:5432,standby:5433/seed?target_session_attrs=read-write"
         let configuration = try Configuration(environment: secret.merging(["SCHEDULER_DATABASE": url]) { $1 })
         #expect(configuration.databaseURL == url)
+        // BROKER_URL likewise names a RabbitMQ cluster's nodes.
+        let cluster = "amqp://app:secret@rabbit1:5672,rabbit2:5672,rabbit3:5672/%2f"
+        #expect(try Configuration(environment: secret.merging(["BROKER_URL": cluster]) { $1 }).brokerURL == cluster)
     }
 
     @Test(

@@ -44,7 +44,7 @@ final class OperationsStatus: Sendable {
     let checkTimeout: Double
     private let state = Mutex(State())
 
-    init(pool: PostgresPool, brokerURL: String, policy: RetryPolicy, logger: Logger, maxAge: Double = 3, checkTimeout: Double = 3) {
+    init(pool: PostgresPool, brokerURL: String, policy: RetryPolicy, logger: Logger, maxAge: Double = 3, checkTimeout: Double = 5) {
         self.pool = pool
         self.brokerURL = brokerURL
         self.policy = policy

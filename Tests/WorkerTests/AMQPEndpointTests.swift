@@ -1,0 +1,40 @@
+import Testing
+
+@testable import AMQP
+
+/// Broker URLs: one node or a cluster's several, as the programs read `BROKER_URL`.
+@Suite("Broker URLs")
+struct AMQPEndpointTests {
+    @Test("one node: defaults for what is left out")
+    func oneNode() throws {
+        let endpoint = try AMQPEndpoint(url: "amqp://mq")
+        #expect(endpoint.nodes == [.init(host: "mq", port: 5672)])
+        #expect(endpoint.user == "guest" && endpoint.password == "guest" && endpoint.virtualHost == "/")
+        let full = try AMQPEndpoint(url: "amqp://app:p%40ss%3Aword@mq.internal:5673/%2f")
+        #expect(full.nodes == [.init(host: "mq.internal", port: 5673)])
+        #expect(full.user == "app" && full.password == "p@ss:word" && full.virtualHost == "/")
+        #expect(try AMQPEndpoint(url: "amqp://u:p@mq/tenant%20a").virtualHost == "tenant a")
+    }
+
+    @Test("a cluster: several hosts, comma-separated, tried in order")
+    func severalNodes() throws {
+        let endpoint = try AMQPEndpoint(url: "amqp://app:secret@node1:5672,node2,[::1]:5674,10.0.0.3:5675/prod?heartbeat=10")
+        #expect(
+            endpoint.nodes == [
+                .init(host: "node1", port: 5672), .init(host: "node2", port: 5672), .init(host: "::1", port: 5674),
+                .init(host: "10.0.0.3", port: 5675),
+            ])
+        #expect(endpoint.user == "app" && endpoint.password == "secret" && endpoint.virtualHost == "prod")
+        #expect(endpoint.nodes[2].description == "[::1]:5674")
+    }
+
+    @Test(
+        "a malformed URL is a usage error, never a trap",
+        arguments: [
+            "mq:5672", "amqps://mq", "redis://mq", "amqp://mq:0", "amqp://mq:65536", "amqp://mq:-1", "amqp://mq:99999999999999999999",
+            "amqp://a:1,b:x/v", "amqp://a b/v", "amqp://[::1/v",
+        ])
+    func malformed(url: String) {
+        #expect(throws: AMQPError.self) { try AMQPEndpoint(url: url) }
+    }
+}
