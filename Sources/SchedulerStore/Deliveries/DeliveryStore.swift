@@ -155,17 +155,6 @@ public struct DeliveryStore: Sendable {
             """, [PostgresArray.literal(ids.map(SQL.text))])
     }
 
-    /// Makes unpublished deliveries eligible for publishing again at once (their publish failed).
-    public func releaseLease(_ ids: [UUID]) async throws {
-        guard !ids.isEmpty else { return }
-        try await pool.query(
-            """
-            WITH locked AS (SELECT id FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
-            UPDATE deliveries d SET publish_after = now() FROM locked WHERE d.id = locked.id AND d.published_at IS NULL
-            """,
-            [PostgresArray.literal(ids.map(SQL.text))])
-    }
-
     /// Leases up to `limit` unpublished deliveries whose lease ran out (a beat crashed
     /// between recording and publishing, or the API queued a webhook call) and returns them.
     public func leaseUnpublished(limit: Int) async throws -> [DeliveryJob] {
