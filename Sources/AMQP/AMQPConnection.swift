@@ -1,5 +1,6 @@
 internal import CRabbitMQ
 import Foundation
+import Synchronization
 
 /// One librabbitmq connection (`amqp_connection_state_t`) and its channels.
 ///
@@ -19,9 +20,12 @@ final class AMQPConnection: @unchecked Sendable {
         let endpoint = try AMQPEndpoint(url: url)
         var failures: [String] = []
         var connected: (amqp_connection_state_t, AMQPEndpoint.Node)?
-        for node in endpoint.nodes {
+        // The node that answered last time first: after a failover every reconnect (and
+        // every short session) would otherwise wait on the lost node before moving on.
+        for node in endpoint.ordered(preferring: Self.lastAnswered.withLock { $0[endpoint.nodes] }) {
             do {
                 connected = (try Self.logIn(to: node, endpoint: endpoint, heartbeat: heartbeat, timeout: timeout), node)
+                Self.lastAnswered.withLock { $0[endpoint.nodes] = node }
                 break
             } catch let error as AMQPError {
                 // Refused credentials or virtual host are the same on every node.
@@ -39,6 +43,9 @@ final class AMQPConnection: @unchecked Sendable {
 
     /// The node this connection went to.
     let node: AMQPEndpoint.Node
+
+    /// For each list of nodes, the one that answered last, in this process.
+    private static let lastAnswered = Mutex<[[AMQPEndpoint.Node]: AMQPEndpoint.Node]>([:])
 
     /// A logged-in connection state, or an error (the state destroyed).
     private static func logIn(

@@ -4,7 +4,7 @@ import Foundation
 /// cluster's nodes are listed as several hosts, comma-separated, as libpq does:
 /// `amqp://user:password@node1:5672,node2:5672,node3:5672/vhost`.
 public struct AMQPEndpoint: Sendable, Equatable {
-    public struct Node: Sendable, Equatable, CustomStringConvertible {
+    public struct Node: Sendable, Hashable, CustomStringConvertible {
         public let host: String
         public let port: Int
 
@@ -49,6 +49,15 @@ public struct AMQPEndpoint: Sendable, Equatable {
         } else {
             virtualHost = String(path.dropFirst()).removingPercentEncoding ?? "/"
         }
+    }
+
+    /// The nodes in the order to try them: `preferred` (the one that answered last) first,
+    /// then the others as given.
+    public func ordered(preferring preferred: Node?) -> [Node] {
+        guard let preferred, let index = nodes.firstIndex(of: preferred) else { return nodes }
+        var order = nodes
+        order.remove(at: index)
+        return [preferred] + order
     }
 
     /// `host`, `host:port`, `[v6]` or `[v6]:port`; an empty host is localhost.

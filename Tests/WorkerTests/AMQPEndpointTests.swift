@@ -28,6 +28,16 @@ struct AMQPEndpointTests {
         #expect(endpoint.nodes[2].description == "[::1]:5674")
     }
 
+    @Test("the node that answered last is tried first, then the others in their order")
+    func preferredNodeFirst() throws {
+        let endpoint = try AMQPEndpoint(url: "amqp://n1,n2,n3")
+        let (n1, n2, n3) = (endpoint.nodes[0], endpoint.nodes[1], endpoint.nodes[2])
+        #expect(endpoint.ordered(preferring: nil) == [n1, n2, n3])
+        #expect(endpoint.ordered(preferring: n2) == [n2, n1, n3])
+        #expect(endpoint.ordered(preferring: n3) == [n3, n1, n2])
+        #expect(endpoint.ordered(preferring: .init(host: "elsewhere", port: 5672)) == [n1, n2, n3])
+    }
+
     @Test(
         "a malformed URL is a usage error, never a trap",
         arguments: [
