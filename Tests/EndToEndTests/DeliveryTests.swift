@@ -212,17 +212,19 @@ struct DeliveryTests {
     @Test("after downtime, a schedule that missed several runs fires once and continues from now")
     func catchUp() async throws {
         try await Pipeline.run(beat: false) { pipeline in
-            let start = Date().addingTimeInterval(-25)
+            // Two and a half intervals missed; the next run is 30 s away, so that a loaded
+            // machine starting beat slowly does not reach it during the test.
+            let start = Date().addingTimeInterval(-150)
             let id = try await pipeline.createSchedule(
-                #"{"endpoint":"\#(pipeline.receiver.url("late"))","interval_definition":"10 seconds","next_send_at":"\#(Timestamp.format(start))"}"#
+                #"{"endpoint":"\#(pipeline.receiver.url("late"))","interval_definition":"60 seconds","next_send_at":"\#(Timestamp.format(start))"}"#
             )
             await pipeline.startBeat()
             let requests = try await pipeline.receiver.waitFor("late", count: 1, timeout: 10)
             #expect(requests.count == 1)
             #expect(requests.first?.header("X-Scheduler-Scheduled-For") == Timestamp.format(start))
             let (_, body) = try await pipeline.send(.get, "/api/v1/schedule/\(id.uuidString.lowercased())/")
-            // start + 3 intervals is the first run after now (start + 25 s and a little).
-            #expect(body?.objectValue?["next_send_at"] == .string(Timestamp.format(start.addingTimeInterval(30))))
+            // start + 3 intervals is the first run after now (start + 150 s and a little).
+            #expect(body?.objectValue?["next_send_at"] == .string(Timestamp.format(start.addingTimeInterval(180))))
             try await Task.sleep(for: .milliseconds(500))
             #expect(pipeline.receiver.received("late").count == 1, "missed runs are not made up")
         }
