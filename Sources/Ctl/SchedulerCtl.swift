@@ -39,6 +39,16 @@ func makeLogger(_ label: String) -> Logger {
     return logger
 }
 
+/// `--email`: the user a command is about.
+struct UserEmail: ParsableArguments {
+    @Option(help: "The user's email address.")
+    var email: String
+
+    func validate() throws {
+        guard ScheduleValidation.isEmail(email) else { throw ValidationError("'\(email)' is not a valid email address") }
+    }
+}
+
 /// The token of the user with `email`, created if new.
 func issue(email: String, admin: Bool) async throws -> String {
     try await withUserStore { try await $0.issueToken(email: email, admin: admin).token }

@@ -14,17 +14,14 @@ struct RevokeToken: AsyncParsableCommand {
             POST /api/v1/user/token/) then issues the next token, a new one; 'rotate-token' does both.
             """)
 
-    @Option(help: "The user's email address.")
-    var email: String
-
-    func validate() throws {
-        guard ScheduleValidation.isEmail(email) else { throw ValidationError("'\(email)' is not a valid email address") }
-    }
+    @OptionGroup var user: UserEmail
 
     func run() async throws {
         try await withUserStore { store in
-            guard let user = try await store.revokeToken(email: email) else { throw fail("error: no user with email \(email)") }
-            print("Revoked the token of \(user.email); 'scheduler-ctl create-token --email \(user.email)' issues the next one.")
+            guard let revoked = try await store.revokeToken(email: user.email) else {
+                throw fail("error: no user with email \(user.email)")
+            }
+            print("Revoked the token of \(revoked.email); 'scheduler-ctl create-token --email \(revoked.email)' issues the next one.")
         }
     }
 }
@@ -34,16 +31,13 @@ struct RotateToken: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Revoke a user's API token and print the next one (the old one stops working at once).")
 
-    @Option(help: "The user's email address.")
-    var email: String
-
-    func validate() throws {
-        guard ScheduleValidation.isEmail(email) else { throw ValidationError("'\(email)' is not a valid email address") }
-    }
+    @OptionGroup var user: UserEmail
 
     func run() async throws {
         try await withUserStore { store in
-            guard let rotated = try await store.rotateToken(email: email) else { throw fail("error: no user with email \(email)") }
+            guard let rotated = try await store.rotateToken(email: user.email) else {
+                throw fail("error: no user with email \(user.email)")
+            }
             print(rotated.token)
         }
     }

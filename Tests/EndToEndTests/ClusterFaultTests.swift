@@ -33,19 +33,7 @@ extension FaultTests {
         @discardableResult
         func run(_ n: Int, _ arguments: [String]) throws -> String {
             let parts = node.split(separator: " ").map(String.init)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: parts[0])
-            process.arguments = Array(parts.dropFirst()) + [String(n)] + arguments
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
-                throw TestSetupError("rabbit-node \(n) \(arguments) failed with status \(process.terminationStatus)")
-            }
-            return String(decoding: data, as: UTF8.self)
+            return try runTool(parts[0], Array(parts.dropFirst()) + [String(n)] + arguments)
         }
 
         /// A new virtual host on the cluster, and the URL to it.

@@ -166,16 +166,7 @@ struct FaultTests {
         guard let pgctl = ProcessInfo.processInfo.environment["SCHEDULER_TEST_PGCTL"] else {
             throw TestSetupError("SCHEDULER_TEST_PGCTL is not set: run the tests with scripts/test")
         }
-        @Sendable func control(_ verb: String) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: pgctl)
-            process.arguments = [verb]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw TestSetupError("test-pgctl \(verb) failed") }
-        }
+        @Sendable func control(_ verb: String) throws { _ = try runTool(pgctl, [verb]) }
         // The publish lease is left at its default (60 s): nothing may wait for it.
         try await Pipeline.run(environment: ["BEAT_BATCH_SIZE": "100"]) { pipeline in
             let count = 3000

@@ -123,17 +123,24 @@ public enum TestBroker {
         guard let control = ProcessInfo.processInfo.environment["SCHEDULER_TEST_RABBITMQCTL"] else {
             throw TestSetupError("SCHEDULER_TEST_RABBITMQCTL is not set: run the tests with scripts/test")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: control)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestSetupError("rabbitmqctl \(arguments) failed with status \(process.terminationStatus)")
-        }
-        return String(decoding: data, as: UTF8.self)
+        return try runTool(control, arguments)
     }
+}
+
+/// Runs a helper program of the test setup (rabbitmqctl, the PostgreSQL and cluster
+/// wrappers of scripts/test) and returns its standard output; throws when it fails.
+public func runTool(_ path: String, _ arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw TestSetupError("\((path as NSString).lastPathComponent) \(arguments) failed with status \(process.terminationStatus)")
+    }
+    return String(decoding: data, as: UTF8.self)
 }
