@@ -40,7 +40,53 @@ def lateness_stats(rows):
     }
 
 
-def burst(tag, expected, path, due, peaks):
+def cpu(*roles):
+    """CPU seconds used so far by each role, given as 'name=pid,pid,...': the processes, their
+    descendants, and the children they reaped (a backend that exited still counts)."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = open(f"/proc/{entry}/stat").read()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # from field 3 (state) on
+        stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))  # ppid; utime stime cutime cstime
+    children = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    result = {}
+    for role in roles:
+        name, _, pids = role.partition("=")
+        stack, seen, total = [int(p) for p in pids.split(",") if p.strip()], set(), 0
+        while stack:
+            pid = stack.pop()
+            if pid in seen or pid not in stats:
+                continue
+            seen.add(pid)
+            total += stats[pid][1]
+            stack.extend(children.get(pid, []))
+        result[name] = total / os.sysconf("SC_CLK_TCK")
+    return result
+
+
+def budget(deliveries, cpu_before, cpu_after, pg_before, pg_after, frames_before, frames_after):
+    """What each delivery cost: CPU milliseconds per role, PostgreSQL transactions and rows
+    written, the packets the broker read and wrote on the programs' connections (RabbitMQ's recv_cnt + send_cnt)."""
+    n = max(int(deliveries), 1)
+    before, after = json.loads(cpu_before), json.loads(cpu_after)
+    per_role = {role: round((after[role] - before.get(role, 0)) * 1000 / n, 3) for role in after}
+    pg0, pg1 = [int(x) for x in pg_before.split()], [int(x) for x in pg_after.split()]
+    return {
+        "deliveries": int(deliveries), "cpu_ms_per_delivery": per_role, "cpu_ms_per_delivery_total": round(sum(per_role.values()), 3),
+        "pg_transactions_per_delivery": round((pg1[0] - pg0[0]) / n, 3),
+        "pg_rows_written_per_delivery": round((pg1[1] - pg0[1]) / n, 3),
+        "broker_packets_per_delivery": round((int(frames_after) - int(frames_before)) / n, 3),
+    }
+
+
+def burst(tag, expected, path, due, peaks, cost="{}"):
     rows = arrivals(path, tag)
     keys = [key for _, key, _ in rows]
     due_time = parse_time(due)
@@ -49,11 +95,11 @@ def burst(tag, expected, path, due, peaks):
     return {
         "phase": "burst", "schedules": int(expected), "received": len(rows), "unique": len(set(keys)),
         "duplicates": len(keys) - len(set(keys)), "lateness": lateness_stats(rows),
-        "deliveries_per_second": round(len(set(keys)) / span, 1), "peak_rss_mb": json.loads(peaks),
+        "deliveries_per_second": round(len(set(keys)) / span, 1), "peak_rss_mb": json.loads(peaks), "cost": json.loads(cost),
     }
 
 
-def steady(tag, schedules, path, start, peaks, seconds):
+def steady(tag, schedules, path, start, peaks, seconds, cost="{}"):
     rows = arrivals(path, tag)
     keys = [key for _, key, _ in rows]
     start_time = parse_time(start)
@@ -62,7 +108,7 @@ def steady(tag, schedules, path, start, peaks, seconds):
         "phase": "steady", "schedules": int(schedules), "seconds": int(seconds), "received": len(rows),
         "duplicates": len(keys) - len(set(keys)), "expected": int(schedules) * int(seconds),
         "deliveries_per_second": round(len(window) / float(seconds), 1), "lateness": lateness_stats(window),
-        "peak_rss_mb": json.loads(peaks),
+        "peak_rss_mb": json.loads(peaks), "cost": json.loads(cost),
     }
 
 
@@ -117,7 +163,8 @@ def fmt(value, digits=0):
 
 def report(results_path, out_path):
     results = [json.loads(line) for line in open(results_path) if line.strip()]
-    document = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "results": results}
+    document = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "stored_delivery_records": int(os.environ.get("HISTORY", "0") or 0), "results": results}
     with open(out_path, "w") as out:
         json.dump(document, out, indent=2)
     print(f"machine: {document['machine']}")
@@ -149,6 +196,18 @@ def report(results_path, out_path):
                 x = r[name]
                 print(f"| api {name.upper()} | - | {x['requests']} ({x['errors']} errors) | {fmt(x['rps'])} req/s | "
                       f"{fmt(x['p50_ms'], 2)} / - / {fmt(x['p99_ms'], 2)} / {fmt(x['max_ms'], 2)} | {memory} |")
+    costed = [r for r in results if r.get("cost")]
+    if costed:
+        roles = list(costed[0]["cost"]["cpu_ms_per_delivery"])
+        print("\ncost per delivery (CPU ms by role; PostgreSQL transactions and rows written; broker packets):")
+        print("| phase | deliveries | " + " | ".join(roles) + " | total CPU ms | PG xacts | PG rows | broker packets |")
+        print("|---|---|" + "---|" * (len(roles) + 4))
+        for r in costed:
+            c = r["cost"]
+            label = r["phase"] + (f" {r['schedules']}" if r["phase"] == "burst" else "")
+            print(f"| {label} | {c['deliveries']} | " + " | ".join(fmt(c["cpu_ms_per_delivery"].get(x), 3) for x in roles)
+                  + f" | {fmt(c['cpu_ms_per_delivery_total'], 3)} | {fmt(c['pg_transactions_per_delivery'], 2)} | "
+                  f"{fmt(c['pg_rows_written_per_delivery'], 2)} | {fmt(c['broker_packets_per_delivery'], 2)} |")
     for r in results:
         if r["phase"] == "scale":
             print("\nbeat's query plans with", r["stored"], "schedules stored:\n" + r["plans"])
@@ -158,9 +217,45 @@ def report(results_path, out_path):
         sys.exit(1)
 
 
+def compare(before_path, after_path):
+    """Two runs' results side by side (bench/history): the same phases, and after / before."""
+    runs = [json.load(open(path)) for path in (before_path, after_path)]
+    print(f"machine: {runs[1]['machine']}")
+    names = [f"{run.get('stored_delivery_records', 0):,} records stored" for run in runs]
+    print(f"| phase | measure | {names[0]} | {names[1]} | ratio |")
+    print("|---|---|---|---|---|")
+
+    def key(r):
+        return (r["phase"], r.get("schedules"), r.get("stored"))
+
+    def measures(r):
+        if r["phase"] in ("burst", "steady"):
+            yield "deliveries/s", r["deliveries_per_second"]
+            yield "lateness p99 ms", r["lateness"]["p99_ms"]
+        elif r["phase"] == "scale":
+            yield "beat round ms", r["beat_round_ms"]
+            yield "lateness p50 ms", r["lateness"]["p50_ms"]
+
+    after = {key(r): r for r in runs[1]["results"]}
+    for r in runs[0]["results"]:
+        other = after.get(key(r))
+        if other is None:
+            continue
+        label = r["phase"] + (f" {r['schedules']}" if r["phase"] == "burst" else "")
+        for (name, a), (_, b) in zip(measures(r), measures(other)):
+            ratio = "-" if not a else f"{b / a:.2f}"
+            print(f"| {label} | {name} | {fmt(a, 2 if a < 100 else 0)} | {fmt(b, 2 if b < 100 else 0)} | {ratio} |")
+
+
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "report":
         report(*args)
+    elif mode == "compare":
+        compare(*args)
+    elif mode == "cpu":
+        print(json.dumps(cpu(*args)))
+    elif mode == "budget":
+        print(json.dumps(budget(*args)))
     else:
         print(json.dumps({"burst": burst, "steady": steady, "scale": scale, "fairness": fairness}[mode](*args)))

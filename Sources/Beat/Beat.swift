@@ -10,7 +10,10 @@ import ServiceLifecycle
 import Synchronization
 
 /// scheduler-beat: publishes one job per due occurrence, then sleeps until the next due
-/// time or until PostgreSQL says a schedule changed.
+/// time or until PostgreSQL says a schedule changed. With `BEAT_LOOKAHEAD` (default 0.5 s)
+/// it does so that much ahead of the due time, and the worker holds each job until its
+/// time: what stands between the due instant and the POST is the worker's read of the
+/// target, not beat's wake-up, claim, publish and the broker's hand-over.
 ///
 /// Each round claims due schedules with `FOR UPDATE SKIP LOCKED` (so several beats never
 /// claim the same occurrence), records their deliveries and advances them in one
@@ -41,6 +44,9 @@ public final class Beat: Service, Sendable {
     let logger: Logger
     /// The longest sleep without a notification, in seconds.
     let idleWake: Double
+    /// Seconds ahead of their due time occurrences are claimed and published
+    /// (`BEAT_LOOKAHEAD`): the worker holds each job until its time.
+    let lookahead: Double
 
     public init(configuration: Configuration, pool: PostgresPool, logger: Logger, idleWake: Double = 30) {
         store = DeliveryStore(pool: pool, publishLease: configuration.beatPublishLease, limits: configuration.scheduleLimits)
@@ -52,6 +58,7 @@ public final class Beat: Service, Sendable {
         batchSize = configuration.beatBatchSize
         self.logger = logger
         self.idleWake = idleWake
+        lookahead = configuration.beatLookahead
     }
 
     public func run() async throws {
@@ -74,7 +81,7 @@ public final class Beat: Service, Sendable {
                     try await runRound()
                     failures = 0
                     let next = try await store.nextWake()
-                    let deadline = min(next ?? .distantFuture, Date().addingTimeInterval(idleWake))
+                    let deadline = min((next ?? .distantFuture).addingTimeInterval(-lookahead), Date().addingTimeInterval(idleWake))
                     if deadline > Date(), !stopping.withLock({ $0 }) {
                         _ = try await current?.wait(until: deadline)
                     }
@@ -112,7 +119,7 @@ public final class Beat: Service, Sendable {
             let claimedAt = now()
             let claim: DeliveryStore.Claim
             do {
-                claim = try await store.claimDue(now: claimedAt, limit: batchSize)
+                claim = try await store.claimDue(now: claimedAt, limit: batchSize, lookahead: lookahead)
             } catch {
                 _ = try? await publishing?.value
                 throw error

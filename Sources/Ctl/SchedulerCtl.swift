@@ -9,7 +9,7 @@ import SchedulerStore
 public struct SchedulerCtl: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "scheduler-ctl",
-        abstract: "Operate the Seed Scheduler: migrations, API tokens, queue depths, dead letters and receivers.",
+        abstract: "Operate the Seed Scheduler: migrations, API tokens, queue depths, dead letters, receivers and the delivery history.",
         discussion: """
             Settings come from the environment, as for the other programs: SCHEDULER_DATABASE \
             (PostgreSQL URL), BROKER_URL (RabbitMQ URL) and SECRET_KEY (tokens are derived from it).
@@ -17,7 +17,7 @@ public struct SchedulerCtl: AsyncParsableCommand {
         version: SchedulerVersion.current,
         subcommands: [
             Migrate.self, CreateAdmin.self, CreateToken.self, RevokeToken.self, RotateToken.self, Queues.self, DeadLetters.self,
-            Receivers.self,
+            Receivers.self, MaintainHistory.self,
         ]
     )
 

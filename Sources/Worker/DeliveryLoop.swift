@@ -89,6 +89,9 @@ final class DeliveryLoop: Sendable {
         }
         var machine = DeliveryMachine(settings: settings.machine)
         var lastSync = Date.distantPast
+        // A tick at the due time of the next held job (the 100 ms clock is too coarse).
+        var alarm: (at: Date, task: Task<Void, Never>)?
+        defer { alarm?.task.cancel() }
         for await event in events {
             let now = Date()
             if now.timeIntervalSince(lastSync) >= settings.receiverSync {
@@ -125,6 +128,17 @@ final class DeliveryLoop: Sendable {
                 input.yield(.posted(HTTPOutcome(id: post.id, status: nil, failure: .other, error: "\(error)", retryAfter: nil, seconds: 0)))
             }
             if finished { break }
+            if let due = machine.nextHold, alarm.map({ $0.at > due || $0.at <= now }) ?? true {
+                alarm?.task.cancel()
+                let delay = max(0, due.timeIntervalSinceNow)
+                alarm = (
+                    due,
+                    Task {
+                        try? await Task.sleep(for: .seconds(delay), tolerance: .zero)
+                        if !Task.isCancelled { input.yield(.tick) }
+                    }
+                )
+            }
         }
         clock.cancel()
         await consumer.close()
@@ -216,16 +230,22 @@ final class DeliveryLoop: Sendable {
         }
     }
 
-    /// Publishes what must be published, then records what must be recorded.
+    /// Publishes what must be published, then records what must be recorded. A failed
+    /// record after the publish is reported as such: the retry only records.
     private func settle(batch: Int, _ settlements: [DeliveryMachine.Settlement]) {
         let (store, publisher, input) = (store, publisher, input)
         Task {
             do {
                 try await publisher.publish(settlements.compactMap(\.message))
+            } catch {
+                input.yield(.settleFailed(batch: batch, reason: "\(error)"))
+                return
+            }
+            do {
                 try await store.record(settlements.compactMap(\.attempt))
                 input.yield(.settled(batch: batch))
             } catch {
-                input.yield(.settleFailed(batch: batch, reason: "\(error)"))
+                input.yield(.settleFailed(batch: batch, reason: "\(error)", published: true))
             }
         }
     }

@@ -42,6 +42,10 @@ struct DeliveryMachine {
         var longPark: Int = DeliveryTopology.parkDelays[1]
         /// Seconds a stop waits for the POSTs in flight to finish and settle.
         var stopGrace: Double { connectTimeout + timeout + 5 }
+        /// A job that arrives before its due time (beat publishes `BEAT_LOOKAHEAD` early) is
+        /// held until then, if that is at most this many seconds away; one due later (a clock
+        /// far off, or a hostile message) is handled at once, as every job was before.
+        var maximumHold: Double = 15
     }
 
     enum Event {
@@ -54,7 +58,9 @@ struct DeliveryMachine {
         /// POSTs that finished together.
         case outcomes([HTTPOutcome])
         case settled(batch: Int)
-        case settleFailed(batch: Int, reason: String)
+        /// A settlement batch failed; `published` when its messages were confirmed before
+        /// the failure (recording failed), so that the retry does not publish them again.
+        case settleFailed(batch: Int, reason: String, published: Bool = false)
         /// An operator's command for one receiver (`scheduler-ctl receivers`).
         case command(receiver: String, Receiver.Command)
         case stop
@@ -103,14 +109,17 @@ struct DeliveryMachine {
     /// What happens to a job when it leaves the worker.
     struct Settlement: Sendable {
         let tag: UInt64
-        /// A message to publish first (to a retry queue or the dead letters).
-        let message: AMQPOutgoingMessage?
+        /// A message to publish first (to a retry queue, a park queue or the dead letters);
+        /// nil once it is published, should recording fail after that.
+        var message: AMQPOutgoingMessage?
         /// The record to write, if any.
         let attempt: DeliveryStore.Attempt?
     }
 
     struct Job {
         enum Phase: Equatable {
+            /// Arrived early: held, unread, until its due time.
+            case holding
             case waitingToRead, reading
             /// Ready, waiting in the worker for a request slot of its receiver.
             case waitingForReceiver
@@ -162,6 +171,8 @@ struct DeliveryMachine {
     private var nextBatch = 1
     private var reads = Gathering<UInt64>()
     private var settlements = Gathering<Settlement>()
+    /// Jobs held until their due time, soonest first.
+    private(set) var held: [(until: Date, tag: UInt64)] = []
     private(set) var receivers: [String: Receiver] = [:]
     /// The receiver of each schedule's jobs, as last read (routing key → receiver): a job
     /// for a receiver that could not take it anyway is parked without reading its target.
@@ -173,6 +184,9 @@ struct DeliveryMachine {
     init(settings: Settings) {
         self.settings = settings
     }
+
+    /// When the next held job falls due: the loop must send an event (a tick) then.
+    var nextHold: Date? { held.first?.until }
 
     // MARK: Events
 
@@ -207,7 +221,15 @@ struct DeliveryMachine {
             guard let done = settlements.inFlight.removeValue(forKey: batch) else { break }
             let tags = done.map(\.tag).filter { jobs.removeValue(forKey: $0) != nil }
             if !tags.isEmpty { actions.append(.ack(tags, generation: generation)) }
-        case .settleFailed(let batch, let reason):
+        case .settleFailed(let batch, let reason, let published):
+            // Its messages went out: publishing them again would send their jobs twice.
+            if published, let items = settlements.inFlight[batch] {
+                settlements.inFlight[batch] = items.map { item in
+                    var item = item
+                    item.message = nil
+                    return item
+                }
+            }
             guard settlements.fail(batch: batch, at: now, pause: settings.settleRetryDelay) != nil else { break }
             actions.append(.note(.settleFailed(reason: reason)))
         case .stop:
@@ -216,7 +238,8 @@ struct DeliveryMachine {
             stopDeadline = now.addingTimeInterval(settings.stopGrace)
             actions.append(.pauseConsuming)
             // What is not POSTed yet goes back at once; POSTs in flight finish.
-            let waiting = jobs.filter { [.waitingToRead, .reading, .waitingForReceiver].contains($0.value.phase) }.keys.sorted()
+            let waiting = jobs.filter { [.holding, .waitingToRead, .reading, .waitingForReceiver].contains($0.value.phase) }.keys.sorted()
+            held.removeAll()
             for tag in waiting {
                 if let key = jobs[tag]?.receiver { receivers[key]?.forget(tag) }
                 jobs[tag] = nil
@@ -289,8 +312,26 @@ struct DeliveryMachine {
                         id: job.deliveryID, state: .dead, attempts: attempt, status: nil, error: reason, latencyMilliseconds: nil)))
             return
         }
-        var waiting = Job(delivery: delivery, job: job, attempt: attempt, phase: .waitingToRead)
-        if job.kind == .schedule, let key = knownReceivers[delivery.routingKey], let reason = receivers[key]?.wouldPark(now: now) {
+        let early = job.scheduledFor.timeIntervalSince(now)
+        if job.kind == .schedule, attempt == 1, early > 0.000_5, early <= settings.maximumHold {
+            // Published ahead of its time: read its target and POST it when it falls due, so
+            // that an edit, a disable or a delete until then counts as it always did.
+            jobs[tag] = Job(delivery: delivery, job: job, attempt: attempt, phase: .holding)
+            // Jobs mostly arrive in due order: find the place from the end.
+            var index = held.endIndex
+            while index > held.startIndex, held[index - 1].until > job.scheduledFor { index -= 1 }
+            held.insert((job.scheduledFor, tag), at: index)
+            return
+        }
+        admit(tag: tag, job: Job(delivery: delivery, job: job, attempt: attempt, phase: .waitingToRead), now: now, into: &actions)
+    }
+
+    /// Queues a job for reading, or parks it at once if its receiver could not take it now.
+    private mutating func admit(tag: UInt64, job waiting: Job, now: Date, into actions: inout [Action]) {
+        var waiting = waiting
+        waiting.phase = .waitingToRead
+        let delivery = waiting.delivery
+        if waiting.job?.kind == .schedule, let key = knownReceivers[delivery.routingKey], let reason = receivers[key]?.wouldPark(now: now) {
             // Its receiver could not take it now: park it without reading its target.
             waiting.receiver = key
             jobs[tag] = waiting
@@ -412,9 +453,13 @@ struct DeliveryMachine {
                 // fast receiver given a burst (after an outage, say) is not held up for long.
                 // The backlog is what was parked in the last second (short parks come back
                 // each second), and what the receiver may keep waiting is what it answers in
-                // about a second.
+                // about a second. That needs a receiver busy for a while to go by: right after
+                // an idle spell (an outage, or a batch of held jobs all due at once) it has
+                // answered little lately, and a fast receiver's burst would be sent away for
+                // the long delay on that alone.
                 let drain = Double(receiver.recentParks(now: now, window: 1)) / Double(max(1, receiver.maximumWaiting(now: now)))
-                delay = drain > Double(settings.longPark) / 1000 ? settings.longPark : settings.shortPark
+                let busy = receiver.busySince.map { now.timeIntervalSince($0) } ?? 0
+                delay = drain > Double(settings.longPark) / 1000 && busy >= 2 ? settings.longPark : settings.shortPark
             }
         }
         actions.append(.note(.parked(reason)))
@@ -549,11 +594,21 @@ struct DeliveryMachine {
         jobs.removeAll()
         reads = Gathering()
         settlements = Gathering()
+        held.removeAll()
         for key in receivers.keys { receivers[key]?.dropConnection() }
     }
 
     /// Starts the batches that may start, and ends a stop that is done.
     private mutating func flush(now: Date, into actions: inout [Action]) {
+        // Held jobs whose time has come (the loop sends a tick at `nextHold`).
+        let due = held.firstIndex { $0.until > now } ?? held.endIndex
+        if due > 0 {
+            let ready = held[..<due].map(\.tag)
+            held.removeFirst(due)
+            for tag in ready {
+                if let job = jobs[tag], job.phase == .holding { admit(tag: tag, job: job, now: now, into: &actions) }
+            }
+        }
         reads.retryDue(now)
         settlements.retryDue(now)
         if !reads.pending.isEmpty && reads.inFlight.count < settings.batchesInFlight {

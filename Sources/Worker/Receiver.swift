@@ -76,10 +76,21 @@ struct Receiver {
     let key: String
     private(set) var limit: Double
     /// When each request in flight was sent, oldest first.
-    private(set) var starts: [Date] = []
+    private(set) var starts: [Date] = [] { didSet { noteBusy() } }
+    /// Since when it has had requests in flight (or jobs waiting) without a break.
+    private(set) var busySince: Date?
+
+    /// Busy from its first request in flight until it has none and nothing waits.
+    private mutating func noteBusy() {
+        if starts.isEmpty, waiting.isEmpty {
+            busySince = nil
+        } else if busySince == nil, let first = starts.first {
+            busySince = first
+        }
+    }
     var inFlight: Int { starts.count }
     /// Jobs (delivery tags) waiting in the worker for a request slot, oldest first.
-    private(set) var waiting: [UInt64] = []
+    private(set) var waiting: [UInt64] = [] { didSet { noteBusy() } }
     private(set) var pausedUntil: Date?
     private(set) var breaker = Breaker.closed
     /// Opened by an operator: stays open, with no probes, until closed by hand.
@@ -160,8 +171,8 @@ struct Receiver {
     /// The connection is gone: its requests were cancelled and its waiting jobs return to
     /// the queue.
     mutating func dropConnection() {
-        starts.removeAll()
         waiting.removeAll()
+        starts.removeAll()
         if probing {
             probing = false
             breaker = .open

@@ -97,4 +97,45 @@ struct SchedulerCtlTests {
         #expect(noDatabase.status != 0)
         #expect(noDatabase.error.hasPrefix("error: PostgreSQL error"))
     }
+
+    @Test("maintain-history adds what is missing, drops old days, lists the partitions; bad settings stop with one line")
+    func maintainHistory() async throws {
+        let url = try await TestDatabase.fresh()
+        let pool = PostgresPool(url: url, size: 1, logger: TestDatabase.logger)
+        defer { pool.close() }
+        // The week of 60 days ago, and this week's partition gone missing.
+        let old = Date().addingTimeInterval(-60 * 86_400)
+        try await DeliveryHistory(pool: pool, retentionDays: 0).addPartitions(from: old, to: old)
+        let today = DeliveryHistoryName.of(Date())
+        try await pool.query("ALTER TABLE deliveries DETACH PARTITION \(today)")
+        try await pool.query("DROP TABLE \(today)")
+
+        let run = try ctl(["maintain-history"], environment: ["SCHEDULER_DATABASE": url])
+        #expect(run.status == 0, "\(run.error)")
+        #expect(run.output.contains("Added 1 partition(s), dropped 1; records are kept 30 days."), "\(run.output)")
+        #expect(
+            run.output.contains(today) && !run.output.contains(DeliveryHistoryName.of(old)) && run.output.contains("deliveries_default"))
+        let again = try ctl(["maintain-history", "--retention-days", "0"], environment: ["SCHEDULER_DATABASE": url])
+        #expect(again.output.contains("Added 0 partition(s), dropped 0; everything is kept."), "\(again.output)")
+
+        let negative = try ctl(["maintain-history", "--retention-days=-1"], environment: ["SCHEDULER_DATABASE": url])
+        #expect(negative.status != 0 && negative.error.contains("--retention-days must be from 0 to 36500"), "\(negative.error)")
+        let badSetting = try ctl(
+            ["maintain-history"], environment: ["SCHEDULER_DATABASE": url, "DELIVERY_RETENTION_DAYS": "99999999999999999999"])
+        #expect(badSetting.status != 0 && badSetting.error.contains("DELIVERY_RETENTION_DAYS"), "\(badSetting.error)")
+    }
+}
+
+/// The partition of a date's UTC week: `deliveries_` and its Monday, `yyyyMMdd`.
+enum DeliveryHistoryName {
+    static func of(_ date: Date) -> String {
+        var calendar = Calendar(identifier: .iso8601)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let monday = calendar.dateInterval(of: .weekOfYear, for: date)!.start
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd"
+        return "deliveries_" + formatter.string(from: monday)
+    }
 }

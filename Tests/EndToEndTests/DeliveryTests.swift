@@ -192,6 +192,39 @@ struct DeliveryTests {
         }
     }
 
+    @Test("BEAT_LOOKAHEAD: a job is published early and held; an edit or a disable until its due time counts, and it leaves on time")
+    func lookahead() async throws {
+        try await Pipeline.run(environment: ["BEAT_LOOKAHEAD": "3s"]) { pipeline in
+            let due = Date().addingTimeInterval(4)
+            let edited = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("held-edited"))","payload":{"v":1},"next_send_at":"\#(Timestamp.format(due))"}"#)
+            let disabled = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("held-disabled"))","next_send_at":"\#(Timestamp.format(due))"}"#)
+            // Both are claimed and published up to 3 s before their time.
+            let published = try await pipeline.eventually(timeout: 3.5) {
+                let first = try await pipeline.deliveries(edited).first?.publishedAt
+                let second = try await pipeline.deliveries(disabled).first?.publishedAt
+                return first != nil && second != nil
+            }
+            try #require(published)
+            try #require(Date() < due.addingTimeInterval(-0.3), "published early enough to change them before their time")
+            #expect(
+                try await pipeline.send(.patch, "/api/v1/schedule/\(edited.uuidString.lowercased())/", json: #"{"payload":{"v":2}}"#).status
+                    == .ok)
+            #expect(
+                try await pipeline.send(.patch, "/api/v1/schedule/\(disabled.uuidString.lowercased())/", json: #"{"enabled":false}"#).status
+                    == .ok)
+            let requests = try await pipeline.receiver.waitFor("held-edited", count: 1, timeout: 10)
+            let first = try #require(requests.first)
+            #expect(first.body == #"{"v":2}"#, "the payload as it is at the due time")
+            let lateness = first.arrived.timeIntervalSince(due)
+            #expect(lateness >= 0 && lateness < 0.5, "lateness \(lateness)")
+            try await Task.sleep(for: .seconds(1))
+            #expect(pipeline.receiver.received("held-disabled").isEmpty)
+            #expect(try await pipeline.deliveries(disabled).map(\.state) == [.cancelled])
+        }
+    }
+
     @Test("a schedule.added webhook is called through the pipeline with HOOK_AUTH_TOKEN")
     func webhook() async throws {
         try await Pipeline.run(environment: ["HOOK_AUTH_TOKEN": "hook-token"]) { pipeline in

@@ -196,16 +196,21 @@ struct FaultTests {
             #expect(recorded, "every delivery recorded as delivered: \(states)")
             try await Task.sleep(for: .seconds(1))
             let requests = pipeline.receiver.received("pg")
-            // One delivery id per occurrence. A repeat with the same Idempotency-Key is
-            // at-least-once delivery and is counted, not refused: one run in six here saw 50
-            // of 3,000 (the cause is not found yet; see the README).
+            // Each occurrence POSTed once. (Repeats with the same Idempotency-Key were seen
+            // here, up to a few hundred: a worker whose settlement failed after its park or
+            // retry messages were confirmed published them again when it retried.)
             var idsBySchedule: [String: Set<String>] = [:]
             for request in requests {
                 idsBySchedule[request.header("X-Scheduler-Schedule-Id") ?? "", default: []].insert(request.header("Idempotency-Key") ?? "")
             }
             #expect(
                 idsBySchedule.count == count && idsBySchedule.values.allSatisfy { $0.count == 1 }, "no occurrence under two delivery ids")
-            print("PostgreSQL restart: \(requests.count) requests for \(count) occurrences")
+            #expect(requests.count == count, "nothing sent twice: \(requests.count) requests for \(count) occurrences")
+            if ProcessInfo.processInfo.environment["E2E_DEBUG"] != nil {
+                var seconds: [Int: Int] = [:]
+                for request in requests { seconds[Int(request.arrived.timeIntervalSince(stopped)), default: 0] += 1 }
+                print("PostgreSQL restart: arrivals by second after the stop: \(seconds.sorted { $0.key < $1.key })")
+            }
             let rows = try await pipeline.pool.query("SELECT count(*) FROM deliveries").first?[0]
             #expect(rows == String(count), "one delivery record per occurrence")
             var worst = 0.0

@@ -14,6 +14,11 @@ struct ConfigurationTests {
         #expect(!configuration.debug && !configuration.useSSL)
         #expect(configuration.retryPolicy == RetryPolicy(maxAttempts: 6, delays: [5000, 30000, 300_000, 1_800_000]))
         #expect(configuration.deliveryTimeout == 30)
+        #expect(configuration.deliveryRetentionDays == 30)
+        #expect(configuration.beatLookahead == 0.5)
+        #expect(try Configuration(environment: secret.merging(["BEAT_LOOKAHEAD": "0"]) { $1 }).beatLookahead == 0)
+        #expect(try Configuration(environment: secret.merging(["BEAT_LOOKAHEAD": "250ms"]) { $1 }).beatLookahead == 0.25)
+        #expect(try Configuration(environment: secret.merging(["DELIVERY_RETENTION_DAYS": "0"]) { $1 }).deliveryRetentionDays == 0)
     }
 
     @Test("the original's names are read")
@@ -63,6 +68,16 @@ struct ConfigurationTests {
                 "RETRY_DELAYS must be a comma-separated list of durations like 5s,30s,5m,30m (units ms, s, m, h; at most 24h), got 'soon'"
             ),
             (["DELIVERY_ATTEMPTS": "0"], "DELIVERY_ATTEMPTS must be an integer from 1 to 100, got '0'"),
+            (["BEAT_LOOKAHEAD": "11s"], "BEAT_LOOKAHEAD must be at most 10s, got '11s'"),
+            (
+                ["BEAT_LOOKAHEAD": "-1s"],
+                "BEAT_LOOKAHEAD must be a length like 1s, 5m, 2h or 3650d (units ms, s, m, h, d; at most 100 years), got '-1s'"
+            ),
+            (["DELIVERY_RETENTION_DAYS": "-1"], "DELIVERY_RETENTION_DAYS must be an integer from 0 to 36500, got '-1'"),
+            (
+                ["DELIVERY_RETENTION_DAYS": "99999999999999999999"],
+                "DELIVERY_RETENTION_DAYS must be an integer from 0 to 36500, got '99999999999999999999'"
+            ),
         ] as [([String: String], String)])
     func malformed(environment: [String: String], message: String) {
         let base = environment["SECRET_KEY"] == nil && !environment.isEmpty ? secret : [:]

@@ -265,6 +265,20 @@ import Testing
         #expect(send(.settled(batch: again.batch)).acks.first?.tags == [1])
     }
 
+    @Test mutating func aSettlementWhoseMessagesWentOutButWhoseRecordFailedDoesNotPublishThemAgain() throws {
+        // A retry (500) and a capacity park publish a message each; PostgreSQL goes away
+        // between the confirm and the record (seen: jobs POSTed twice after a restart).
+        let post = try posted(job: Self.job())
+        let settle = try #require(send(.posted(Self.outcome(post.id, status: 500))).settles.first)
+        #expect(settle.items[0].message != nil)
+        _ = send(.settleFailed(batch: settle.batch, reason: "database gone", published: true))
+        let again = try #require(send(.tick, after: 1.1).settles.first)
+        #expect(again.items.map(\.tag) == [1])
+        #expect(again.items[0].message == nil, "only the record is tried again")
+        #expect(again.items[0].attempt?.state == .retrying)
+        #expect(send(.settled(batch: again.batch)).acks.first?.tags == [1])
+    }
+
     @Test mutating func answersToUnknownBatchesAndTransfersChangeNothing() throws {
         _ = try posted(job: Self.job())
         #expect(send(.settled(batch: 999)).isEmpty)
@@ -314,6 +328,69 @@ import Testing
         #expect(send(.received(Self.delivery(tag: 6, job: Self.job()), generation: 1)).isEmpty)
         #expect(send(.lost(generation: 1)).isEmpty)
         #expect(machine.jobs.keys.sorted() == [5])
+    }
+
+    // MARK: Jobs that arrive before their time (BEAT_LOOKAHEAD)
+
+    @Test mutating func anEarlyJobIsHeldUnreadUntilItsTimeThenReadAndPosted() throws {
+        _ = send(.connected(generation: 1))
+        let later = Self.job(scheduledFor: now.addingTimeInterval(0.4))
+        let sooner = Self.job(scheduledFor: now.addingTimeInterval(0.2))
+        #expect(send(.received(Self.delivery(tag: 1, job: later), generation: 1)).reads.isEmpty, "not read before its time")
+        #expect(send(.received(Self.delivery(tag: 2, job: sooner), generation: 1)).reads.isEmpty)
+        #expect(machine.jobs[1]?.phase == .holding && machine.jobs[2]?.phase == .holding)
+        // (Due times travel as microseconds in the message.)
+        #expect(abs(try #require(machine.nextHold).timeIntervalSince(sooner.scheduledFor)) < 1e-6, "the alarm is for the sooner one")
+        #expect(send(.tick, after: 0.1).reads.isEmpty)
+
+        // At its due time (not a millisecond before) the sooner one is read; the later one waits.
+        let due = send(.tick, after: 0.1)
+        #expect(due.reads.map(\.ids) == [[sooner.deliveryID]])
+        #expect(abs(try #require(machine.nextHold).timeIntervalSince(later.scheduledFor)) < 1e-6)
+        let post = try #require(send(.read(batch: due.reads[0].batch, [sooner.deliveryID: Self.target()])).posts.first)
+        #expect(post.headers.contains("Idempotency-Key: \(sooner.deliveryID.uuidString.lowercased())"))
+        #expect(send(.tick, after: 0.2).reads.map(\.ids) == [[later.deliveryID]])
+        #expect(machine.nextHold == nil)
+    }
+
+    @Test mutating func aHeldJobWhoseScheduleWasCancelledMeanwhileIsNotPosted() throws {
+        _ = send(.connected(generation: 1))
+        let job = Self.job(scheduledFor: now.addingTimeInterval(0.5))
+        _ = send(.received(Self.delivery(tag: 1, job: job), generation: 1))
+        let read = try #require(send(.tick, after: 0.5).reads.first)
+        // The read at the due time sees what happened since beat published it.
+        let actions = send(.read(batch: read.batch, [job.deliveryID: Self.target(state: .cancelled)]))
+        #expect(actions.posts.isEmpty)
+        let settle = try #require(actions.settles.first)
+        #expect(settle.items.count == 1 && settle.items[0].message == nil, "settled without a POST or a dead letter")
+    }
+
+    @Test mutating func aJobDueFarAheadRetriesAndPastJobsAreNotHeld() throws {
+        _ = send(.connected(generation: 1))
+        // A due time beyond maximumHold (a clock far off, or a hostile message): handled at once.
+        let far = Self.job(scheduledFor: Date.distantFuture)
+        #expect(send(.received(Self.delivery(tag: 1, job: far), generation: 1)).reads.map(\.ids) == [[far.deliveryID]])
+        // A retry (attempt 2) is never held, whatever its due time says.
+        let retry = Self.job(scheduledFor: now.addingTimeInterval(1))
+        _ = send(.received(Self.delivery(tag: 2, job: retry, attempt: 2), generation: 1))
+        #expect(machine.jobs[2]?.phase != .holding)
+        #expect(machine.nextHold == nil)
+    }
+
+    @Test mutating func heldJobsAreHandedBackOnStopAndForgottenWithTheConnection() {
+        _ = send(.connected(generation: 1))
+        _ = send(.received(Self.delivery(tag: 1, job: Self.job(scheduledFor: now.addingTimeInterval(1))), generation: 1))
+        let stop = send(.stop)
+        #expect(stop.handedBack == [1])
+        #expect(stop.finishes)
+        #expect(machine.nextHold == nil)
+
+        var other = DeliveryMachineTests()
+        _ = other.send(.connected(generation: 1))
+        _ = other.send(.received(Self.delivery(tag: 1, job: Self.job(scheduledFor: other.now.addingTimeInterval(1))), generation: 1))
+        _ = other.send(.lost(generation: 1))
+        #expect(other.machine.nextHold == nil && other.machine.jobs.isEmpty, "the broker gives held jobs to another worker")
+        #expect(other.send(.tick, after: 2).reads.isEmpty)
     }
 
     // MARK: Stopping
@@ -441,6 +518,22 @@ extension Array where Element == DeliveryMachine.Action {
         let short = delays.prefix { $0 == 1 }.count
         #expect(short >= 18 && short <= 22, "about 20 short parks first: \(delays)")
         #expect(delays.dropFirst(short).allSatisfy { $0 == 10 }, "then long ones: \(delays)")
+    }
+
+    @Test mutating func aBurstRightAfterAnIdleSpellParksForASecondOnly() throws {
+        // The same backlog, but its receiver has been busy for half a second only (after an
+        // outage, or when held jobs all fall due): too little to judge it slow by.
+        var delays: [Int] = []
+        for tag in 1...60 {
+            if tag == 3 { _ = send(.tick, after: 0.5) }
+            let actions = ready(tag: UInt64(tag), url: "http://slow.example/a")
+            for item in actions.settles.flatMap(\.items) {
+                guard let exchange = item.message?.exchange else { continue }
+                delays.append(exchange == DeliveryTopology.parkName(milliseconds: DeliveryTopology.parkDelays[1]) ? 10 : 1)
+            }
+        }
+        // (54 parked in a second where 4 may wait: more than the long delay's worth.)
+        #expect(delays.count == 54 && delays.allSatisfy { $0 == 1 }, "\(delays)")
     }
 
     @Test mutating func anAnswerStartsTheNextWaitingJob() throws {

@@ -42,6 +42,11 @@ public struct Configuration: Sendable, Equatable {
     public var beatBatchSize: Int
     /// Seconds before a beat publishes a job another beat recorded but did not publish.
     public var beatPublishLease: Int
+    /// Seconds before its due time beat claims and publishes an occurrence; the worker holds
+    /// the job and reads and POSTs it at the due time (0: at the due time, as before).
+    public var beatLookahead: Double
+    /// Days delivery records are kept at least (whole weeks are dropped, so up to 7 more); 0 keeps all.
+    public var deliveryRetentionDays: Int
     /// Ports of beat's and worker's `/metrics` (0: none).
     public var beatMetricsPort: Int
     public var workerMetricsPort: Int
@@ -110,6 +115,14 @@ public struct Configuration: Sendable, Equatable {
         signingSecret = reader.string("SIGNING_SECRET")
         beatBatchSize = try reader.int("BEAT_BATCH_SIZE", default: 2000, range: 1...50_000)
         beatPublishLease = try reader.int("BEAT_PUBLISH_LEASE", default: 60, range: 2...3600)
+        let lookahead =
+            reader.string("BEAT_LOOKAHEAD").map { $0.trimmingCharacters(in: .whitespaces) == "0" } == true
+            ? 0 : try reader.duration("BEAT_LOOKAHEAD", default: 500_000)
+        guard lookahead <= 10_000_000 else {
+            throw ConfigurationError("BEAT_LOOKAHEAD must be at most 10s, got '\(reader.string("BEAT_LOOKAHEAD") ?? "")'")
+        }
+        beatLookahead = Double(lookahead) / 1_000_000
+        deliveryRetentionDays = try reader.int("DELIVERY_RETENTION_DAYS", default: 30, range: 0...36_500)
         beatMetricsPort = try reader.int("BEAT_METRICS_PORT", default: 9101, range: 0...65535)
         workerMetricsPort = try reader.int("WORKER_METRICS_PORT", default: 9102, range: 0...65535)
         let standard = ScheduleLimits.standard

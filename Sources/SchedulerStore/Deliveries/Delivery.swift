@@ -28,10 +28,42 @@ public struct Delivery: Sendable, Equatable {
 
 /// Delivery ids are derived from (schedule id, scheduled time), so the same occurrence
 /// always has the same id: a repeat after a crash carries the same `Idempotency-Key`.
+///
+/// An id starts with the occurrence's Unix time in milliseconds (48 bits, big-endian, as in
+/// UUIDv7), and `deliveries` is partitioned by ranges of ids, one UTC week each (migration
+/// 0006): a lookup by id reads one partition, and a week's records are dropped together.
+/// The other 74 bits are a hash (derived ids) or random (webhook calls); the version is 8.
 public enum DeliveryID {
     public static func derive(scheduleID: UUID, scheduledFor: Date) -> UUID {
         let text = "seed-scheduler/delivery/\(scheduleID.uuidString.lowercased())/\(Timestamp.microseconds(scheduledFor))"
-        var bytes = Array(SHA256.hash(data: Data(text.utf8)).prefix(16))
+        return make(at: scheduledFor, rest: Array(SHA256.hash(data: Data(text.utf8)).prefix(16)))
+    }
+
+    /// A new id for something happening at `date` (a webhook call).
+    public static func fresh(at date: Date = Date()) -> UUID {
+        let random = UUID().uuid
+        return make(
+            at: date,
+            rest: [
+                random.0, random.1, random.2, random.3, random.4, random.5, random.6, random.7,
+                random.8, random.9, random.10, random.11, random.12, random.13, random.14, random.15,
+            ])
+    }
+
+    /// The Unix time in milliseconds an id starts with.
+    public static func milliseconds(of id: UUID) -> Int64 {
+        let b = id.uuid
+        return [b.0, b.1, b.2, b.3, b.4, b.5].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+    }
+
+    /// `date`'s milliseconds (clamped to 0...2^48 - 1: years 1970 to 10889) in bytes 0-5,
+    /// `rest` in the others, with the version and variant bits set.
+    static func make(at date: Date, rest: [UInt8]) -> UUID {
+        let seconds = date.timeIntervalSince1970
+        let limit = Int64(1) << 48 - 1
+        let milliseconds = seconds.isFinite ? Int64(max(0, min(Double(limit), (seconds * 1000).rounded(.down)))) : 0
+        var bytes = rest
+        for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: milliseconds >> (8 * (5 - index))) }
         bytes[6] = (bytes[6] & 0x0F) | 0x80  // version 8: custom
         bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
         return UUID(

@@ -48,7 +48,11 @@ public struct DeliveryStore: Sendable {
     /// A row that cannot be read or whose next run cannot be computed within `limits` (a
     /// definition edited by hand, a time out of range) is quarantined: disabled, with the
     /// reason in `disabled_reason`, in the same transaction. The others carry on.
-    public func claimDue(now: Date, limit: Int) async throws -> Claim {
+    ///
+    /// With a `lookahead`, schedules due up to that many seconds after `now` are claimed
+    /// too (their jobs are published early and held by the worker until their time); a
+    /// next run is still computed from `now`, so a catch-up never skips one.
+    public func claimDue(now: Date, limit: Int, lookahead: Double = 0) async throws -> Claim {
         try await pool.withTransaction { connection in
             try await connection.execute("SET LOCAL scheduler.beat = 'on'")
             let due = try await connection.query(
@@ -59,7 +63,7 @@ public struct DeliveryStore: Sendable {
                 ORDER BY next_send_at
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
-                """, [SQL.text(now), String(limit)])
+                """, [SQL.text(now.addingTimeInterval(max(0, lookahead))), String(limit)])
             guard due.count > 0 else { return Claim() }
             var claim = Claim()
             var advanced: [UUID] = []
@@ -151,7 +155,7 @@ public struct DeliveryStore: Sendable {
         try await pool.query(
             """
             WITH locked AS (SELECT id FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
-            UPDATE deliveries d SET published_at = now() FROM locked WHERE d.id = locked.id
+            UPDATE deliveries d SET published_at = now() FROM locked WHERE d.id = locked.id AND d.id = ANY($1::uuid[])
             """, [PostgresArray.literal(ids.map(SQL.text))])
     }
 
@@ -264,7 +268,7 @@ public struct DeliveryStore: Sendable {
                 finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[])
                 AS u(id, state, attempts, status, error, latency)
-            WHERE d.id = u.id AND d.id IN (SELECT id FROM locked) AND d.state NOT IN ('delivered', 'cancelled', 'purged')
+            WHERE d.id = u.id AND d.id = ANY($1::uuid[]) AND d.id IN (SELECT id FROM locked) AND d.state NOT IN ('delivered', 'cancelled', 'purged')
             """,
             [
                 PostgresArray.literal(attempts.map { SQL.text($0.id) }),
@@ -300,7 +304,7 @@ public struct DeliveryStore: Sendable {
             INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, target, body, auth_token)
             VALUES ($1, $2, 'webhook', now(), $3, $4, $5, $6)
             """,
-            [SQL.text(UUID()), SQL.text(scheduleID), "schedule.\(SQL.text(scheduleID))", target, body.serialized, authToken])
+            [SQL.text(DeliveryID.fresh()), SQL.text(scheduleID), "schedule.\(SQL.text(scheduleID))", target, body.serialized, authToken])
     }
 
     public func deliveries(scheduleID: UUID, limit: Int, offset: Int) async throws -> Page<Delivery> {

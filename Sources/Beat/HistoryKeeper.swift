@@ -1,0 +1,41 @@
+import Foundation
+import Logging
+import SchedulerStore
+import ServiceLifecycle
+
+/// Keeps the delivery history bounded: adds the coming weeks' partitions of `deliveries`
+/// and drops those past `DELIVERY_RETENTION_DAYS`, when beat starts and then every
+/// `interval` seconds (a minute after a failure, such as a lock not granted in time).
+/// Several beats may run it: the database serialises them.
+public struct HistoryKeeper: Service {
+    let history: DeliveryHistory
+    let interval: Double
+    let logger: Logger
+
+    public init(history: DeliveryHistory, interval: Double = 3600, logger: Logger) {
+        self.history = history
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                var wait = interval
+                do {
+                    let done = try await history.maintain()
+                    if done.added > 0 || done.dropped > 0 {
+                        logger.info(
+                            "delivery history maintained",
+                            metadata: ["partitions.added": "\(done.added)", "partitions.dropped": "\(done.dropped)"])
+                    }
+                } catch {
+                    wait = min(interval, 60)
+                    logger.warning(
+                        "delivery history maintenance failed; trying again", metadata: ["error": "\(error)", "retry.in.s": "\(wait)"])
+                }
+                try? await Task.sleep(for: .seconds(wait))
+            }
+        }
+    }
+}
