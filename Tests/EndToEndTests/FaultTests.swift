@@ -226,12 +226,13 @@ struct FaultTests {
 
     @Test("a POST in flight when the broker connection drops is never taken for another job's outcome on the new connection")
     func staleOutcomeAfterReconnect() async throws {
-        try await Pipeline.run(worker: false) { pipeline in
-            // The first job's receiver refuses it (404), but only after 2 s; the second
-            // job's receiver accepts it (200) after 4 s (both within DELIVERY_TIMEOUT, 5 s).
+        try await Pipeline.run(environment: ["DELIVERY_TIMEOUT": "15"], worker: false) { pipeline in
+            // The first job's receiver refuses it (404), but only after 5 s (time for two
+            // rabbitmqctl calls on a busy machine to close the worker's connection first); the
+            // second job's receiver accepts it (200) after 8 s (both within DELIVERY_TIMEOUT).
             pipeline.receiver.script("first", [404])
-            pipeline.receiver.delay("first", seconds: 2)
-            pipeline.receiver.delay("second", seconds: 4)
+            pipeline.receiver.delay("first", seconds: 5)
+            pipeline.receiver.delay("second", seconds: 8)
             try await pipeline.createDue(1, name: "first", due: Date())
             await pipeline.startWorker()
             _ = try await pipeline.receiver.waitFor("first", count: 1, timeout: 10)

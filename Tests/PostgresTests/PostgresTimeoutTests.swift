@@ -25,6 +25,9 @@ struct PostgresTimeoutTests {
     func checkoutTimeout() async throws {
         let pool = PostgresPool(url: try TestDatabase.adminURL, size: 1, checkoutTimeout: 0.3, logger: TestDatabase.logger)
         defer { pool.close() }
+        // Connected first, so that the holder takes the connection at once (on a busy machine
+        // opening it could take longer than the 200 ms below).
+        #expect(try await pool.query("SELECT 1").first?[0] == "1")
         let holder = Task { try await pool.query("SELECT pg_sleep(1.5)") }
         try await Task.sleep(for: .milliseconds(200))
         let started = Date()
