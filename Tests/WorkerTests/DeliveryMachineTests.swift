@@ -502,18 +502,25 @@ extension Array where Element == DeliveryMachine.Action {
         #expect(acked.sorted() == [5, 6])
     }
 
-    @Test mutating func aBacklogParksForASecondUntilItWouldTakeLongerThanTheLongDelayToDrain() throws {
-        // Two requests out for 2 s: two may wait, the rest is parked. A receiver that answers
-        // two a second drains 20 parked jobs in the long delay (10 s): up to then, 1 s parks.
+    /// Readies `jobs` jobs for one receiver whose first two requests have been out for
+    /// `outFor` seconds when the third comes; returns each park's delay in seconds, in order.
+    mutating func parkDelays(jobs: Int, outFor seconds: Double) -> [Int] {
         var delays: [Int] = []
-        for tag in 1...40 {
-            if tag == 3 { _ = send(.tick, after: 2) }
+        for tag in 1...jobs {
+            if tag == 3 { _ = send(.tick, after: seconds) }
             let actions = ready(tag: UInt64(tag), url: "http://slow.example/a")
             for item in actions.settles.flatMap(\.items) {
                 guard let exchange = item.message?.exchange else { continue }
                 delays.append(exchange == DeliveryTopology.parkName(milliseconds: DeliveryTopology.parkDelays[1]) ? 10 : 1)
             }
         }
+        return delays
+    }
+
+    @Test mutating func aBacklogParksForASecondUntilItWouldTakeLongerThanTheLongDelayToDrain() throws {
+        // Two requests out for 2 s: two may wait, the rest is parked. A receiver that answers
+        // two a second drains 20 parked jobs in the long delay (10 s): up to then, 1 s parks.
+        let delays = parkDelays(jobs: 40, outFor: 2)
         #expect(delays.count == 36)
         let short = delays.prefix { $0 == 1 }.count
         #expect(short >= 18 && short <= 22, "about 20 short parks first: \(delays)")
@@ -523,15 +530,7 @@ extension Array where Element == DeliveryMachine.Action {
     @Test mutating func aBurstRightAfterAnIdleSpellParksForASecondOnly() throws {
         // The same backlog, but its receiver has been busy for half a second only (after an
         // outage, or when held jobs all fall due): too little to judge it slow by.
-        var delays: [Int] = []
-        for tag in 1...60 {
-            if tag == 3 { _ = send(.tick, after: 0.5) }
-            let actions = ready(tag: UInt64(tag), url: "http://slow.example/a")
-            for item in actions.settles.flatMap(\.items) {
-                guard let exchange = item.message?.exchange else { continue }
-                delays.append(exchange == DeliveryTopology.parkName(milliseconds: DeliveryTopology.parkDelays[1]) ? 10 : 1)
-            }
-        }
+        let delays = parkDelays(jobs: 60, outFor: 0.5)
         // (54 parked in a second where 4 may wait: more than the long delay's worth.)
         #expect(delays.count == 54 && delays.allSatisfy { $0 == 1 }, "\(delays)")
     }

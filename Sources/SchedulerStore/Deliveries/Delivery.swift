@@ -41,19 +41,12 @@ public enum DeliveryID {
 
     /// A new id for something happening at `date` (a webhook call).
     public static func fresh(at date: Date = Date()) -> UUID {
-        let random = UUID().uuid
-        return make(
-            at: date,
-            rest: [
-                random.0, random.1, random.2, random.3, random.4, random.5, random.6, random.7,
-                random.8, random.9, random.10, random.11, random.12, random.13, random.14, random.15,
-            ])
+        make(at: date, rest: withUnsafeBytes(of: UUID().uuid) { Array($0) })
     }
 
     /// The Unix time in milliseconds an id starts with.
     public static func milliseconds(of id: UUID) -> Int64 {
-        let b = id.uuid
-        return [b.0, b.1, b.2, b.3, b.4, b.5].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+        withUnsafeBytes(of: id.uuid) { $0.prefix(6).reduce(Int64(0)) { $0 << 8 | Int64($1) } }
     }
 
     /// `date`'s milliseconds (clamped to 0...2^48 - 1: years 1970 to 10889) in bytes 0-5,
