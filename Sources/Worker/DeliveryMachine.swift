@@ -29,9 +29,18 @@ struct DeliveryMachine {
         /// Batches of target reads, and of settlements, in flight at once; while that many
         /// are, new work gathers into the next batch.
         var batchesInFlight: Int = 2
+        /// A read started while no other is in flight takes at most this many jobs, so that
+        /// the first POSTs of a batch released at once (1,000 due at the same instant) start
+        /// after a short read, and the rest is read while they are out.
+        var firstReadBatch: Int = 100
         /// Pauses before a failed read or settlement is tried again.
         var readRetryDelay: Double = 0.5
         var settleRetryDelay: Double = 1
+        /// While POSTs are in flight or about to start, outcomes gather for up to this many
+        /// seconds before they are recorded and acked: the POSTs of jobs due together go out
+        /// first, without the recording's CPU in their way, and the records go in fewer,
+        /// larger batches. Never more than half of the worker's jobs wait like this.
+        var settleDelay: Double = 0.1
         /// Each receiver's limits and circuit breaker.
         var receivers = Receiver.Settings()
         /// Where deliveries may go (literal addresses here; resolved ones in the HTTP box).
@@ -169,6 +178,16 @@ struct DeliveryMachine {
     private(set) var transfers: [UInt64: UInt64] = [:]
     private var nextTransfer: UInt64 = 1
     private var nextBatch = 1
+    /// Since when the pending settlements have been gathering.
+    private var settlementsSince: Date?
+    /// A pending settlement publishes a message (a park frees a prefetch slot for other
+    /// receivers, a retry or a dead letter must not wait) or retries a failed batch: no gathering.
+    private var settlementsUrgent = false
+
+    private mutating func queue(_ settlement: Settlement) {
+        settlements.pending.append(settlement)
+        if settlement.message != nil { settlementsUrgent = true }
+    }
     private var reads = Gathering<UInt64>()
     private var settlements = Gathering<Settlement>()
     /// Jobs held until their due time, soonest first.
@@ -294,7 +313,7 @@ struct DeliveryMachine {
         } catch {
             jobs[tag] = Job(delivery: delivery, job: nil, attempt: attempt, phase: .settling)
             actions.append(.note(.malformed(reason: error.message)))
-            settlements.pending.append(
+            queue(
                 Settlement(
                     tag: tag, message: deadLetter(delivery, reason: error.message, status: nil, error: nil, attempts: attempt, now: now),
                     attempt: nil))
@@ -305,7 +324,7 @@ struct DeliveryMachine {
             let reason = "taken \(redeliveries + 1) times without an outcome (a worker stopped while handling it each time)"
             jobs[tag] = Job(delivery: delivery, job: job, attempt: attempt, phase: .settling)
             actions.append(.note(.poison(job.deliveryID, reason: reason)))
-            settlements.pending.append(
+            queue(
                 Settlement(
                     tag: tag, message: deadLetter(delivery, reason: reason, status: nil, error: nil, attempts: attempt, now: now),
                     attempt: .init(
@@ -464,7 +483,7 @@ struct DeliveryMachine {
         }
         actions.append(.note(.parked(reason)))
         jobs[tag]?.phase = .settling
-        settlements.pending.append(
+        queue(
             Settlement(
                 tag: tag,
                 message: AMQPOutgoingMessage(
@@ -505,7 +524,7 @@ struct DeliveryMachine {
         let id = job.job?.deliveryID ?? UUID()
         actions.append(.note(.refused(id, reason: reason)))
         jobs[tag]?.phase = .settling
-        settlements.pending.append(
+        queue(
             Settlement(
                 tag: tag, message: deadLetter(job, reason: reason, now: now),
                 attempt: job.job.map {
@@ -515,7 +534,7 @@ struct DeliveryMachine {
 
     private mutating func settleWithout(tag: UInt64, job: Job, message: AMQPOutgoingMessage?) {
         jobs[tag]?.phase = .settling
-        settlements.pending.append(Settlement(tag: tag, message: message, attempt: nil))
+        queue(Settlement(tag: tag, message: message, attempt: nil))
     }
 
     /// Decides what a POST's outcome means for its job.
@@ -536,7 +555,7 @@ struct DeliveryMachine {
         let id = deliveryJob.deliveryID
         switch decision {
         case .delivered:
-            settlements.pending.append(
+            queue(
                 Settlement(
                     tag: tag, message: nil,
                     attempt: .init(
@@ -548,14 +567,14 @@ struct DeliveryMachine {
             let message = AMQPOutgoingMessage(
                 exchange: DeliveryTopology.retryName(milliseconds: settings.policy.delays[index]),
                 routingKey: job.delivery.routingKey, body: job.delivery.body, messageID: job.delivery.messageID, headers: headers)
-            settlements.pending.append(
+            queue(
                 Settlement(
                     tag: tag, message: message,
                     attempt: .init(
                         id: id, state: .retrying, attempts: job.attempt, status: outcome.status, error: outcome.error,
                         latencyMilliseconds: latency)))
         case .dead(let reason):
-            settlements.pending.append(
+            queue(
                 Settlement(
                     tag: tag,
                     message: deadLetter(
@@ -594,6 +613,8 @@ struct DeliveryMachine {
         jobs.removeAll()
         reads = Gathering()
         settlements = Gathering()
+        settlementsSince = nil
+        settlementsUrgent = false
         held.removeAll()
         for key in receivers.keys { receivers[key]?.dropConnection() }
     }
@@ -610,17 +631,31 @@ struct DeliveryMachine {
             }
         }
         reads.retryDue(now)
+        if settlements.retryAt.map({ now >= $0 }) ?? false { settlementsUrgent = true }
         settlements.retryDue(now)
-        if !reads.pending.isEmpty && reads.inFlight.count < settings.batchesInFlight {
-            let tags = reads.pending
-            reads.pending.removeAll()
+        while !reads.pending.isEmpty && reads.inFlight.count < settings.batchesInFlight {
+            let count = reads.inFlight.isEmpty ? min(reads.pending.count, max(1, settings.firstReadBatch)) : reads.pending.count
+            let tags = Array(reads.pending.prefix(count))
+            reads.pending.removeFirst(count)
             let batch = nextBatch
             nextBatch += 1
             reads.inFlight[batch] = tags
             for tag in tags { jobs[tag]?.phase = .reading }
             actions.append(.read(batch: batch, ids: tags.compactMap { jobs[$0]?.job?.deliveryID }))
         }
-        if !settlements.pending.isEmpty && settlements.inFlight.count < settings.batchesInFlight {
+        if settlements.pending.isEmpty {
+            settlementsSince = nil
+            settlementsUrgent = false
+        } else if settlementsSince == nil {
+            settlementsSince = now
+        }
+        let postsAhead = !reads.pending.isEmpty || !reads.inFlight.isEmpty || !transfers.isEmpty
+        let gathering =
+            postsAhead && !stopping && !settlementsUrgent && settlements.pending.count * 10 < jobs.count * 9
+            && settlementsSince.map { now.timeIntervalSince($0) < settings.settleDelay } ?? false
+        if !settlements.pending.isEmpty && settlements.inFlight.count < settings.batchesInFlight && !gathering {
+            settlementsSince = nil
+            settlementsUrgent = false
             let batch = nextBatch
             nextBatch += 1
             settlements.inFlight[batch] = settlements.pending

@@ -84,6 +84,7 @@ struct Receiver {
     private mutating func noteBusy() {
         if starts.isEmpty, waiting.isEmpty {
             busySince = nil
+            answersWhileBusy = 0
         } else if busySince == nil, let first = starts.first {
             busySince = first
         }
@@ -109,10 +110,10 @@ struct Receiver {
     private(set) var latency: Double?
     /// When jobs were parked recently (to say how many wait in the broker).
     private var parks: [Date] = []
-    /// Answers counted in one-second buckets: this one (since `bucketStart`) and the one before.
-    private var answersThisSecond = 0
-    private var answersLastSecond = 0
-    private var bucketStart: Date?
+    /// Answers counted by tenth of a second (of the clock), the last few seconds only.
+    private var answerTenths: [(tenth: Int, count: Int)] = []
+    /// Answers since it last became busy (`busySince`).
+    private var answersWhileBusy = 0
     private var lastAnswer: Date?
     private(set) var lastActivity: Date
     /// When the breaker last changed state.
@@ -130,22 +131,52 @@ struct Receiver {
         components.flatMap(ReceiverKey.normalize) ?? url
     }
 
+    /// Seconds of answers remembered: a receiver given its jobs in bursts (1,000 due at
+    /// the top of every second, say) answers them in a fraction of each second, and a second
+    /// that happens to fall between two bursts must not make it look slow.
+    static let answerMemory = 3
+
     private mutating func countAnswer(now: Date) {
-        let age = bucketStart.map { now.timeIntervalSince($0) } ?? .infinity
-        if age >= 1 {
-            answersLastSecond = age < 2 ? answersThisSecond : 0
-            answersThisSecond = 0
-            bucketStart = now
+        let tenth = Self.tenth(now)
+        if let last = answerTenths.last, last.tenth == tenth {
+            answerTenths[answerTenths.count - 1].count += 1
+        } else {
+            answerTenths.append((tenth, 1))
+            answerTenths.removeAll { $0.tenth <= tenth - 10 * Self.answerMemory }
         }
-        answersThisSecond += 1
+        if busySince != nil { answersWhileBusy += 1 }
     }
 
-    /// About how many answers it gave in a second, lately.
+    private static func tenth(_ date: Date) -> Int {
+        let tenths = (date.timeIntervalSince1970 * 10).rounded(.down)
+        return tenths.isFinite && abs(tenths) < 1e15 ? Int(tenths) : 0
+    }
+
+    /// About how many answers it gives in a second, lately: the most it gave in any second
+    /// of the last few (to a tenth), or its rate since it became busy, whichever is larger
+    /// (a new receiver given a batch shows its rate within milliseconds). Nothing while its
+    /// oldest request has been out for a second or more: it is not answering at that rate now.
     func answeredInASecond(now: Date) -> Int {
-        let age = bucketStart.map { now.timeIntervalSince($0) } ?? .infinity
-        if age >= 2 { return 0 }
-        if age >= 1 { return answersThisSecond }
-        return max(answersThisSecond, answersLastSecond)
+        if let oldest = starts.first, now.timeIntervalSince(oldest) >= Self.waitingSeconds { return 0 }
+        // The largest sum over ten consecutive tenths (in order, gaps allowed).
+        let oldest = Self.tenth(now) - 10 * Self.answerMemory
+        let first = answerTenths.firstIndex { $0.tenth > oldest } ?? answerTenths.endIndex
+        var remembered = 0
+        var sum = 0
+        var low = first
+        for high in first..<answerTenths.endIndex {
+            sum += answerTenths[high].count
+            while answerTenths[low].tenth <= answerTenths[high].tenth - 10 {
+                sum -= answerTenths[low].count
+                low += 1
+            }
+            remembered = max(remembered, sum)
+        }
+        guard let busySince, answersWhileBusy > 0 else { return remembered }
+        // At least 10 ms of it, so that a first quick answer or two does not promise thousands.
+        let busy = max(now.timeIntervalSince(busySince), 0.01)
+        let rate = min(Double(answersWhileBusy) / busy, 1_000_000)
+        return max(remembered, Int(rate))
     }
 
     /// Why a new job would be parked now, if it would (without counting it in).
@@ -188,6 +219,9 @@ struct Receiver {
 
     /// Seconds of work a receiver may keep waiting in the worker.
     static let waitingSeconds = 1.0
+    /// A request out this many seconds makes its receiver slow: jobs admitted to wait for it
+    /// before may be parked when they no longer fit its waiting room.
+    static let slowRequest = 0.25
 
     /// Jobs kept waiting in the worker for this receiver, at most: what it can answer in
     /// about a second, and never fewer than its limit. "What it can answer" is the larger of
@@ -346,9 +380,13 @@ struct Receiver {
             start.append(waiting.removeFirst())
             starts.append(now)
         }
-        // Its requests got slow: what no longer fits goes to the broker, newest first.
+        // Its requests got slow: what no longer fits goes to the broker, newest first. Slow
+        // means its oldest request has been out for a while: a receiver given a batch all at
+        // once by a worker that is busy with that batch measures its first answers slow, and
+        // would send away jobs it is about to answer.
         var park: [(UInt64, ParkReason)] = []
-        let room = maximumWaiting(now: now)
+        let slow = starts.first.map { now.timeIntervalSince($0) >= Self.slowRequest } ?? false
+        let room = slow ? maximumWaiting(now: now) : .max
         while waiting.count > room, let tag = waiting.popLast() {
             parks.append(now)
             park.append((tag, .capacity))

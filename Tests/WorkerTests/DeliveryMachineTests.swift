@@ -227,6 +227,51 @@ import Testing
         #expect(actions.reads.first?.ids == [jobs[1].deliveryID, jobs[2].deliveryID])
     }
 
+    @Test mutating func manyJobsReadyAtOnceAreReadInAShortFirstBatchAndTheRestAlongsideIt() throws {
+        machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 2))
+        _ = send(.connected(generation: 1))
+        let jobs = (1...250).map { _ in Self.job() }
+        let deliveries = jobs.enumerated().map { Self.delivery(tag: UInt64($0.offset + 1), job: $0.element) }
+        let reads = send(.deliveries(deliveries, generation: 1)).reads
+        // The first POSTs need only a short read; the rest is read while they are out.
+        #expect(reads.map(\.ids.count) == [100, 150])
+        #expect(reads.flatMap(\.ids) == jobs.map(\.deliveryID))
+        let first = try #require(reads.first)
+        let posts = send(
+            .read(batch: first.batch, Dictionary(uniqueKeysWithValues: jobs.prefix(100).map { ($0.deliveryID, Self.target()) }))
+        ).posts
+        #expect(!posts.isEmpty)
+    }
+
+    @Test mutating func outcomesGatherWhileTheirBatchsPostsAreOutThenSettleTogether() throws {
+        _ = send(.connected(generation: 1))
+        let jobs = (1...4).map { _ in Self.job() }
+        let deliveries = jobs.enumerated().map { Self.delivery(tag: UInt64($0.offset + 1), job: $0.element) }
+        let read = try #require(send(.deliveries(deliveries, generation: 1)).reads.first)
+        let posts = send(.read(batch: read.batch, Dictionary(uniqueKeysWithValues: jobs.map { ($0.deliveryID, Self.target()) }))).posts
+        #expect(posts.count == 4)
+        // The first answers wait while the others are out: the POSTs come first.
+        #expect(send(.posted(Self.outcome(posts[0].id, status: 200)), after: 0.01).settles.isEmpty)
+        #expect(send(.posted(Self.outcome(posts[1].id, status: 200)), after: 0.01).settles.isEmpty)
+        // A park, a retry or a dead letter does not wait.
+        let failed = send(.posted(Self.outcome(posts[2].id, status: 500)), after: 0.01).settles
+        #expect(failed.first?.items.map(\.tag).sorted() == [1, 2, 3])
+        let settled = try #require(failed.first)
+        #expect(send(.settled(batch: settled.batch)).acks.flatMap(\.tags).sorted() == [1, 2, 3])
+    }
+
+    @Test mutating func gatheredOutcomesSettleAfterTheSettleDelayEvenWithPostsStillOut() throws {
+        _ = send(.connected(generation: 1))
+        let jobs = (1...2).map { _ in Self.job() }
+        let deliveries = jobs.enumerated().map { Self.delivery(tag: UInt64($0.offset + 1), job: $0.element) }
+        let read = try #require(send(.deliveries(deliveries, generation: 1)).reads.first)
+        let posts = send(.read(batch: read.batch, Dictionary(uniqueKeysWithValues: jobs.map { ($0.deliveryID, Self.target()) }))).posts
+        #expect(send(.posted(Self.outcome(posts[0].id, status: 200))).settles.isEmpty)
+        #expect(send(.tick, after: 0.05).settles.isEmpty)
+        #expect(send(.tick, after: 0.06).settles.first?.items.map(\.tag) == [1], "settled 110 ms after it was gathered")
+        #expect(machine.jobs[1] != nil, "acked only after it is recorded")
+    }
+
     @Test mutating func deliveriesAndOutcomesThatArriveTogetherShareOneBatch() throws {
         _ = send(.connected(generation: 1))
         let jobs = (1...3).map { _ in Self.job() }

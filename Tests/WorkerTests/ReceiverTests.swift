@@ -86,6 +86,36 @@ import Testing
         #expect(receiver.maximumWaiting(now: now) == 4)
     }
 
+    @Test mutating func aNewReceiverGivenABatchAtOnceShowsItsRateWithinMilliseconds() {
+        // 1,000 jobs due at the same instant, for a receiver the worker has not seen yet.
+        for tag in 1...4 { #expect(admit(UInt64(tag)) == .start(probe: false)) }
+        for tag in 5...1000 { #expect(admit(UInt64(tag)) == .wait) }
+        // The worker, busy with the batch, measures each answer at 30-40 ms, and the first
+        // ten come back slowly; then they come back fast.
+        var started: [UInt64] = []
+        for index in 0..<60 {
+            answer(200, seconds: index < 10 ? 0.04 : 0.03, after: index < 10 ? 0.004 : 0.0002)
+            started += receiver.release(now: now).start
+            #expect(receiver.release(now: now).park.isEmpty)
+        }
+        #expect(started.count == 60)
+        #expect(receiver.maximumWaiting(now: now) >= 1000, "60 answers in 50 ms: a thousand a second or more")
+    }
+
+    @Test mutating func aReceiverGivenABurstEverySecondKeepsItsRoomWhereverTheBurstsFall() {
+        // 1,000 due at the top of every second, answered in 200 ms; a busy worker starts
+        // each burst a little early or late.
+        for (index, start) in [0, 0.99, 2.02, 3.0, 3.99, 5.02, 5.9, 7.1].enumerated() {
+            now = Self.start.addingTimeInterval(start)
+            for answers in 0..<1000 {
+                answer(200, seconds: 0.03, after: answers == 0 ? 0 : 0.0002)
+                if index > 0 && answers == 0 {
+                    #expect(receiver.maximumWaiting(now: now) >= 1000, "burst at \(start) s")
+                }
+            }
+        }
+    }
+
     @Test mutating func overloadHalvesTheLimitOncePerAnswerTimeAndGoodAnswersGrowItBack() {
         for tag in 1...4 { _ = admit(UInt64(tag)) }
         answer(503, seconds: 0.5)
