@@ -22,7 +22,7 @@ RUN swift build -c release --static-swift-stdlib \
 # Run stage: Debian slim with only the runtime libraries the programs link.
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpq5 librabbitmq4 libcurl4 ca-certificates tzdata libstdc++6 zlib1g \
+    && apt-get install -y --no-install-recommends libpq5 librabbitmq4 libcurl4 ca-certificates tzdata libstdc++6 zlib1g libjs-chart.js \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin scheduler
 COPY --from=build /out/ /usr/local/bin/

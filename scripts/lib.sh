@@ -11,7 +11,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the project needs to build, run and test.
-DEBIAN_PACKAGES=(pkg-config libpq-dev postgresql postgresql-contrib librabbitmq-dev rabbitmq-server libcurl4-openssl-dev python3-venv curl iproute2)
+DEBIAN_PACKAGES=(pkg-config libpq-dev postgresql postgresql-contrib librabbitmq-dev rabbitmq-server libcurl4-openssl-dev python3-venv curl iproute2 libjs-chart.js)
 
 ensure_packages() {
     local missing=()

@@ -14,24 +14,32 @@ public func buildApplication(
     let pool = PostgresPool(
         url: configuration.databaseURL, size: configuration.databasePoolSize, checkoutTimeout: configuration.databasePoolTimeout,
         statementTimeout: configuration.databaseStatementTimeout, logger: logger)
-    let router = buildRouter(configuration: configuration, pool: pool, logger: logger)
+    let status = OperationsStatus(pool: pool, brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, logger: logger)
+    let router = buildRouter(configuration: configuration, pool: pool, logger: logger, status: status)
     var application = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "scheduler-web"),
         logger: logger)
-    application.addServices(pool)
+    application.addServices(pool, QueueSampler(status: status, store: ConsoleStore(pool: pool), interval: 5, logger: logger))
     return application
 }
 
 /// The API's routes and middleware. Tests call this with their own pool.
 public func buildRouter(configuration: Configuration, pool: PostgresPool, logger: Logger) -> Router<SchedulerRequestContext> {
+    buildRouter(configuration: configuration, pool: pool, logger: logger, status: nil)
+}
+
+func buildRouter(
+    configuration: Configuration, pool: PostgresPool, logger: Logger, status: OperationsStatus?
+) -> Router<SchedulerRequestContext> {
     let settings = APISettings(configuration)
     let users = UserStore(pool: pool, minter: TokenMinter(secretKey: configuration.secretKey))
     let router = Router(context: SchedulerRequestContext.self)
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
     router.add(middleware: MetricsMiddleware())
     if configuration.debug { router.add(middleware: LogRequestsMiddleware(.info)) }
-    let status = OperationsStatus(pool: pool, brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, logger: logger)
+    let status =
+        status ?? OperationsStatus(pool: pool, brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, logger: logger)
     PrometheusController(status: status).addRoutes(to: router)
 
     router.get("api/v1/schema/") { _, _ in
@@ -44,12 +52,13 @@ public func buildRouter(configuration: Configuration, pool: PostgresPool, logger
     let deliveries = DeliveryStore(pool: pool)
     let pusher = MetricsPusher(configuration: configuration, logger: logger)
     ScheduleController(store: ScheduleStore(pool: pool), deliveryStore: deliveries, pusher: pusher, settings: settings).addRoutes(to: api)
-    DeadLetterController(
-        store: deliveries,
-        redriver: DeadLetterRedriver(
-            brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: deliveries, logger: logger),
-        settings: settings
-    ).addRoutes(to: api)
+    let redriver = DeadLetterRedriver(
+        brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: deliveries, logger: logger)
+    DeadLetterController(store: deliveries, redriver: redriver, settings: settings).addRoutes(to: api)
+    let console = ConsoleController(
+        users: users, store: ConsoleStore(pool: pool), deliveries: deliveries, redriver: redriver, status: status, useSSL: settings.useSSL)
+    console.addPages(to: router)
+    console.addRoutes(to: api)
     UserController(store: users, settings: settings).addRoutes(to: api)
     WebhookController(store: WebhookStore(pool: pool), settings: settings).addRoutes(to: api)
     HealthController(status: status).addRoutes(to: api)

@@ -14,6 +14,7 @@ struct ScheduleController: Sendable {
         group.resource("v1/schedule/", [.get: list, .post: create])
         group.resource("v1/schedule/:id/", [.get: retrieve, .put: replace, .patch: update, .delete: delete])
         group.resource("v1/schedule/:id/deliveries/", [.get: deliveries])
+        group.resource("v1/schedule/:id/runs/", [.get: runs])
     }
 
     @Sendable func list(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
@@ -32,6 +33,13 @@ struct ScheduleController: Sendable {
                 errors.add("endpoint", "Null characters are not allowed.")
             } else {
                 filter.endpoint = String(text)
+            }
+        }
+        if let text = query["endpoint_contains"], !text.isEmpty {
+            if text.unicodeScalars.contains("\u{0}") || text.utf8.count > 2000 {
+                errors.add("endpoint_contains", "At most 2000 bytes, and no null characters.")
+            } else {
+                filter.endpointContains = String(text)
             }
         }
         guard errors.isEmpty else { throw APIError.validation(errors) }
@@ -120,6 +128,43 @@ struct ScheduleController: Sendable {
         } render: {
             $0.json($1)
         }
+    }
+
+    /// The schedule in words and its next runs (`count`, default 10, at most 100) in its own
+    /// time zone, each marked when the zone's UTC offset changed before it (daylight saving).
+    @Sendable func runs(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        guard let schedule = try await store.schedule(id: try scheduleID(context), owner: try context.owner()) else {
+            throw APIError.notFound
+        }
+        var count = 10
+        if let text = request.uri.queryParameters["count"], !text.isEmpty {
+            guard let value = Int(text), (1...100).contains(value) else {
+                throw APIError.validation(FieldErrors("count", "A whole number from 1 to 100."))
+            }
+            count = value
+        }
+        let fields = schedule.fields
+        let timing = ScheduleTiming(
+            cronDefinition: fields.cronDefinition, intervalDefinition: fields.intervalDefinition, timezone: fields.timezone)
+        let zone = TimeZone(identifier: fields.timezone) ?? TimeZone(identifier: "UTC")!
+        let runs = ScheduleDescription.upcoming(
+            timing, first: fields.enabled ? fields.nextSendAt : nil, zone: zone, count: count, now: Date())
+        return JSONResponse.make(
+            body: .object([
+                "description": .string(
+                    ScheduleDescription.words(
+                        timing, cronText: fields.cronDefinition, timezone: fields.timezone, nextSendAt: fields.nextSendAt)),
+                "timezone": .string(fields.timezone),
+                "enabled": .bool(fields.enabled),
+                "runs": .array(
+                    runs.map {
+                        .object([
+                            "at": .string(Timestamp.format($0.at)),
+                            "local": .string(ScheduleDescription.local($0.at, offsetSeconds: $0.offsetSeconds)),
+                            "offset_changed": .bool($0.offsetChanged),
+                        ])
+                    }),
+            ]))
     }
 
     private func scheduleID(_ context: SchedulerRequestContext) throws -> UUID {

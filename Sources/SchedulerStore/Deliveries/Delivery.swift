@@ -44,6 +44,12 @@ public enum DeliveryID {
         make(at: date, rest: withUnsafeBytes(of: UUID().uuid) { Array($0) })
     }
 
+    /// The smallest id of anything at `date` or later: a lower bound on ids that lets
+    /// PostgreSQL read only the partitions from `date` on.
+    public static func floor(_ date: Date) -> UUID {
+        make(at: date, rest: [UInt8](repeating: 0, count: 16))
+    }
+
     /// The Unix time in milliseconds an id starts with.
     public static func milliseconds(of id: UUID) -> Int64 {
         withUnsafeBytes(of: id.uuid) { $0.prefix(6).reduce(Int64(0)) { $0 << 8 | Int64($1) } }

@@ -416,25 +416,44 @@ public struct DeliveryStore: Sendable {
                    d.latency_ms, d.created_at, d.published_at, d.finished_at,
                    CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END AS endpoint, u.email AS owner
             FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id LEFT JOIN auth_user u ON u.id = s.created_by
-            WHERE d.state = 'dead'
-              AND ($1::uuid IS NULL OR d.schedule_id = $1)
-              AND ($2::text IS NULL OR strpos(CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END, $2) > 0)
-              AND ($3::int IS NULL OR d.last_status = $3)
-              AND ($4::text IS NULL
-                   OR ($4 = 'http' AND d.last_status IS NOT NULL)
-                   OR ($4 = 'timeout' AND d.last_status IS NULL AND d.last_error ILIKE '%time%out%')
-                   OR ($4 = 'connection' AND d.last_status IS NULL AND d.last_error NOT ILIKE '%time%out%'))
-              AND ($5::timestamptz IS NULL OR d.finished_at >= $5)
-              AND ($6::timestamptz IS NULL OR d.finished_at < $6)
-              AND ($8::text IS NULL OR lower(u.email) = lower($8))
+            \(Self.deadWhere)
             ORDER BY d.finished_at DESC, d.id
-            LIMIT $7
+            LIMIT $8
             """,
             [
                 filter.scheduleID.map(SQL.text), filter.endpoint, SQL.text(filter.status), filter.errorKind?.rawValue,
-                SQL.text(filter.since), SQL.text(filter.until), String(limit), filter.owner,
+                SQL.text(filter.since), SQL.text(filter.until), filter.owner, String(limit),
             ])
         return try rows.map { DeadLetter(delivery: try Self.delivery($0), endpoint: $0["endpoint"], owner: $0["owner"]) }
+    }
+
+    /// The conditions of `deadLetters` and `countDeadLetters` ($1-$7: the filter's).
+    static let deadWhere = """
+        WHERE d.state = 'dead'
+          AND ($1::uuid IS NULL OR d.schedule_id = $1)
+          AND ($2::text IS NULL OR strpos(CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END, $2) > 0)
+          AND ($3::int IS NULL OR d.last_status = $3)
+          AND ($4::text IS NULL
+               OR ($4 = 'http' AND d.last_status IS NOT NULL)
+               OR ($4 = 'timeout' AND d.last_status IS NULL AND d.last_error ILIKE '%time%out%')
+               OR ($4 = 'connection' AND d.last_status IS NULL AND d.last_error NOT ILIKE '%time%out%'))
+          AND ($5::timestamptz IS NULL OR d.finished_at >= $5)
+          AND ($6::timestamptz IS NULL OR d.finished_at < $6)
+          AND ($7::text IS NULL OR lower(u.email) = lower($7))
+        """
+
+    /// How many dead deliveries match `filter`.
+    public func countDeadLetters(_ filter: DeadFilter) async throws -> Int {
+        let rows = try await pool.query(
+            """
+            SELECT count(*) FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id LEFT JOIN auth_user u ON u.id = s.created_by
+            \(Self.deadWhere)
+            """,
+            [
+                filter.scheduleID.map(SQL.text), filter.endpoint, SQL.text(filter.status), filter.errorKind?.rawValue,
+                SQL.text(filter.since), SQL.text(filter.until), filter.owner,
+            ])
+        return rows.first?[0].flatMap { Int($0) } ?? 0
     }
 
     /// Marks dead deliveries purged (their dead letters were dropped).

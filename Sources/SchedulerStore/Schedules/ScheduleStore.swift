@@ -19,10 +19,13 @@ public struct ScheduleStore: Sendable {
     public struct Filter: Sendable, Equatable {
         public var enabled: Bool?
         public var endpoint: String?
+        /// A substring of the endpoint.
+        public var endpointContains: String?
 
-        public init(enabled: Bool? = nil, endpoint: String? = nil) {
+        public init(enabled: Bool? = nil, endpoint: String? = nil, endpointContains: String? = nil) {
             self.enabled = enabled
             self.endpoint = endpoint
+            self.endpointContains = endpointContains
         }
     }
 
@@ -63,7 +66,8 @@ public struct ScheduleStore: Sendable {
     public func schedules(filter: Filter, owner: Int64? = nil, limit: Int, offset: Int) async throws -> Page<Schedule> {
         let conditions =
             "($1::boolean IS NULL OR enabled = $1) AND ($2::text IS NULL OR endpoint = $2) AND ($3::bigint IS NULL OR created_by = $3)"
-        let filterParameters = [SQL.text(filter.enabled), filter.endpoint, SQL.text(owner)]
+            + " AND ($4::text IS NULL OR strpos(endpoint, $4) > 0)"
+        let filterParameters = [SQL.text(filter.enabled), filter.endpoint, SQL.text(owner), filter.endpointContains]
         return try await pool.withConnection { connection in
             let count =
                 try await connection.query(
@@ -72,7 +76,7 @@ public struct ScheduleStore: Sendable {
             let rows = try await connection.query(
                 """
                 SELECT \(Self.columns) FROM schedules WHERE \(conditions)
-                ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5
+                ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6
                 """, filterParameters + [String(limit), String(offset)])
             return Page(items: try rows.map(Self.schedule), count: count)
         }

@@ -1,0 +1,411 @@
+import AMQP
+import DeliveryQueues
+import Foundation
+import HTTPTypes
+import Hummingbird
+import SchedulerCore
+import SchedulerStore
+import Synchronization
+
+/// The operations console: its page and scripts at `/console/` (no token needed to load
+/// them; every figure comes from the API), the sign-in that turns an API token into a
+/// session cookie, and the API endpoints only the console needed (`/api/v1/console/...`),
+/// which take a token like every other.
+struct ConsoleController: Sendable {
+    static let cookie = "scheduler_session"
+    /// Requests authenticated by the cookie that change something must carry this header:
+    /// a page of another site cannot send it without a CORS preflight, which is never granted.
+    static let csrfHeader = HTTPField.Name("X-Scheduler-Console")!
+
+    let users: UserStore
+    let store: ConsoleStore
+    let deliveries: DeliveryStore
+    let redriver: DeadLetterRedriver
+    let status: OperationsStatus
+    let useSSL: Bool
+    let redriving = DeadLetterController.Gate()
+    let endpointCache = EndpointCache()
+
+    func addPages(to router: Router<SchedulerRequestContext>) {
+        router.get("console/") { _, _ in Self.asset(ConsoleAssets.page, type: "text/html; charset=utf-8") }
+        router.get("console/console.js") { _, _ in Self.asset(ConsoleAssets.script, type: "text/javascript; charset=utf-8") }
+        router.get("console/chart.js") { _, _ in
+            guard let chart = ConsoleAssets.chart else {
+                throw APIError(.notFound, detail: "Chart.js is not installed (Debian: libjs-chart.js).")
+            }
+            return Self.asset(chart, type: "text/javascript; charset=utf-8")
+        }
+        router.group("console").resource("session/", [.post: signIn, .delete: signOut])
+    }
+
+    func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
+        group.resource("v1/console/whoami/", [.get: whoami])
+        group.resource("v1/console/overview/", [.get: overview])
+        group.resource("v1/console/endpoints/", [.get: endpoints])
+        group.resource("v1/console/dead-letters/", [.get: deadLetters])
+        group.resource("v1/console/dead-letters/retry/", [.post: retry])
+        group.resource("v1/console/dead-letters/purge/", [.post: purge])
+    }
+
+    static func asset(_ text: String, type: String) -> Response {
+        Response(
+            status: .ok,
+            headers: [
+                .contentType: type, .cacheControl: "no-cache", HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+                HTTPField.Name("Content-Security-Policy")!:
+                    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+            ],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    // MARK: Session
+
+    @Sendable func signIn(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        guard request.headers[Self.csrfHeader] == "1" else { throw Self.crossSite }
+        var request = request
+        let body = try await request.jsonBody(context: context)
+        guard let token = body.objectValue?["token"]?.stringValue, !token.isEmpty, token.utf8.count <= 128,
+            !token.utf8.contains(where: { $0 < 0x21 || $0 > 0x7E })
+        else { throw APIError(.badRequest, detail: "Give the API token as {\"token\": \"...\"}.") }
+        guard let user = try await users.authenticate(token: token) else { throw APIError.invalidToken }
+        let secure = useSSL ? "; Secure" : ""
+        return JSONResponse.make(
+            body: Self.userJSON(user),
+            headers: [.setCookie: "\(Self.cookie)=\(token); Path=/; HttpOnly; SameSite=Strict; Max-Age=43200\(secure)"])
+    }
+
+    @Sendable func signOut(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        guard request.headers[Self.csrfHeader] == "1" else { throw Self.crossSite }
+        return Response(
+            status: .noContent, headers: [.setCookie: "\(Self.cookie)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"])
+    }
+
+    static let crossSite = APIError(.forbidden, detail: "Cross-site request refused: the console's requests carry X-Scheduler-Console: 1.")
+
+    static func userJSON(_ user: User) -> JSONValue {
+        .object(["id": .int(Int(user.id)), "email": .string(user.email), "is_admin": .bool(user.isAdmin)])
+    }
+
+    @Sendable func whoami(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        JSONResponse.make(body: Self.userJSON(try context.caller()))
+    }
+
+    // MARK: Overview
+
+    /// Queue depths now and over the last `minutes` (admins only: queues are everyone's),
+    /// deliveries by minute and outcome (the caller's), and the health of the database and broker.
+    @Sendable func overview(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let user = try context.caller()
+        let minutes = try Self.minutes(request)
+        var body: JSONObject = [:]
+        let reading = await status.current()
+        body["health"] = .object([
+            "database": .string(HealthController.words(reading.database)),
+            "broker": .string(HealthController.words(reading.broker)),
+            "checked_at": .string(Timestamp.format(reading.takenAt)),
+        ])
+        if user.isAdmin {
+            body["queues"] = .array(
+                reading.queues.map { queue, counts in
+                    .object([
+                        "queue": .string(queue), "ready": counts.map { .int($0.messages) } ?? .null,
+                        "consumers": counts.map { .int($0.consumers) } ?? .null,
+                    ])
+                })
+            let samples = try await store.samples(seconds: Double(minutes) * 60)
+            body["samples"] = .array(
+                samples.map {
+                    .object([
+                        "at": .string(Timestamp.format($0.takenAt)), "queue": .string($0.queue), "ready": .int($0.ready),
+                        "consumers": .int($0.consumers),
+                    ])
+                })
+        } else {
+            body["queues"] = .null
+            body["samples"] = .null
+        }
+        let counts = try await store.deliveriesByMinute(seconds: Double(minutes) * 60, owner: user.isAdmin ? nil : user.id)
+        body["deliveries_by_minute"] = .array(
+            counts.map { .object(["minute": .string(Timestamp.format($0.minute)), "state": .string($0.state), "count": .int($0.count)]) })
+        body["minutes"] = .int(minutes)
+        return JSONResponse.make(body: .object(body))
+    }
+
+    static func minutes(_ request: Request) throws -> Int {
+        guard let text = request.uri.queryParameters["minutes"].map(String.init) else { return 60 }
+        guard let value = Int(text), (1...1440).contains(value) else {
+            throw APIError.validation(FieldErrors("minutes", "A whole number of minutes from 1 to 1440."))
+        }
+        return value
+    }
+
+    // MARK: Endpoints
+
+    /// Receivers grouped by host over the last hour and the last day. Aggregating a busy day
+    /// takes PostgreSQL a while (0.4 s for 200,000 records here), so the answer is kept for
+    /// `EndpointCache.freshFor` seconds per caller's scope; an older one is returned at once
+    /// while one refresh runs behind it (`computed_at` says how old it is).
+    @Sendable func endpoints(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let owner = try context.owner()
+        let body = try await endpointCache.value(for: owner) { try await endpointHealth(owner: owner) }
+        return JSONResponse.make(body: body)
+    }
+
+    private func endpointHealth(owner: Int64?) async throws -> JSONValue {
+        func rows(_ seconds: Double) async throws -> JSONValue {
+            .array(
+                try await store.endpoints(seconds: seconds, owner: owner).map {
+                    .object([
+                        "host": .string($0.host), "deliveries": .int($0.deliveries), "delivered": .int($0.delivered), "dead": .int($0.dead),
+                        "success_rate": $0.deliveries > 0 ? .number(String(Double($0.delivered) / Double($0.deliveries))) : .null,
+                        "latency_p50_ms": $0.latencyP50.map { .number(String($0)) } ?? .null,
+                        "last_error": $0.lastError.map(JSONValue.string) ?? .null,
+                        "last_error_at": $0.lastErrorAt.map { .string(Timestamp.format($0)) } ?? .null,
+                    ])
+                })
+        }
+        return .object([
+            "hour": try await rows(3600), "day": try await rows(86_400), "computed_at": .string(Timestamp.format(Date())),
+        ])
+    }
+
+    // MARK: Dead letters
+
+    /// The filter of `scheduler-ctl dead-letters list`, from the query (GET) or the body (POST);
+    /// a normal user's is always narrowed to their own schedules.
+    static func filter(_ fields: [String: String], user: User, now: Date = Date()) throws -> DeliveryStore.DeadFilter {
+        var filter = DeliveryStore.DeadFilter()
+        var errors = FieldErrors()
+        if let text = fields["schedule"], !text.isEmpty {
+            if let id = UUID(uuidString: text) { filter.scheduleID = id } else { errors.add("schedule", "A schedule id (a UUID).") }
+        }
+        if let text = fields["endpoint"], !text.isEmpty {
+            if text.utf8.count <= 2000 { filter.endpoint = text } else { errors.add("endpoint", "At most 2000 bytes.") }
+        }
+        if let text = fields["status"], !text.isEmpty {
+            if let status = Int(text), (100...599).contains(status) {
+                filter.status = status
+            } else {
+                errors.add("status", "An HTTP status, 100 to 599.")
+            }
+        }
+        if let text = fields["error_kind"], !text.isEmpty {
+            if let kind = DeliveryStore.DeadFilter.ErrorKind(rawValue: text) {
+                filter.errorKind = kind
+            } else {
+                errors.add("error_kind", "One of http, timeout, connection.")
+            }
+        }
+        for (key, path) in [("since", \DeliveryStore.DeadFilter.since), ("until", \DeliveryStore.DeadFilter.until)] {
+            guard let text = fields[key], !text.isEmpty else { continue }
+            if let date = Timestamp.parse(text) { filter[keyPath: path] = date } else { errors.add(key, "An ISO 8601 time.") }
+        }
+        if !errors.isEmpty { throw APIError.validation(errors) }
+        if !user.isAdmin { filter.owner = user.email }
+        return filter
+    }
+
+    static let filterKeys = ["schedule", "endpoint", "status", "error_kind", "since", "until"]
+
+    static func deadLetterJSON(_ letter: DeliveryStore.DeadLetter) -> JSONValue {
+        let delivery = letter.delivery
+        return .object([
+            "id": .string(delivery.id.uuidString.lowercased()),
+            "schedule": delivery.scheduleID.map { .string($0.uuidString.lowercased()) } ?? .null,
+            "kind": .string(delivery.kind.rawValue),
+            "endpoint": letter.endpoint.map(JSONValue.string) ?? .null,
+            "owner": letter.owner.map(JSONValue.string) ?? .null,
+            "scheduled_for": .string(Timestamp.format(delivery.scheduledFor)),
+            "failed_at": delivery.finishedAt.map { .string(Timestamp.format($0)) } ?? .null,
+            "attempts": .int(delivery.attempts),
+            "last_status": delivery.lastStatus.map { .int($0) } ?? .null,
+            "last_error": delivery.lastError.map(JSONValue.string) ?? .null,
+            "latency_ms": delivery.latencyMilliseconds.map { .number(String($0)) } ?? .null,
+        ])
+    }
+
+    @Sendable func deadLetters(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let user = try context.caller()
+        var fields: [String: String] = [:]
+        for key in Self.filterKeys + ["limit"] { fields[key] = request.uri.queryParameters[Substring(key)].map(String.init) }
+        let filter = try Self.filter(fields, user: user)
+        var limit = 200
+        if let text = fields["limit"], !text.isEmpty {
+            guard let value = Int(text), (1...1000).contains(value) else { throw APIError.validation(FieldErrors("limit", "1 to 1000.")) }
+            limit = value
+        }
+        let letters = try await deliveries.deadLetters(filter, limit: limit)
+        let count = letters.count < limit ? letters.count : try await deliveries.countDeadLetters(filter)
+        return JSONResponse.make(body: .object(["count": .int(count), "results": .array(letters.map(Self.deadLetterJSON))]))
+    }
+
+    /// What a retry or purge applies to: `{"filter": {...}, "ids": [...], "dry_run": bool,
+    /// "confirm": bool}`; `ids` (delivery ids, optional) narrows the filter's matches.
+    struct Selection {
+        var filter: DeliveryStore.DeadFilter
+        var ids: Set<String>?
+        var dryRun: Bool
+        var confirmed: Bool
+    }
+
+    private func action(_ request: Request, context: SchedulerRequestContext) async throws -> Selection {
+        guard context.user != nil else { throw APIError.notAuthenticated }
+        var request = request
+        let body = try await request.jsonBody(context: context)
+        guard let object = body.objectValue else { throw APIError(.badRequest, detail: "Expected a JSON object.") }
+        var fields: [String: String] = [:]
+        if let filter = object["filter"] {
+            guard let given = filter.objectValue else { throw APIError.validation(FieldErrors("filter", "An object of filters.")) }
+            for key in Self.filterKeys {
+                switch given[key] {
+                case .string(let text)?: fields[key] = text
+                case .number(let text)?: fields[key] = text
+                case .null?, nil: break
+                default: throw APIError.validation(FieldErrors(key, "A string."))
+                }
+            }
+        }
+        func flag(_ key: String) throws -> Bool {
+            switch object[key] {
+            case .bool(let value)?: return value
+            case nil, .null?: return false
+            default: throw APIError.validation(FieldErrors(key, "true or false."))
+            }
+        }
+        var ids: Set<String>?
+        switch object["ids"] {
+        case nil, .null?: break
+        case .array(let values)? where values.count <= 10_000:
+            ids = Set(
+                try values.map { value in
+                    guard let text = value.stringValue, let id = UUID(uuidString: text) else {
+                        throw APIError.validation(FieldErrors("ids", "Delivery ids (UUIDs)."))
+                    }
+                    return id.uuidString.lowercased()
+                })
+        default: throw APIError.validation(FieldErrors("ids", "A list of at most 10000 delivery ids."))
+        }
+        return Selection(
+            filter: try Self.filter(fields, user: try context.caller()), ids: ids, dryRun: try flag("dry_run"),
+            confirmed: try flag("confirm"))
+    }
+
+    /// The delivery ids of the dead letters a selection means.
+    private func matches(_ selection: Selection) async throws -> Set<String> {
+        let found = Set(try await deliveries.deadLetters(selection.filter).map { $0.delivery.id.uuidString.lowercased() })
+        return selection.ids.map { found.intersection($0) } ?? found
+    }
+
+    /// Re-drives the dead letters a filter matches (a dry run says how many would move). A
+    /// job leaves the dead-letter queue only after its republish is confirmed.
+    @Sendable func retry(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let selection = try await action(request, context: context)
+        let ids = try await matches(selection)
+        if selection.dryRun || ids.isEmpty { return JSONResponse.make(body: .object(["matched": .int(ids.count), "moved": .int(0)])) }
+        let moved = try await walk { try await redriver.redrive(where: { $0.messageID.map { ids.contains($0.lowercased()) } ?? false }) }
+        context.logger.info("dead letters re-driven from the console", metadata: ["count": "\(moved.count)"])
+        return JSONResponse.make(body: .object(["matched": .int(ids.count), "moved": .int(moved.count)]))
+    }
+
+    /// Drops the dead letters a filter matches, for good (their records stay, marked purged).
+    /// Needs `"confirm": true`.
+    @Sendable func purge(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let selection = try await action(request, context: context)
+        let ids = try await matches(selection)
+        if selection.dryRun || ids.isEmpty { return JSONResponse.make(body: .object(["matched": .int(ids.count), "purged": .int(0)])) }
+        guard selection.confirmed else {
+            throw APIError.validation(FieldErrors("confirm", "Purging cannot be undone: send \"confirm\": true."))
+        }
+        let purged = try await walk { try await redriver.purge(where: { $0.messageID.map { ids.contains($0.lowercased()) } ?? false }) }
+        context.logger.info("dead letters purged from the console", metadata: ["count": "\(purged.count)"])
+        return JSONResponse.make(body: .object(["matched": .int(ids.count), "purged": .int(purged.count)]))
+    }
+
+    /// One walk of the dead-letter queue at a time per process.
+    private func walk(_ body: () async throws -> [String]) async throws -> [String] {
+        guard redriving.enter() else {
+            throw APIError(
+                .tooManyRequests, detail: "A re-drive or purge is already running; try again shortly.", headers: [.retryAfter: "5"])
+        }
+        defer { redriving.leave() }
+        do {
+            return try await body()
+        } catch is AMQPError {
+            throw APIError(.serviceUnavailable, detail: "The broker is unavailable; try again shortly.", headers: [.retryAfter: "5"])
+        }
+    }
+}
+
+/// The endpoints view's answers by scope (an admin's: nil; a user's: their id), stale while
+/// revalidating: a fresh one is returned as is, an old one at once while one refresh runs.
+final class EndpointCache: Sendable {
+    static let freshFor = 30.0
+    static let maximumEntries = 1000
+
+    private struct Entry {
+        var value: JSONValue
+        var at: Date
+        var refreshing: Bool
+    }
+
+    private let entries = Mutex<[Int64?: Entry]>([:])
+
+    func value(for scope: Int64?, now: Date = Date(), compute: @escaping @Sendable () async throws -> JSONValue) async throws -> JSONValue {
+        enum Next {
+            case cached(JSONValue)
+            case stale(JSONValue)
+            case none
+        }
+        let next: Next = entries.withLock { entries in
+            guard var entry = entries[scope] else { return .none }
+            if now.timeIntervalSince(entry.at) < Self.freshFor || entry.refreshing { return .cached(entry.value) }
+            entry.refreshing = true
+            entries[scope] = entry
+            return .stale(entry.value)
+        }
+        switch next {
+        case .cached(let value):
+            return value
+        case .stale(let value):
+            Task {
+                let fresh = try? await compute()
+                self.store(fresh, for: scope)
+            }
+            return value
+        case .none:
+            let value = try await compute()
+            store(value, for: scope)
+            return value
+        }
+    }
+
+    private func store(_ value: JSONValue?, for scope: Int64?) {
+        entries.withLock { entries in
+            guard let value else {
+                entries[scope]?.refreshing = false
+                return
+            }
+            if entries[scope] == nil, entries.count >= Self.maximumEntries { entries.removeAll() }
+            entries[scope] = Entry(value: value, at: Date(), refreshing: false)
+        }
+    }
+}
+
+/// The console's page and script (SwiftPM resources) and Debian's Chart.js.
+enum ConsoleAssets {
+    static let page = resource("console", "html")
+    static let script = resource("console", "js")
+    /// Debian's `libjs-chart.js`, read once.
+    static let chart: String? = {
+        for path in ["/usr/share/javascript/chart.js/chart.min.js", "/usr/share/javascript/chart.js/chart.js"] {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8) { return text }
+        }
+        return nil
+    }()
+
+    static func resource(_ name: String, _ ext: String) -> String {
+        guard let url = Bundle.module.url(forResource: name, withExtension: ext), let text = try? String(contentsOf: url, encoding: .utf8)
+        else { return "<!-- \(name).\(ext) is missing from this build -->" }
+        return text
+    }
+}

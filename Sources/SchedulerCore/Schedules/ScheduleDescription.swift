@@ -1,0 +1,99 @@
+import Foundation
+
+/// A schedule for people: its timing in words ("every Monday at 09:00, Europe/London") and
+/// its next runs in its own time zone, with the runs after a change of the zone's UTC
+/// offset (daylight saving) marked.
+public enum ScheduleDescription {
+    /// One upcoming run.
+    public struct Run: Sendable, Equatable {
+        public let at: Date
+        /// The zone's offset from UTC at the run, in seconds.
+        public let offsetSeconds: Int
+        /// The offset differs from the one before (the previous run, or now for the first).
+        public let offsetChanged: Bool
+    }
+
+    /// The timing in words. Crontabs of the common shapes (a fixed time of day on every day,
+    /// on some weekdays, or on one day of the month) read as sentences; others as the crontab.
+    public static func words(_ timing: ScheduleTiming, cronText: String?, timezone: String, nextSendAt: Date?) -> String {
+        switch timing {
+        case .interval(let interval):
+            let unit = String(interval.period.rawValue.dropLast())
+            return interval.every == 1 ? "every \(unit)" : "every \(interval.every) \(interval.period.rawValue)"
+        case .cron(let cron, _):
+            return "\(cronWords(cron) ?? "on the crontab \"\(cronText ?? "")\""), \(timezone)"
+        case .none:
+            guard let nextSendAt else { return "never (no next run is set)" }
+            return "once, at \(Timestamp.format(nextSendAt))"
+        }
+    }
+
+    static let weekdayNames = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+
+    static func bits(_ mask: UInt64, in range: ClosedRange<Int>) -> [Int] {
+        range.filter { mask & (1 << UInt64($0)) != 0 }
+    }
+
+    static func cronWords(_ cron: CronExpression) -> String? {
+        let minutes = bits(cron.minutes, in: 0...59)
+        let hours = bits(cron.hours, in: 0...23)
+        let months = bits(cron.months, in: 1...12)
+        let days = bits(cron.daysOfMonth, in: 1...31)
+        let weekdays = bits(cron.daysOfWeek, in: 0...6)
+        guard cron.years == nil, months.count == 12 else { return nil }
+        let time: String
+        if minutes.count == 1, hours.count == 1 {
+            time = "at " + String(format: "%02d:%02d", hours[0], minutes[0])
+        } else if minutes.count == 1, hours.count == 24 {
+            time = minutes[0] == 0 ? "every hour, on the hour" : "every hour at \(minutes[0]) minutes past"
+        } else if minutes.count == 60, hours.count == 24 {
+            time = "every minute"
+        } else if minutes.count > 1, hours.count == 24, minutes.count < 60, 60 % minutes.count == 0,
+            minutes == Array(stride(from: minutes[0], to: 60, by: 60 / minutes.count))
+        {
+            time = "every \(60 / minutes.count) minutes"
+        } else {
+            return nil
+        }
+        switch (cron.dayOfMonthRestricted, cron.dayOfWeekRestricted) {
+        case (false, false):
+            return time.hasPrefix("at") ? "every day \(time)" : time
+        case (false, true):
+            guard !weekdays.isEmpty else { return nil }
+            if weekdays == [1, 2, 3, 4, 5] { return "every weekday (Monday to Friday) \(time)" }
+            let names = weekdays.map { weekdayNames[$0] }
+            let list = names.count == 1 ? names[0] : names.dropLast().joined(separator: ", ") + " and " + names.last!
+            return "every \(list) \(time)"
+        case (true, false):
+            guard days.count == 1 else { return nil }
+            return "on day \(days[0]) of every month \(time)"
+        case (true, true):
+            return nil
+        }
+    }
+
+    /// Up to `count` runs from `first` (the stored next run) on, each in the schedule's zone;
+    /// for a one-off, just its time. `now` is the reference for the first offset change.
+    public static func upcoming(_ timing: ScheduleTiming, first: Date?, zone: TimeZone, count: Int, now: Date) -> [Run] {
+        guard let first, count > 0 else { return [] }
+        var runs: [Run] = []
+        var previousOffset = zone.secondsFromGMT(for: now)
+        var next: Date? = first
+        while let at = next, runs.count < count {
+            let offset = zone.secondsFromGMT(for: at)
+            runs.append(Run(at: at, offsetSeconds: offset, offsetChanged: offset != previousOffset))
+            previousOffset = offset
+            next = timing.nextRun(after: at)
+        }
+        return runs
+    }
+
+    /// `at` as local time in `zone` with its offset: `2026-03-29T09:00:00+01:00`.
+    public static func local(_ at: Date, offsetSeconds: Int) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(secondsFromGMT: offsetSeconds)
+        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ssxxx"
+        return formatter.string(from: at)
+    }
+}

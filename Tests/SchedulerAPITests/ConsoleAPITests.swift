@@ -1,0 +1,93 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import SchedulerCore
+import Testing
+
+/// The console's sign-in, its cookie and the API endpoints only it uses: hostile input gets
+/// a 4xx, and the cookie changes nothing without the console's header. (The pages themselves
+/// are driven in Chromium by Tests/browser.)
+@Suite struct ConsoleAPITests {
+    static let console = HTTPField.Name("X-Scheduler-Console")!
+
+    @Test func aTokenBecomesAnHttpOnlyStrictCookieThatStandsInForItOnTheAPI() async throws {
+        try await APIHarness.run { api in
+            // Without the console's header a sign-in is refused (a form on another site cannot set it).
+            let bare = try await api.send(.post, "/console/session/", json: #"{"token": "\#(api.adminToken)"}"#, token: .some(nil))
+            #expect(bare.status == .forbidden)
+            let signIn = try await api.send(
+                .post, "/console/session/", json: #"{"token": "\#(api.adminToken)"}"#, token: .some(nil), headers: [Self.console: "1"])
+            #expect(signIn.status == .ok, "\(signIn.text)")
+            let cookie = try #require(signIn.headers[.setCookie])
+            #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.hasPrefix("scheduler_session="))
+            #expect(signIn.object?["is_admin"] == .bool(true))
+            let session = String(cookie.prefix { $0 != ";" })
+            let whoami = try await api.send(.get, "/api/v1/console/whoami/", token: .some(nil), headers: [.cookie: "other=1; \(session)"])
+            #expect(whoami.status == .ok && whoami.object?["email"] == .string("admin@example.org"))
+            // A change through the cookie needs the header; with a token it does not.
+            let noHeader = try await api.send(
+                .post, "/api/v1/console/dead-letters/retry/", json: #"{"dry_run": true}"#, token: .some(nil), headers: [.cookie: session])
+            #expect(noHeader.status == .forbidden)
+            let withToken = try await api.send(
+                .post, "/api/v1/console/dead-letters/retry/", json: #"{"dry_run": true}"#, token: api.adminToken)
+            #expect(withToken.status == .ok && withToken.object?["matched"] == .int(0))
+            let wrong = try await api.send(.get, "/api/v1/console/whoami/", token: .some(nil), headers: [.cookie: "scheduler_session=nope"])
+            #expect(wrong.status == .unauthorized)
+        }
+    }
+
+    @Test(arguments: [
+        #"{"token": ""}"#, #"{"token": "a\u0000b"}"#, #"{"token": "a b"}"#, #"{"token": 7}"#, #"{}"#, "[1]",
+        #"{"token": "\#(String(repeating: "x", count: 200))"}"#,
+    ])
+    func aMalformedSignInIsA400(_ body: String) async throws {
+        try await APIHarness.run { api in
+            let reply = try await api.send(.post, "/console/session/", json: body, token: .some(nil), headers: [Self.console: "1"])
+            #expect(reply.status == .badRequest, "\(reply.text)")
+        }
+    }
+
+    @Test(arguments: [
+        "minutes=0", "minutes=-5", "minutes=1441", "minutes=99999999999999999999", "minutes=abc",
+    ])
+    func overviewBoundsItsWindow(_ query: String) async throws {
+        try await APIHarness.run { api in
+            let reply = try await api.send(.get, "/api/v1/console/overview/?\(query)")
+            #expect(reply.status == .badRequest, "\(reply.text)")
+        }
+    }
+
+    @Test(arguments: [
+        "schedule=not-a-uuid", "status=99", "status=600", "status=-1", "error_kind=dns", "since=yesterday", "limit=0", "limit=1001",
+        "endpoint=\(String(repeating: "a", count: 2001))",
+    ])
+    func deadLetterFiltersAreChecked(_ query: String) async throws {
+        try await APIHarness.run { api in
+            let reply = try await api.send(.get, "/api/v1/console/dead-letters/?\(query)")
+            #expect(reply.status == .badRequest, "\(reply.text)")
+        }
+    }
+
+    @Test(arguments: [
+        #"{"ids": ["x"]}"#, #"{"ids": "all"}"#, #"{"filter": []}"#, #"{"filter": {"status": true}}"#, #"{"dry_run": "yes"}"#, "[]",
+    ])
+    func aMalformedRetryIsA400(_ body: String) async throws {
+        try await APIHarness.run { api in
+            let reply = try await api.send(.post, "/api/v1/console/dead-letters/retry/", json: body)
+            #expect(reply.status == .badRequest, "\(reply.text)")
+        }
+    }
+
+    @Test func aNormalUserSeesNoQueuesAndOnlyTheirOwnDeliveries() async throws {
+        try await APIHarness.run { api in
+            let reply = try await api.send(.get, "/api/v1/console/overview/?minutes=5")
+            #expect(reply.status == .ok, "\(reply.text)")
+            #expect(reply.object?["queues"] == .null && reply.object?["samples"] == .null)
+            let admin = try await api.send(.get, "/api/v1/console/overview/?minutes=5", token: api.adminToken)
+            #expect(admin.object?["queues"]?.kindName == "list")
+            // A purge without confirmation moves nothing (there is nothing to purge here either).
+            let purge = try await api.send(.post, "/api/v1/console/dead-letters/purge/", json: #"{"filter": {"endpoint": "x"}}"#)
+            #expect(purge.status == .ok && purge.object?["purged"] == .int(0))
+        }
+    }
+}
