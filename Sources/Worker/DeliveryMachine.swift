@@ -144,6 +144,8 @@ struct DeliveryMachine {
         /// Its receiver and its request, once read.
         var receiver: String? = nil
         var post: HTTPPost? = nil
+        /// When its POST was handed to libcurl.
+        var startedAt: Date? = nil
     }
 
     /// Work gathered for the next batch, and what failed and waits to be tried again.
@@ -440,6 +442,7 @@ struct DeliveryMachine {
         if job.attempt == 1 { actions.append(.note(.late(seconds: now.timeIntervalSince(deliveryJob.scheduledFor)))) }
         transfers[post.id] = tag
         jobs[tag]?.phase = .posting(transfer: post.id)
+        jobs[tag]?.startedAt = now
         actions.append(.post(post))
     }
 
@@ -547,6 +550,8 @@ struct DeliveryMachine {
             : settings.policy.decide(
                 status: outcome.status, error: outcome.error, attempt: job.attempt, retryAfter: outcome.retryAfter, now: now)
         let latency = outcome.seconds * 1000
+        // How late the first POST left (what the console shows); retries are late on purpose.
+        let lateness = job.attempt == 1 ? job.startedAt.map { $0.timeIntervalSince(deliveryJob.scheduledFor) * 1000 } : nil
         actions.append(
             .note(
                 .attempted(
@@ -559,7 +564,8 @@ struct DeliveryMachine {
                 Settlement(
                     tag: tag, message: nil,
                     attempt: .init(
-                        id: id, state: .delivered, attempts: job.attempt, status: outcome.status, error: nil, latencyMilliseconds: latency))
+                        id: id, state: .delivered, attempts: job.attempt, status: outcome.status, error: nil, latencyMilliseconds: latency,
+                        latenessMilliseconds: lateness))
             )
         case .retry(let index, _):
             var headers = job.delivery.headers
@@ -572,7 +578,7 @@ struct DeliveryMachine {
                     tag: tag, message: message,
                     attempt: .init(
                         id: id, state: .retrying, attempts: job.attempt, status: outcome.status, error: outcome.error,
-                        latencyMilliseconds: latency)))
+                        latencyMilliseconds: latency, latenessMilliseconds: lateness)))
         case .dead(let reason):
             queue(
                 Settlement(
@@ -582,7 +588,7 @@ struct DeliveryMachine {
                         now: now),
                     attempt: .init(
                         id: id, state: .dead, attempts: job.attempt, status: outcome.status, error: outcome.error ?? reason,
-                        latencyMilliseconds: latency)))
+                        latencyMilliseconds: latency, latenessMilliseconds: lateness)))
         }
     }
 

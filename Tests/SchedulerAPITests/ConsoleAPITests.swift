@@ -2,7 +2,10 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import SchedulerCore
+import Synchronization
 import Testing
+
+@testable import SchedulerAPI
 
 /// The console's sign-in, its cookie and the API endpoints only it uses: hostile input gets
 /// a 4xx, and the cookie changes nothing without the console's header. (The pages themselves
@@ -76,6 +79,29 @@ import Testing
             let reply = try await api.send(.post, "/api/v1/console/dead-letters/retry/", json: body)
             #expect(reply.status == .badRequest, "\(reply.text)")
         }
+    }
+
+    @Test func endpointFiguresAreKeptThirtySecondsAndRefreshedBehindTheAnswerUpToTenMinutes() async throws {
+        let cache = EndpointCache()
+        let computed = Mutex(0)
+        @Sendable func compute() async throws -> JSONValue {
+            .int(
+                computed.withLock { count in
+                    count += 1
+                    return count
+                })
+        }
+        let start = Date()
+        #expect(try await cache.value(for: nil, now: start, compute: compute) == .int(1), "the first load computes")
+        #expect(try await cache.value(for: nil, now: start.addingTimeInterval(29), compute: compute) == .int(1))
+        #expect(try await cache.value(for: 7, now: start, compute: compute) == .int(2), "a user's scope is their own")
+        // Past 30 s the old answer comes at once while one refresh runs behind it.
+        #expect(try await cache.value(for: nil, now: start.addingTimeInterval(31), compute: compute) == .int(1))
+        for _ in 0..<100 where computed.withLock({ $0 }) < 3 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(try await cache.value(for: nil, now: Date().addingTimeInterval(1), compute: compute) == .int(3))
+        // Ten minutes on, nothing that old is shown: it is computed first.
+        #expect(try await cache.value(for: nil, now: Date().addingTimeInterval(700), compute: compute) == .int(4))
+        #expect(computed.withLock { $0 } == 4)
     }
 
     @Test func aNormalUserSeesNoQueuesAndOnlyTheirOwnDeliveries() async throws {

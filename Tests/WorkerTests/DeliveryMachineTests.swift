@@ -227,6 +227,22 @@ import Testing
         #expect(actions.reads.first?.ids == [jobs[1].deliveryID, jobs[2].deliveryID])
     }
 
+    @Test mutating func aFirstAttemptRecordsHowLateItsPostLeftAndARetryDoesNot() throws {
+        _ = send(.connected(generation: 1))
+        let job = Self.job()
+        let read = try #require(send(.received(Self.delivery(tag: 1, job: job), generation: 1), after: 0.2).reads.first)
+        let post = try #require(send(.read(batch: read.batch, [job.deliveryID: Self.target()]), after: 0.05).posts.first)
+        let settle = try #require(send(.posted(Self.outcome(post.id, status: 500)), after: 0.3).settles.first)
+        let first = try #require(settle.items.first?.attempt)
+        #expect(abs(try #require(first.latenessMilliseconds) - 250) < 0.001, "due at start, POSTed 250 ms later")
+        _ = send(.settled(batch: settle.batch))
+        // Its retry (attempt 2) is late on purpose: no lateness.
+        let retry = try #require(send(.received(Self.delivery(tag: 2, job: job, attempt: 2), generation: 1), after: 5).reads.first)
+        let again = try #require(send(.read(batch: retry.batch, [job.deliveryID: Self.target()])).posts.first)
+        let second = try #require(send(.posted(Self.outcome(again.id, status: 200))).settles.first?.items.first?.attempt)
+        #expect(second.latenessMilliseconds == nil && second.state == .delivered)
+    }
+
     @Test mutating func manyJobsReadyAtOnceAreReadInAShortFirstBatchAndTheRestAlongsideIt() throws {
         machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 2))
         _ = send(.connected(generation: 1))

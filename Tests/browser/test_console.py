@@ -216,6 +216,8 @@ def test_the_queue_rises_while_the_worker_is_stopped_and_falls_when_it_starts(st
     wait(browser, lambda b: depth(b) == 0, seconds=60, message="the queue drained")
     wait(browser, lambda b: len(ok.got("/ok", 200)) >= 30, message="30 delivered")
     assert len({a[1] for a in ok.got("/ok")}) == 30
+    wait(browser, lambda b: "p50" in b.find_element(By.ID, "lateness").text, message="lateness shown")
+    assert "(30 deliveries)" in browser.find_element(By.ID, "lateness").text
     time.sleep(6)
     shot(browser, "overview")
 

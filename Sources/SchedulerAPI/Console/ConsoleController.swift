@@ -112,6 +112,13 @@ struct ConsoleController: Sendable {
                         "consumers": counts.map { .int($0.consumers) } ?? .null,
                     ])
                 })
+            // AMQP does not report unacknowledged messages: the main queue's are estimated
+            // from the records, as `scheduler-ctl queues` does.
+            if let inProgress = try? await deliveries.inProgressCount() {
+                let ready = reading.queues.filter { $0.queue == DeliveryTopology.queue || $0.queue.hasPrefix("scheduler.retry.") }
+                    .reduce(0) { $0 + ($1.counts?.messages ?? 0) }
+                body["unacked_estimate"] = .int(max(0, inProgress - ready))
+            }
             let samples = try await store.samples(seconds: Double(minutes) * 60)
             body["samples"] = .array(
                 samples.map {
@@ -127,6 +134,12 @@ struct ConsoleController: Sendable {
         let counts = try await store.deliveriesByMinute(seconds: Double(minutes) * 60, owner: user.isAdmin ? nil : user.id)
         body["deliveries_by_minute"] = .array(
             counts.map { .object(["minute": .string(Timestamp.format($0.minute)), "state": .string($0.state), "count": .int($0.count)]) })
+        let lateness = try await store.lateness(seconds: Double(minutes) * 60, owner: user.isAdmin ? nil : user.id)
+        body["lateness"] = .object([
+            "deliveries": .int(lateness.deliveries),
+            "p50_ms": lateness.p50Milliseconds.map { .number(String(format: "%.1f", $0)) } ?? .null,
+            "p99_ms": lateness.p99Milliseconds.map { .number(String(format: "%.1f", $0)) } ?? .null,
+        ])
         body["minutes"] = .int(minutes)
         return JSONResponse.make(body: .object(body))
     }
@@ -337,9 +350,12 @@ struct ConsoleController: Sendable {
 }
 
 /// The endpoints view's answers by scope (an admin's: nil; a user's: their id), stale while
-/// revalidating: a fresh one is returned as is, an old one at once while one refresh runs.
+/// revalidating: a fresh one is returned as is, one up to 10 minutes old at once while one refresh
+/// runs, an older one not at all.
 final class EndpointCache: Sendable {
     static let freshFor = 30.0
+    /// Older than this, an answer is not shown while a new one is computed: it is computed first.
+    static let staleFor = 600.0
     static let maximumEntries = 1000
 
     private struct Entry {
@@ -357,7 +373,7 @@ final class EndpointCache: Sendable {
             case none
         }
         let next: Next = entries.withLock { entries in
-            guard var entry = entries[scope] else { return .none }
+            guard var entry = entries[scope], now.timeIntervalSince(entry.at) < Self.staleFor else { return .none }
             if now.timeIntervalSince(entry.at) < Self.freshFor || entry.refreshing { return .cached(entry.value) }
             entry.refreshing = true
             entries[scope] = entry

@@ -120,6 +120,12 @@ async function loadOverview() {
     el("span", " · "),
     el("span", `RabbitMQ: ${data.health.broker}`, { class: data.health.broker === "Accessible" ? "good" : "bad", id: "health-broker" }),
     el("span", ` · checked ${when(data.health.checked_at)}`));
+  const late = data.lateness;
+  document.getElementById("lateness").textContent = late.deliveries === 0
+    ? "No first POSTs in the last hour."
+    : `Due time to first POST, last hour: p50 ${late.p50_ms} ms, p99 ${late.p99_ms} ms (${late.deliveries} deliveries).`;
+  document.getElementById("unacked").textContent = data.unacked_estimate === undefined ? ""
+    : `Jobs taken by workers and not yet acknowledged (estimated from the records): ${data.unacked_estimate}.`;
   document.getElementById("queues-section").hidden = !data.queues;
   if (data.queues) {
     fill("queues", data.queues.map(q => row([q.queue, { text: q.ready ?? "not declared", attrs: { class: "num", "data-queue": q.queue, "data-field": "ready" } },

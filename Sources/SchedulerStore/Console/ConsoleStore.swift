@@ -84,6 +84,29 @@ public struct ConsoleStore: Sendable {
         }
     }
 
+    /// How late first POSTs left, over deliveries due in the last `seconds`.
+    public struct Lateness: Sendable, Equatable {
+        public let deliveries: Int
+        public let p50Milliseconds: Double?
+        public let p99Milliseconds: Double?
+    }
+
+    public func lateness(seconds: Double, owner: Int64?, now: Date = Date()) async throws -> Lateness {
+        let since = now.addingTimeInterval(-seconds)
+        let rows = try await pool.query(
+            """
+            SELECT count(*) AS n, percentile_cont(0.5) WITHIN GROUP (ORDER BY d.lateness_ms) AS p50,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY d.lateness_ms) AS p99
+            FROM deliveries d
+            WHERE d.id >= $1::uuid AND d.scheduled_for >= $2::timestamptz AND d.lateness_ms IS NOT NULL
+              AND ($3::bigint IS NULL OR d.schedule_id IN (SELECT id FROM schedules WHERE created_by = $3))
+            """, [SQL.text(DeliveryID.floor(since)), SQL.text(since), owner.map { String($0) }])
+        let row = rows.first
+        return Lateness(
+            deliveries: row?["n"].flatMap { Int($0) } ?? 0, p50Milliseconds: row?["p50"].flatMap(Double.init),
+            p99Milliseconds: row?["p99"].flatMap(Double.init))
+    }
+
     /// Receivers' health from their deliveries due in the last `seconds`: by endpoint host.
     public struct EndpointHealth: Sendable, Equatable {
         public let host: String

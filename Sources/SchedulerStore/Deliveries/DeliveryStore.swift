@@ -245,14 +245,20 @@ public struct DeliveryStore: Sendable {
         public let status: Int?
         public let error: String?
         public let latencyMilliseconds: Double?
+        /// From the due time to the first POST (first attempts only).
+        public let latenessMilliseconds: Double?
 
-        public init(id: UUID, state: Delivery.State, attempts: Int, status: Int?, error: String?, latencyMilliseconds: Double?) {
+        public init(
+            id: UUID, state: Delivery.State, attempts: Int, status: Int?, error: String?, latencyMilliseconds: Double?,
+            latenessMilliseconds: Double? = nil
+        ) {
             self.id = id
             self.state = state
             self.attempts = attempts
             self.status = status
             self.error = error
             self.latencyMilliseconds = latencyMilliseconds
+            self.latenessMilliseconds = latenessMilliseconds
         }
     }
 
@@ -265,9 +271,10 @@ public struct DeliveryStore: Sendable {
             WITH locked AS (SELECT id FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
             UPDATE deliveries d SET state = u.state, attempts = greatest(d.attempts, u.attempts),
                 last_status = u.status, last_error = u.error, latency_ms = u.latency, updated_at = now(),
+                lateness_ms = coalesce(d.lateness_ms, u.lateness),
                 finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
-            FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[])
-                AS u(id, state, attempts, status, error, latency)
+            FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[], $7::float8[])
+                AS u(id, state, attempts, status, error, latency, lateness)
             WHERE d.id = u.id AND d.id = ANY($1::uuid[]) AND d.id IN (SELECT id FROM locked) AND d.state NOT IN ('delivered', 'cancelled', 'purged')
             """,
             [
@@ -277,6 +284,7 @@ public struct DeliveryStore: Sendable {
                 PostgresArray.literal(attempts.map { $0.status.map { String($0) } }),
                 PostgresArray.literal(attempts.map(\.error)),
                 PostgresArray.literal(attempts.map { $0.latencyMilliseconds.map { String($0) } }),
+                PostgresArray.literal(attempts.map { $0.latenessMilliseconds.flatMap { $0.isFinite ? String($0) : nil } }),
             ])
     }
 
