@@ -37,6 +37,9 @@ public final class Beat: Service, Sendable {
 
     let owed = Mutex(Owed())
     let store: DeliveryStore
+    let console: ConsoleStore
+    /// When the console was last told about a round, and whether telling it is failing.
+    let status = Mutex((reportedAt: Date.distantPast, failing: false))
     let publishLease: Double
     let publisher: AMQPPublisher
     let databaseURL: String
@@ -50,6 +53,7 @@ public final class Beat: Service, Sendable {
 
     public init(configuration: Configuration, pool: PostgresPool, logger: Logger, idleWake: Double = 30) {
         store = DeliveryStore(pool: pool, publishLease: configuration.beatPublishLease, limits: configuration.scheduleLimits)
+        console = ConsoleStore(pool: pool)
         publishLease = Double(configuration.beatPublishLease)
         publisher = AMQPPublisher(
             url: configuration.brokerURL, topology: DeliveryTopology.make(configuration.retryPolicy), logger: logger,
@@ -106,10 +110,11 @@ public final class Beat: Service, Sendable {
     @discardableResult
     public func runRound(now: @Sendable () -> Date = Date.init) async throws -> Int {
         let started = ContinuousClock.now
-        defer {
+        var seconds: Double {
             let elapsed = ContinuousClock.now - started
-            BeatMetrics.roundDuration.record(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         }
+        defer { BeatMetrics.roundDuration.record(seconds) }
         var published = try await payWhatIsOwed()
         var lag = 0.0
         // Publishing a batch overlaps with claiming the next: one batch in flight at a time.
@@ -153,8 +158,36 @@ public final class Beat: Service, Sendable {
         }
         BeatMetrics.lastRun.record(Date().timeIntervalSince1970)
         BeatMetrics.lag.record(lag)
+        await reportRound(seconds: seconds, lag: lag)
         return published
     }
+
+    /// Tells the console about this round (`beat_status`), at most every `statusInterval`
+    /// seconds; a failure is logged once and does not fail the round.
+    private func reportRound(seconds: Double, lag: Double) async {
+        let now = Date()
+        let due = status.withLock { status in
+            guard now.timeIntervalSince(status.reportedAt) >= Self.statusInterval else { return false }
+            status.reportedAt = now
+            return true
+        }
+        guard due else { return }
+        do {
+            try await console.recordRound(
+                .init(beat: Self.identity, lastRoundAt: now, roundMilliseconds: seconds * 1000, lagMilliseconds: lag * 1000))
+            status.withLock { $0.failing = false }
+        } catch {
+            let first = status.withLock { status in
+                defer { status.failing = true }
+                return !status.failing
+            }
+            if first { logger.warning("beat status not recorded", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    static let statusInterval = 5.0
+    /// This beat for the console: host and process.
+    static let identity = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
 
     /// What an earlier round left owed (the database or the broker went away mid-round):
     /// marks what was published, then publishes what was not. Returns the jobs published.

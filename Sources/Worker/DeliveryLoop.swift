@@ -261,6 +261,9 @@ final class DeliveryLoop: Sendable {
         case .refused(let id, let reason):
             logger.warning("delivery refused", metadata: ["delivery.id": "\(id)", "reason": "\(reason)"])
             DeliveryMetrics.skipped("refused")
+        case .repeated(let id):
+            logger.info("a second copy of a job this worker holds: acked without a POST", metadata: ["delivery.id": "\(id)"])
+            DeliveryMetrics.skipped("duplicate")
         case .skipped(let id, let state):
             logger.debug("job not delivered", metadata: ["delivery.id": "\(id)", "state": "\(state)"])
             DeliveryMetrics.skipped(state == .delivered ? "duplicate" : "cancelled")

@@ -39,7 +39,7 @@ struct DeliveryMachine {
         /// While POSTs are in flight or about to start, outcomes gather for up to this many
         /// seconds before they are recorded and acked: the POSTs of jobs due together go out
         /// first, without the recording's CPU in their way, and the records go in fewer,
-        /// larger batches. Never more than half of the worker's jobs wait like this.
+        /// larger batches. Never more than nine tenths of the worker's jobs wait like this.
         var settleDelay: Double = 0.1
         /// Each receiver's limits and circuit breaker.
         var receivers = Receiver.Settings()
@@ -104,6 +104,8 @@ struct DeliveryMachine {
         case malformed(reason: String)
         case refused(UUID, reason: String)
         case skipped(UUID, state: Delivery.State)
+        /// A second copy of a job the worker holds, acked without a POST.
+        case repeated(UUID)
         case attempted(UUID, attempt: Int, decision: DeliveryDecision, status: Int?, seconds: Double)
         case late(seconds: Double)
         case readFailed(reason: String)
@@ -180,6 +182,9 @@ struct DeliveryMachine {
     private(set) var transfers: [UInt64: UInt64] = [:]
     private var nextTransfer: UInt64 = 1
     private var nextBatch = 1
+    /// The tag of the job with each delivery id (entries whose job has left are stale: check
+    /// `jobs`), to know a second copy of a job the worker holds.
+    private var byID: [UUID: UInt64] = [:]
     /// Since when the pending settlements have been gathering.
     private var settlementsSince: Date?
     /// A pending settlement publishes a message (a park frees a prefetch slot for other
@@ -321,6 +326,17 @@ struct DeliveryMachine {
                     attempt: nil))
             return
         }
+        if let other = byID[job.deliveryID], other != tag, jobs[other]?.job?.deliveryID == job.deliveryID {
+            // A second copy of a job this worker holds (a beat published it again after a
+            // broker outage, say): both would read the record before either's outcome is
+            // recorded, and both would be POSTed. The first goes on; this one is acked.
+            jobs[tag] = Job(delivery: delivery, job: job, attempt: attempt, phase: .settling)
+            actions.append(.note(.repeated(job.deliveryID)))
+            queue(Settlement(tag: tag, message: nil, attempt: nil))
+            return
+        }
+        if byID.count > 4 * max(jobs.count, 1024) { byID = byID.filter { jobs[$0.value]?.job?.deliveryID == $0.key } }
+        byID[job.deliveryID] = tag
         if redeliveries >= Int64(settings.maxRedeliveries) {
             // Every worker that took it stopped before an outcome: do not let it take the next.
             let reason = "taken \(redeliveries + 1) times without an outcome (a worker stopped while handling it each time)"

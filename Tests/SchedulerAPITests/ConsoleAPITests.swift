@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import SchedulerCore
+import SchedulerStore
 import Synchronization
 import Testing
 
@@ -102,6 +103,27 @@ import Testing
         // Ten minutes on, nothing that old is shown: it is computed first.
         #expect(try await cache.value(for: nil, now: Date().addingTimeInterval(700), compute: compute) == .int(4))
         #expect(computed.withLock { $0 } == 4)
+    }
+
+    @Test func beatsReportTheirLastRoundToAdminsOverviews() async throws {
+        try await APIHarness.run { api in
+            let store = ConsoleStore(pool: api.pool)
+            try await store.recordRound(.init(beat: "host-a:1", lastRoundAt: Date(), roundMilliseconds: 4.25, lagMilliseconds: 0))
+            // A second report of the same beat replaces the first; nonsense numbers are stored as 0.
+            try await store.recordRound(
+                .init(beat: "host-a:1", lastRoundAt: Date(), roundMilliseconds: .infinity, lagMilliseconds: .nan))
+            try await store.recordRound(.init(beat: "host-b:2", lastRoundAt: Date(), roundMilliseconds: 7, lagMilliseconds: 12))
+            let admin = try await api.send(.get, "/api/v1/console/overview/", token: api.adminToken)
+            guard case .array(let beats)? = admin.object?["beats"] else {
+                Issue.record("no beats: \(admin.text)")
+                return
+            }
+            #expect(beats.count == 2)
+            let a = beats.first { $0.objectValue?["beat"] == .string("host-a:1") }?.objectValue
+            #expect(a?["round_ms"] == .number("0.0") && a?["lag_ms"] == .number("0.0"))
+            let user = try await api.send(.get, "/api/v1/console/overview/")
+            #expect(user.object?["beats"] == nil, "beats are the admins'")
+        }
     }
 
     @Test func aNormalUserSeesNoQueuesAndOnlyTheirOwnDeliveries() async throws {

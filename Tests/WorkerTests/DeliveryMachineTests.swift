@@ -243,6 +243,27 @@ import Testing
         #expect(second.latenessMilliseconds == nil && second.state == .delivered)
     }
 
+    @Test mutating func aSecondCopyOfAJobTheWorkerHoldsIsAckedWithoutAPost() throws {
+        _ = send(.connected(generation: 1))
+        let job = Self.job()
+        let read = try #require(send(.received(Self.delivery(tag: 1, job: job), generation: 1)).reads.first)
+        let post = try #require(send(.read(batch: read.batch, [job.deliveryID: Self.target()])).posts.first)
+        // A beat published it again (after a broker outage): the copy arrives while the first is out.
+        let copy = send(.received(Self.delivery(tag: 2, job: job), generation: 1))
+        #expect(copy.reads.isEmpty && copy.posts.isEmpty)
+        #expect(copy.notes.contains(.repeated(job.deliveryID)))
+        // (Its ack gathers with other outcomes while the first's POST is out.)
+        let settled = try #require(send(.tick, after: 0.11).settles.first)
+        #expect(settled.items.map(\.tag) == [2] && settled.items[0].attempt == nil && settled.items[0].message == nil)
+        #expect(send(.settled(batch: settled.batch)).acks.flatMap(\.tags) == [2])
+        // The first goes on and is recorded; once it has left, a later copy is read again
+        // (and skipped by its record's state).
+        let first = try #require(send(.posted(Self.outcome(post.id, status: 200))).settles.first)
+        #expect(first.items.first?.attempt?.state == .delivered)
+        _ = send(.settled(batch: first.batch))
+        #expect(send(.received(Self.delivery(tag: 3, job: job), generation: 1)).reads.first?.ids == [job.deliveryID])
+    }
+
     @Test mutating func manyJobsReadyAtOnceAreReadInAShortFirstBatchAndTheRestAlongsideIt() throws {
         machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 2))
         _ = send(.connected(generation: 1))
@@ -609,13 +630,19 @@ extension Array where Element == DeliveryMachine.Action {
     }
 
     @Test mutating func aFullReceiversJobIsParkedWithoutReadingItsTarget() throws {
-        let job = DeliveryMachineTests.job()
+        // Occurrences of one schedule (one routing key).
+        let schedule = UUID()
+        func occurrence(_ minute: Double) -> DeliveryJob {
+            DeliveryJob(
+                deliveryID: UUID(), scheduleID: schedule, scheduledFor: DeliveryMachineTests.start.addingTimeInterval(-60 * minute),
+                kind: .schedule)
+        }
         for tag in 1...4 {
             if tag == 3 { _ = send(.tick, after: 2) }
-            _ = ready(tag: UInt64(tag), url: "http://slow.example/a", job: job)
+            _ = ready(tag: UInt64(tag), url: "http://slow.example/a", job: occurrence(Double(tag)))
         }
         // Same schedule (same routing key): its receiver is known to be full.
-        let actions = send(.received(DeliveryMachineTests.delivery(tag: 5, job: job), generation: 1))
+        let actions = send(.received(DeliveryMachineTests.delivery(tag: 5, job: occurrence(5)), generation: 1))
         #expect(actions.reads.isEmpty)
         #expect(actions.notes.contains(.parked(.capacity)))
     }

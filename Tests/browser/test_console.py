@@ -217,6 +217,8 @@ def test_the_queue_rises_while_the_worker_is_stopped_and_falls_when_it_starts(st
     wait(browser, lambda b: len(ok.got("/ok", 200)) >= 30, message="30 delivered")
     assert len({a[1] for a in ok.got("/ok")}) == 30
     wait(browser, lambda b: "p50" in b.find_element(By.ID, "lateness").text, message="lateness shown")
+    beats = browser.find_elements(By.CSS_SELECTOR, "#beats .beat")
+    assert len(beats) == 1 and "last round" in beats[0].text, [b.text for b in beats]
     assert "(30 deliveries)" in browser.find_element(By.ID, "lateness").text
     time.sleep(6)
     shot(browser, "overview")

@@ -119,6 +119,14 @@ struct ConsoleController: Sendable {
                     .reduce(0) { $0 + ($1.counts?.messages ?? 0) }
                 body["unacked_estimate"] = .int(max(0, inProgress - ready))
             }
+            body["beats"] = .array(
+                try await store.beats(seconds: 600).map {
+                    .object([
+                        "beat": .string($0.beat), "last_round_at": .string(Timestamp.format($0.lastRoundAt)),
+                        "round_ms": .number(String(format: "%.1f", $0.roundMilliseconds)),
+                        "lag_ms": .number(String(format: "%.1f", $0.lagMilliseconds)),
+                    ])
+                })
             let samples = try await store.samples(seconds: Double(minutes) * 60)
             body["samples"] = .array(
                 samples.map {

@@ -124,6 +124,10 @@ async function loadOverview() {
   document.getElementById("lateness").textContent = late.deliveries === 0
     ? "No first POSTs in the last hour."
     : `Due time to first POST, last hour: p50 ${late.p50_ms} ms, p99 ${late.p99_ms} ms (${late.deliveries} deliveries).`;
+  document.getElementById("beats").replaceChildren(...(data.beats || []).map(b => el("div",
+    `Beat ${b.beat}: last round ${Math.max(0, Math.round((Date.now() - Date.parse(b.last_round_at)) / 1000))} s ago, took ${b.round_ms} ms; lag ${b.lag_ms} ms.`,
+    { class: "beat" })));
+  if (data.beats && data.beats.length === 0) document.getElementById("beats").textContent = "No beat heard from in the last 10 minutes.";
   document.getElementById("unacked").textContent = data.unacked_estimate === undefined ? ""
     : `Jobs taken by workers and not yet acknowledged (estimated from the records): ${data.unacked_estimate}.`;
   document.getElementById("queues-section").hidden = !data.queues;

@@ -84,6 +84,50 @@ public struct ConsoleStore: Sendable {
         }
     }
 
+    /// One beat's last round.
+    public struct BeatRound: Sendable, Equatable {
+        public let beat: String
+        public let lastRoundAt: Date
+        public let roundMilliseconds: Double
+        public let lagMilliseconds: Double
+
+        public init(beat: String, lastRoundAt: Date, roundMilliseconds: Double, lagMilliseconds: Double) {
+            self.beat = beat
+            self.lastRoundAt = lastRoundAt
+            self.roundMilliseconds = roundMilliseconds
+            self.lagMilliseconds = lagMilliseconds
+        }
+    }
+
+    /// Records a beat's last round (migration 0009) and drops the rows of beats gone for a day.
+    public func recordRound(_ round: BeatRound) async throws {
+        try await pool.query(
+            """
+            INSERT INTO beat_status (beat, last_round_at, round_ms, lag_ms, updated_at) VALUES ($1, $2, $3, $4, now())
+            ON CONFLICT (beat) DO UPDATE SET last_round_at = excluded.last_round_at, round_ms = excluded.round_ms,
+                lag_ms = excluded.lag_ms, updated_at = now()
+            """,
+            [
+                round.beat, SQL.text(round.lastRoundAt), String(round.roundMilliseconds.isFinite ? round.roundMilliseconds : 0),
+                String(round.lagMilliseconds.isFinite ? round.lagMilliseconds : 0),
+            ])
+        try await pool.query("DELETE FROM beat_status WHERE updated_at < now() - interval '1 day'")
+    }
+
+    /// The beats heard from in the last `seconds`, most recent first.
+    public func beats(seconds: Double) async throws -> [BeatRound] {
+        let rows = try await pool.query(
+            """
+            SELECT beat, last_round_at, round_ms, lag_ms FROM beat_status
+            WHERE updated_at >= now() - make_interval(secs => $1) ORDER BY last_round_at DESC LIMIT 100
+            """, [String(seconds)])
+        return try rows.map {
+            BeatRound(
+                beat: try $0.requiredString("beat"), lastRoundAt: try $0.requiredDate("last_round_at"),
+                roundMilliseconds: $0["round_ms"].flatMap(Double.init) ?? 0, lagMilliseconds: $0["lag_ms"].flatMap(Double.init) ?? 0)
+        }
+    }
+
     /// How late first POSTs left, over deliveries due in the last `seconds`.
     public struct Lateness: Sendable, Equatable {
         public let deliveries: Int
