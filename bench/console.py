@@ -52,8 +52,10 @@ for who, token in (("admin", admin), ("tenant", user)):
             if index >= 2:  # two warm-up loads
                 times.append((time.perf_counter() - start) * 1000)
         if name == "endpoints":
-            # Its figures are kept 30 s: the first load of each scope computes them.
-            results.append({"view": "endpoints, first load (computed)", "user": who, "p50_ms": round(first, 1),
+            # Its figures are kept 30 s: the first load of a normal user's scope computes them;
+            # the admins' are kept warm by web, so their first look finds them ready.
+            label = "endpoints, first look (kept warm)" if who == "admin" else "endpoints, first load (computed)"
+            results.append({"view": label, "user": who, "p50_ms": round(first, 1),
                             "p95_ms": round(first, 1), "max_ms": round(first, 1)})
         times.sort()
         entry = {"view": name, "user": who, "p50_ms": round(statistics.median(times), 1),

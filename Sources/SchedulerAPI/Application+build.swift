@@ -15,22 +15,25 @@ public func buildApplication(
         url: configuration.databaseURL, size: configuration.databasePoolSize, checkoutTimeout: configuration.databasePoolTimeout,
         statementTimeout: configuration.databaseStatementTimeout, logger: logger)
     let status = OperationsStatus(pool: pool, brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, logger: logger)
-    let router = buildRouter(configuration: configuration, pool: pool, logger: logger, status: status)
+    let endpoints = EndpointCache()
+    let router = buildRouter(configuration: configuration, pool: pool, logger: logger, status: status, endpoints: endpoints)
     var application = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "scheduler-web"),
         logger: logger)
-    application.addServices(pool, QueueSampler(status: status, store: ConsoleStore(pool: pool), interval: 5, logger: logger))
+    application.addServices(
+        pool, QueueSampler(status: status, store: ConsoleStore(pool: pool), interval: 5, logger: logger),
+        EndpointWarmer(cache: endpoints, store: ConsoleStore(pool: pool), interval: EndpointCache.warmEvery, logger: logger))
     return application
 }
 
 /// The API's routes and middleware. Tests call this with their own pool.
 public func buildRouter(configuration: Configuration, pool: PostgresPool, logger: Logger) -> Router<SchedulerRequestContext> {
-    buildRouter(configuration: configuration, pool: pool, logger: logger, status: nil)
+    buildRouter(configuration: configuration, pool: pool, logger: logger, status: nil, endpoints: EndpointCache())
 }
 
 func buildRouter(
-    configuration: Configuration, pool: PostgresPool, logger: Logger, status: OperationsStatus?
+    configuration: Configuration, pool: PostgresPool, logger: Logger, status: OperationsStatus?, endpoints: EndpointCache
 ) -> Router<SchedulerRequestContext> {
     let settings = APISettings(configuration)
     let users = UserStore(pool: pool, minter: TokenMinter(secretKey: configuration.secretKey))
@@ -56,7 +59,8 @@ func buildRouter(
         brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: deliveries, logger: logger)
     DeadLetterController(store: deliveries, redriver: redriver, settings: settings).addRoutes(to: api)
     let console = ConsoleController(
-        users: users, store: ConsoleStore(pool: pool), deliveries: deliveries, redriver: redriver, status: status, useSSL: settings.useSSL)
+        users: users, store: ConsoleStore(pool: pool), deliveries: deliveries, redriver: redriver, status: status, useSSL: settings.useSSL,
+        endpointCache: endpoints)
     console.addPages(to: router)
     console.addRoutes(to: api)
     UserController(store: users, settings: settings).addRoutes(to: api)

@@ -105,6 +105,58 @@ import Testing
         #expect(computed.withLock { $0 } == 4)
     }
 
+    @Test func theAdminsEndpointFiguresAreKeptWarmSoAFirstLookDoesNotWait() async throws {
+        let cache = EndpointCache()
+        let computed = Mutex(0)
+        @Sendable func compute() async throws -> JSONValue {
+            .int(
+                computed.withLock { count in
+                    count += 1
+                    return count
+                })
+        }
+        @Sendable func unexpected() async throws -> JSONValue {
+            Issue.record("the view computed on a look")
+            return .null
+        }
+        let start = Date()
+        try await cache.warm(nil, now: start, compute: compute)
+        #expect(computed.withLock { $0 } == 1, "warming computes what is not kept")
+        #expect(try await cache.value(for: nil, now: start.addingTimeInterval(1), compute: unexpected) == .int(1))
+        try await cache.warm(nil, now: start.addingTimeInterval(20), compute: compute)
+        #expect(computed.withLock { $0 } == 1, "a fresh answer is not computed again")
+        try await cache.warm(nil, now: start.addingTimeInterval(EndpointCache.warmEvery), compute: compute)
+        #expect(computed.withLock { $0 } == 2, "one older than 30 s is")
+        #expect(EndpointCache.warmEvery < EndpointCache.staleFor, "a warmed answer is never too old to show")
+        struct Failed: Error {}
+        await #expect(throws: Failed.self) {
+            try await cache.warm(5, now: start) { throw Failed() }
+        }
+        try await cache.warm(5, now: start, compute: compute)
+        #expect(computed.withLock { $0 } == 3, "a failed warming leaves nothing marked as computing")
+    }
+
+    @Test func aWalkOfTheDeadLettersReportsHowFarItGotAndOnlyOneRunsAtATime() {
+        let walks = WalkProgress()
+        #expect(walks.current == nil)
+        #expect(walks.begin(.retry, matched: 10, owner: nil))
+        #expect(!walks.begin(.purge, matched: 3, owner: 7), "a second walk waits for the first")
+        walks.advance(to: 4)
+        #expect(walks.current?.done == 4 && walks.current?.finishedAt == nil)
+        walks.end(done: 10, error: nil)
+        #expect(walks.current?.done == 10 && walks.current?.finishedAt != nil && walks.current?.action == .retry)
+        #expect(walks.begin(.purge, matched: 3, owner: 7), "the next may start once it ended")
+        walks.end(done: nil, error: "The broker is unavailable.")
+        #expect(walks.current?.done == 0 && walks.current?.error == "The broker is unavailable." && walks.current?.owner == 7)
+    }
+
+    @Test func progressWithNoWalkSaysNothingIsRunning() async throws {
+        try await APIHarness.run { api in
+            let reply = try await api.send(.get, "/api/v1/console/dead-letters/progress/")
+            #expect(reply.status == .ok && reply.text == #"{"running":false}"#, "\(reply.text)")
+        }
+    }
+
     @Test func beatsReportTheirLastRoundToAdminsOverviews() async throws {
         try await APIHarness.run { api in
             let store = ConsoleStore(pool: api.pool)

@@ -219,6 +219,8 @@ def test_the_queue_rises_while_the_worker_is_stopped_and_falls_when_it_starts(st
     shot(browser, "overview-worker-stopped")
     stack.start("worker")
     wait(browser, lambda b: depth(b) == 0, seconds=60, message="the queue drained")
+    unacked = browser.find_elements(By.CSS_SELECTOR, '#queues td[data-field="unacked"]')
+    assert unacked and all(cell.text.isdigit() for cell in unacked), [cell.text for cell in unacked]
     wait(browser, lambda b: len(ok.got("/ok", 200)) >= 30, message="30 delivered")
     assert len({a[1] for a in ok.got("/ok")}) == 30
     wait(browser, lambda b: "p50" in b.find_element(By.ID, "lateness").text, message="lateness shown")
@@ -262,6 +264,10 @@ def test_a_failing_receivers_dead_letters_are_retried_with_a_filter_and_delivere
     assert "Retry 5 dead letter(s)?" in alert.text
     alert.accept()
     wait(browser, lambda b: b.find_element(By.ID, "message").text == "Retried 5 of 5.", seconds=60)
+    # The walk's progress, as the page polled it while the retry ran.
+    _, progress = stack.api("GET", "/api/v1/console/dead-letters/progress/", stack.admin)
+    assert progress["running"] is False and progress["action"] == "retry", progress
+    assert progress["matched"] == 5 and progress["done"] == 5 and progress["error"] is None, progress
     wait(browser, lambda b: len(failing.got("/flaky", 200)) == 5, message="the five delivered")
     # The other receiver's two stay dead; nothing else moved.
     _, body = stack.api("GET", "/api/v1/console/dead-letters/", stack.admin)
@@ -275,7 +281,8 @@ def test_endpoints_show_the_failing_receiver(stack, browser, receivers):
     sign_in(browser, stack, stack.admin)
     browser.get(f"{stack.url}/console/#endpoints")
     failing = f"127.0.0.1:{receivers['failing'].port}"
-    wait(browser, lambda b: any(r.text.startswith(failing) for r in b.find_elements(By.CSS_SELECTOR, "#endpoints tbody tr")))
+    # The figures are kept 30 s (and computed at web's start): the page refreshes until they show.
+    wait(browser, lambda b: any(r.text.startswith(failing) for r in b.find_elements(By.CSS_SELECTOR, "#endpoints tbody tr")), seconds=75)
     rows = {r.find_element(By.TAG_NAME, "td").text: r.text for r in browser.find_elements(By.CSS_SELECTOR, "#endpoints tbody tr")}
     assert "HTTP 500" in rows[failing] or "500" in rows[failing]
     first = browser.find_element(By.CSS_SELECTOR, "#endpoints tbody tr td").text
@@ -298,6 +305,8 @@ def test_a_normal_users_console_shows_only_their_schedules(stack, browser, recei
     assert not browser.find_element(By.ID, "queues-section").is_displayed()
     browser.get(f"{stack.url}/console/#dead")
     wait(browser, lambda b: b.find_element(By.ID, "dead-count").text == "0 matching")
+    # An admin's re-drive is not theirs to see.
+    assert stack.api("GET", "/api/v1/console/dead-letters/progress/", stack.user) == (200, {"running": False})
     # Disable from the console.
     browser.get(f"{stack.url}/console/#schedules")
     wait(browser, lambda b: b.find_element(By.ID, "schedule-count").text == "1 schedules")

@@ -3,6 +3,7 @@ import DeliveryQueues
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import SchedulerCore
 import SchedulerStore
 import Synchronization
@@ -23,8 +24,8 @@ struct ConsoleController: Sendable {
     let redriver: DeadLetterRedriver
     let status: OperationsStatus
     let useSSL: Bool
-    let redriving = DeadLetterController.Gate()
-    let endpointCache = EndpointCache()
+    let endpointCache: EndpointCache
+    let walks = WalkProgress()
 
     func addPages(to router: Router<SchedulerRequestContext>) {
         router.get("console/") { _, _ in Self.asset(ConsoleAssets.page, type: "text/html; charset=utf-8") }
@@ -45,6 +46,7 @@ struct ConsoleController: Sendable {
         group.resource("v1/console/dead-letters/", [.get: deadLetters])
         group.resource("v1/console/dead-letters/retry/", [.post: retry])
         group.resource("v1/console/dead-letters/purge/", [.post: purge])
+        group.resource("v1/console/dead-letters/progress/", [.get: progress])
     }
 
     static func asset(_ text: String, type: String) -> Response {
@@ -105,20 +107,29 @@ struct ConsoleController: Sendable {
             "checked_at": .string(Timestamp.format(reading.takenAt)),
         ])
         if user.isAdmin {
-            body["queues"] = .array(
-                reading.queues.map { queue, counts in
-                    .object([
-                        "queue": .string(queue), "ready": counts.map { .int($0.messages) } ?? .null,
-                        "consumers": counts.map { .int($0.consumers) } ?? .null,
-                    ])
-                })
             // AMQP does not report unacknowledged messages: the main queue's are estimated
-            // from the records, as `scheduler-ctl queues` does.
+            // from the records, as `scheduler-ctl queues` does. A queue with no consumer
+            // (the delay queues, the dead letters) has none.
+            var estimate: Int?
             if let inProgress = try? await deliveries.inProgressCount() {
                 let ready = reading.queues.filter { $0.queue == DeliveryTopology.queue || $0.queue.hasPrefix("scheduler.retry.") }
                     .reduce(0) { $0 + ($1.counts?.messages ?? 0) }
-                body["unacked_estimate"] = .int(max(0, inProgress - ready))
+                estimate = max(0, inProgress - ready)
+                body["unacked_estimate"] = estimate.map(JSONValue.int)
             }
+            body["queues"] = .array(
+                reading.queues.map { queue, counts in
+                    let unacked: Int? =
+                        switch counts?.consumers {
+                        case nil: nil
+                        case 0: 0
+                        default: queue == DeliveryTopology.queue ? estimate : nil
+                        }
+                    return .object([
+                        "queue": .string(queue), "ready": counts.map { .int($0.messages) } ?? .null,
+                        "unacked": unacked.map(JSONValue.int) ?? .null, "consumers": counts.map { .int($0.consumers) } ?? .null,
+                    ])
+                })
             body["beats"] = .array(
                 try await store.beats(seconds: 600).map {
                     .object([
@@ -168,11 +179,12 @@ struct ConsoleController: Sendable {
     /// while one refresh runs behind it (`computed_at` says how old it is).
     @Sendable func endpoints(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         let owner = try context.owner()
-        let body = try await endpointCache.value(for: owner) { try await endpointHealth(owner: owner) }
+        let store = store
+        let body = try await endpointCache.value(for: owner) { try await Self.endpointHealth(store: store, owner: owner) }
         return JSONResponse.make(body: body)
     }
 
-    private func endpointHealth(owner: Int64?) async throws -> JSONValue {
+    static func endpointHealth(store: ConsoleStore, owner: Int64?) async throws -> JSONValue {
         func rows(_ seconds: Double) async throws -> JSONValue {
             .array(
                 try await store.endpoints(seconds: seconds, owner: owner).map {
@@ -323,7 +335,9 @@ struct ConsoleController: Sendable {
         let selection = try await action(request, context: context)
         let ids = try await matches(selection)
         if selection.dryRun || ids.isEmpty { return JSONResponse.make(body: .object(["matched": .int(ids.count), "moved": .int(0)])) }
-        let moved = try await walk { try await redriver.redrive(where: { $0.messageID.map { ids.contains($0.lowercased()) } ?? false }) }
+        let moved = try await walk(.retry, matched: ids.count, user: try context.caller(), logger: context.logger) { progress in
+            try await redriver.redrive(progress: progress, where: { $0.messageID.map { ids.contains($0.lowercased()) } ?? false })
+        }
         context.logger.info("dead letters re-driven from the console", metadata: ["count": "\(moved.count)"])
         return JSONResponse.make(body: .object(["matched": .int(ids.count), "moved": .int(moved.count)]))
     }
@@ -337,22 +351,92 @@ struct ConsoleController: Sendable {
         guard selection.confirmed else {
             throw APIError.validation(FieldErrors("confirm", "Purging cannot be undone: send \"confirm\": true."))
         }
-        let purged = try await walk { try await redriver.purge(where: { $0.messageID.map { ids.contains($0.lowercased()) } ?? false }) }
+        let purged = try await walk(.purge, matched: ids.count, user: try context.caller(), logger: context.logger) { progress in
+            try await redriver.purge(progress: progress, where: { $0.messageID.map { ids.contains($0.lowercased()) } ?? false })
+        }
         context.logger.info("dead letters purged from the console", metadata: ["count": "\(purged.count)"])
         return JSONResponse.make(body: .object(["matched": .int(ids.count), "purged": .int(purged.count)]))
     }
 
-    /// One walk of the dead-letter queue at a time per process.
-    private func walk(_ body: () async throws -> [String]) async throws -> [String] {
-        guard redriving.enter() else {
+    /// One walk of the dead-letter queue at a time per process; its progress is readable at
+    /// `dead-letters/progress/` while it runs and after it ends.
+    private func walk(
+        _ action: WalkProgress.Action, matched: Int, user: User, logger: Logger,
+        _ body: (@escaping @Sendable (Int) -> Void) async throws -> [String]
+    ) async throws -> [String] {
+        guard walks.begin(action, matched: matched, owner: user.isAdmin ? nil : user.id) else {
             throw APIError(
                 .tooManyRequests, detail: "A re-drive or purge is already running; try again shortly.", headers: [.retryAfter: "5"])
         }
-        defer { redriving.leave() }
+        let walks = walks
         do {
-            return try await body()
+            let done = try await body { walks.advance(to: $0) }
+            walks.end(done: done.count, error: nil)
+            return done
         } catch is AMQPError {
+            walks.end(done: nil, error: "The broker is unavailable.")
             throw APIError(.serviceUnavailable, detail: "The broker is unavailable; try again shortly.", headers: [.retryAfter: "5"])
+        } catch {
+            logger.error("dead-letter walk stopped", metadata: ["action": "\(action.rawValue)", "error": "\(error)"])
+            walks.end(done: nil, error: "Stopped by an error (in web's log).")
+            throw error
+        }
+    }
+
+    /// The last re-drive or purge started from the console on this process: running or not,
+    /// how many it matched and how many it has moved. A normal user sees only their own.
+    @Sendable func progress(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let user = try context.caller()
+        guard let walk = walks.current, user.isAdmin || walk.owner == user.id else {
+            return JSONResponse.make(body: .object(["running": .bool(false)]))
+        }
+        return JSONResponse.make(
+            body: .object([
+                "running": .bool(walk.finishedAt == nil), "action": .string(walk.action.rawValue), "matched": .int(walk.matched),
+                "done": .int(walk.done), "started_at": .string(Timestamp.format(walk.startedAt)),
+                "finished_at": walk.finishedAt.map { .string(Timestamp.format($0)) } ?? .null,
+                "error": walk.error.map(JSONValue.string) ?? .null,
+            ]))
+    }
+}
+
+/// The console's walk of the dead-letter queue (one at a time per process) and how far it got.
+final class WalkProgress: Sendable {
+    enum Action: String, Sendable {
+        case retry, purge
+    }
+
+    struct Walk: Sendable {
+        let action: Action
+        let matched: Int
+        /// The normal user who started it; nil for an admin.
+        let owner: Int64?
+        let startedAt: Date
+        var done = 0
+        var finishedAt: Date?
+        var error: String?
+    }
+
+    private let state = Mutex<Walk?>(nil)
+
+    var current: Walk? { state.withLock { $0 } }
+
+    /// Starts a walk unless one is running.
+    func begin(_ action: Action, matched: Int, owner: Int64?, now: Date = Date()) -> Bool {
+        state.withLock { walk in
+            if let walk, walk.finishedAt == nil { return false }
+            walk = Walk(action: action, matched: matched, owner: owner, startedAt: now)
+            return true
+        }
+    }
+
+    func advance(to done: Int) { state.withLock { $0?.done = done } }
+
+    func end(done: Int?, error: String?, now: Date = Date()) {
+        state.withLock { walk in
+            if let done { walk?.done = done }
+            walk?.error = error
+            walk?.finishedAt = now
         }
     }
 }
@@ -365,6 +449,8 @@ final class EndpointCache: Sendable {
     /// Older than this, an answer is not shown while a new one is computed: it is computed first.
     static let staleFor = 600.0
     static let maximumEntries = 1000
+    /// How often each web process recomputes the admins' answer (well inside `staleFor`).
+    static let warmEvery = 240.0
 
     private struct Entry {
         var value: JSONValue
@@ -400,6 +486,24 @@ final class EndpointCache: Sendable {
             let value = try await compute()
             store(value, for: scope)
             return value
+        }
+    }
+
+    /// Computes the answer for `scope` now unless a fresh one is kept or one is being computed:
+    /// `EndpointWarmer` keeps the admins' answer warm, so a first look after a quiet spell
+    /// does not wait for the aggregation.
+    func warm(_ scope: Int64?, now: Date = Date(), compute: @Sendable () async throws -> JSONValue) async throws {
+        let due: Bool = entries.withLock { entries in
+            if let entry = entries[scope], entry.refreshing || now.timeIntervalSince(entry.at) < Self.freshFor { return false }
+            entries[scope]?.refreshing = true
+            return true
+        }
+        guard due else { return }
+        do {
+            store(try await compute(), for: scope)
+        } catch {
+            store(nil, for: scope)
+            throw error
         }
     }
 

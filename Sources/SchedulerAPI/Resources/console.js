@@ -133,6 +133,7 @@ async function loadOverview() {
   document.getElementById("queues-section").hidden = !data.queues;
   if (data.queues) {
     fill("queues", data.queues.map(q => row([q.queue, { text: q.ready ?? "not declared", attrs: { class: "num", "data-queue": q.queue, "data-field": "ready" } },
+      { text: q.unacked ?? "", attrs: { class: "num", "data-field": "unacked" } },
       { text: q.consumers ?? "", attrs: { class: "num" } }])));
     document.getElementById("queues-at").textContent = `(${new Date().toLocaleTimeString()})`;
     const byQueue = {};
@@ -194,16 +195,30 @@ async function retry(ids) {
   if (preview.matched === 0) { say("Nothing to retry."); return; }
   if (!confirm(`Retry ${preview.matched} dead letter(s)? They go back to the delivery queue with fresh attempts.`)) return;
   say(`Retrying ${preview.matched}...`);
-  const done = await api("/api/v1/console/dead-letters/retry/", { method: "POST", body });
+  const done = await whileWatching(api("/api/v1/console/dead-letters/retry/", { method: "POST", body }), "Retried");
   say(`Retried ${done.moved} of ${done.matched}.`);
   await loadDead();
+}
+
+// Shows how far a re-drive or purge has got (every half second) until `request` answers.
+async function whileWatching(request, verb) {
+  let finished = false;
+  const watch = (async () => {
+    while (!finished) {
+      await new Promise(resolve => setTimeout(resolve, 500));
+      if (finished) break;
+      const progress = await api("/api/v1/console/dead-letters/progress/").catch(() => null);
+      if (!finished && progress && progress.running) say(`${verb} ${progress.done} of ${progress.matched} so far...`);
+    }
+  })();
+  try { return await request; } finally { finished = true; await watch; }
 }
 
 async function purge() {
   const preview = await api("/api/v1/console/dead-letters/purge/", { method: "POST", body: { filter: state.deadFilter, dry_run: true } });
   if (preview.matched === 0) { say("Nothing to purge."); return; }
   if (!confirm(`Purge ${preview.matched} dead letter(s) for good? This cannot be undone.`)) return;
-  const done = await api("/api/v1/console/dead-letters/purge/", { method: "POST", body: { filter: state.deadFilter, confirm: true } });
+  const done = await whileWatching(api("/api/v1/console/dead-letters/purge/", { method: "POST", body: { filter: state.deadFilter, confirm: true } }), "Purged");
   say(`Purged ${done.purged} of ${done.matched}.`);
   await loadDead();
 }
