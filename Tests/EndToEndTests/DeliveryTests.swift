@@ -200,11 +200,10 @@ struct DeliveryTests {
                 #"{"endpoint":"\#(pipeline.receiver.url("held-edited"))","payload":{"v":1},"next_send_at":"\#(Timestamp.format(due))"}"#)
             let disabled = try await pipeline.createSchedule(
                 #"{"endpoint":"\#(pipeline.receiver.url("held-disabled"))","next_send_at":"\#(Timestamp.format(due))"}"#)
-            // Both are claimed and published up to 8 s before their time.
+            // Both are claimed and published up to 8 s before their time: the worker holds them.
             let published = try await pipeline.eventually(timeout: 8) {
-                let first = try await pipeline.deliveries(edited).first?.publishedAt
-                let second = try await pipeline.deliveries(disabled).first?.publishedAt
-                return first != nil && second != nil
+                let claimed = try await pipeline.deliveries(edited).count + pipeline.deliveries(disabled).count
+                return try claimed == 2 && pipeline.unacknowledged(DeliveryTopology.queue) == 2
             }
             try #require(published)
             try #require(Date() < due.addingTimeInterval(-3), "published early enough to change them before their time")
@@ -222,6 +221,47 @@ struct DeliveryTests {
             try await Task.sleep(for: .seconds(1))
             #expect(pipeline.receiver.received("held-disabled").isEmpty)
             #expect(try await pipeline.deliveries(disabled).map(\.state) == [.cancelled])
+        }
+    }
+
+    @Test(
+        "a job delivered soon after its publish is marked published by the worker's record alone; one nobody took is marked by beat before its lease ends, and published once"
+    )
+    func publishedMarks() async throws {
+        // The default lease of 60 s: beat marks what it published 5 s after the confirm.
+        try await Pipeline.run { pipeline in
+            let count = 200
+            try await pipeline.createDue(count, name: "marks", due: Date())
+            let delivered = try await pipeline.eventually(timeout: 30) { try await pipeline.states()["delivered"] == count }
+            try #require(delivered)
+            // Past beat's marks (5 s after the confirms).
+            try await Task.sleep(for: .seconds(6))
+            // The worker's record sets published_at in the statement that sets finished_at
+            // (the same now()); beat's mark, had it come first, would be earlier, and had it
+            // written the row again after the record, later: so each of these rows was
+            // written twice (inserted, recorded), not three times.
+            let rows = try await pipeline.pool.query(
+                """
+                SELECT count(*) FILTER (WHERE published_at IS NULL OR published_at > finished_at) AS wrong,
+                       count(*) FILTER (WHERE published_at = finished_at) AS by_record
+                FROM deliveries
+                """)
+            #expect(rows.first?["wrong"] == "0", "every delivered job is marked published, no later than it finished")
+            let byRecord = Int(rows.first?["by_record"] ?? "") ?? 0
+            #expect(byRecord >= count * 9 / 10, "the worker's record marked what it delivered: \(byRecord) of \(count)")
+
+        }
+        // A lease of 4 s: 1 s after the confirm.
+        try await Pipeline.run(environment: ["BEAT_PUBLISH_LEASE": "4"], worker: false) { pipeline in
+            let count = 50
+            try await pipeline.createDue(count, name: "waiting", due: Date())
+            let marked = try await pipeline.eventually(timeout: 10) {
+                try await pipeline.pool.query("SELECT count(*) FROM deliveries WHERE published_at IS NOT NULL").first?[0] == String(count)
+            }
+            #expect(marked, "beat marked what it published while the jobs wait in the queue")
+            // Past the lease: no beat took them as unpublished.
+            try await Task.sleep(for: .seconds(6))
+            #expect(try pipeline.depth(DeliveryTopology.queue) == count, "each published once")
         }
     }
 

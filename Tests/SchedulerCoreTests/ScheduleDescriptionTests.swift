@@ -16,6 +16,8 @@ import Testing
         ("0 9 * * 1,3,5", "UTC", "every Monday, Wednesday and Friday at 09:00, UTC"),
         ("0 0 1 * *", "Asia/Kolkata", "on day 1 of every month at 00:00, Asia/Kolkata"),
         ("15 14 * * *", "UTC", "every day at 14:15, UTC"),
+        ("59 23 * * *", "UTC", "every day at 23:59, UTC"),
+        ("5 0 * * *", "UTC", "every day at 00:05, UTC"),
         ("*/15 * * * *", "UTC", "every 15 minutes, UTC"),
         ("0 * * * *", "UTC", "every hour, on the hour, UTC"),
         ("@weekly", "UTC", "every Sunday at 00:00, UTC"),

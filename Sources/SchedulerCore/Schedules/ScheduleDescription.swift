@@ -34,6 +34,9 @@ public enum ScheduleDescription {
         range.filter { mask & (1 << UInt64($0)) != 0 }
     }
 
+    /// 0...99 as two digits (hours and minutes here: no `String(format:)` with a Swift Int).
+    static func twoDigits(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+
     static func cronWords(_ cron: CronExpression) -> String? {
         let minutes = bits(cron.minutes, in: 0...59)
         let hours = bits(cron.hours, in: 0...23)
@@ -43,7 +46,7 @@ public enum ScheduleDescription {
         guard cron.years == nil, months.count == 12 else { return nil }
         let time: String
         if minutes.count == 1, hours.count == 1 {
-            time = "at " + String(format: "%02d:%02d", hours[0], minutes[0])
+            time = "at \(twoDigits(hours[0])):\(twoDigits(minutes[0]))"
         } else if minutes.count == 1, hours.count == 24 {
             time = minutes[0] == 0 ? "every hour, on the hour" : "every hour at \(minutes[0]) minutes past"
         } else if minutes.count == 60, hours.count == 24 {

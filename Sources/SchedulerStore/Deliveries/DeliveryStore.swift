@@ -19,10 +19,15 @@ public struct DeliveryStore: Sendable {
         self.limits = limits
     }
 
-    /// Deliveries published and not finished: in a queue, or in a worker's hands.
+    /// Deliveries published and not finished: in a queue, or in a worker's hands. A beat marks
+    /// what it published a few seconds late (see `markPublished`): until then a job whose
+    /// lease is running counts as published.
     public func inProgressCount() async throws -> Int {
         let row = try await pool.query(
-            "SELECT count(*) FROM deliveries WHERE published_at IS NOT NULL AND state IN ('queued', 'retrying') AND finished_at IS NULL"
+            """
+            SELECT count(*) FROM deliveries
+            WHERE (published_at IS NOT NULL OR publish_after > now()) AND state IN ('queued', 'retrying') AND finished_at IS NULL
+            """
         ).first
         return row?[0].flatMap { Int($0) } ?? 0
     }
@@ -147,15 +152,21 @@ public struct DeliveryStore: Sendable {
         return (scheduled, next, !exhausted, triggered)
     }
 
-    /// Records that these jobs were published and confirmed by the broker.
+    /// Records that these jobs were published and confirmed by the broker, unless a worker
+    /// already did (`record` sets `published_at` with the outcome): a beat marks a few
+    /// seconds after the confirm, so a job delivered by then is written once less.
     public func markPublished(_ ids: [UUID]) async throws {
         guard !ids.isEmpty else { return }
         // Rows are locked in id order, as every multi-row update here does, so a beat and a
-        // worker writing overlapping rows wait for each other instead of deadlocking.
+        // worker writing overlapping rows wait for each other instead of deadlocking. A row
+        // already marked is neither locked nor written.
         try await pool.query(
             """
-            WITH locked AS (SELECT id FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
-            UPDATE deliveries d SET published_at = now() FROM locked WHERE d.id = locked.id AND d.id = ANY($1::uuid[])
+            WITH locked AS (
+                SELECT id FROM deliveries
+                WHERE id = ANY($1::uuid[]) AND published_at IS NULL AND state IN ('queued', 'cancelled') ORDER BY id FOR UPDATE)
+            UPDATE deliveries d SET published_at = now() FROM locked
+            WHERE d.id = locked.id AND d.id = ANY($1::uuid[]) AND d.published_at IS NULL
             """, [PostgresArray.literal(ids.map(SQL.text))])
     }
 
@@ -271,7 +282,7 @@ public struct DeliveryStore: Sendable {
             WITH locked AS (SELECT id FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
             UPDATE deliveries d SET state = u.state, attempts = greatest(d.attempts, u.attempts),
                 last_status = u.status, last_error = u.error, latency_ms = u.latency, updated_at = now(),
-                lateness_ms = coalesce(d.lateness_ms, u.lateness),
+                lateness_ms = coalesce(d.lateness_ms, u.lateness), published_at = coalesce(d.published_at, now()),
                 finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[], $7::float8[])
                 AS u(id, state, attempts, status, error, latency, lateness)
