@@ -92,6 +92,6 @@ extension DeliveryJob {
     public func message(attempt: Int = 1) -> AMQPOutgoingMessage {
         AMQPOutgoingMessage(
             exchange: DeliveryTopology.exchange, routingKey: routingKey, body: json.serializedBytes,
-            messageID: deliveryID.uuidString.lowercased(), headers: [DeliveryHeaders.attempt: .int(Int64(attempt))])
+            messageID: deliveryID.lowercasedText, headers: [DeliveryHeaders.attempt: .int(Int64(attempt))])
     }
 }

@@ -43,7 +43,7 @@ extension PostgresRow {
     }
 
     func uuid(_ column: String) throws -> UUID {
-        guard let text = self[column], let uuid = UUID(uuidString: text) else {
+        guard let text = self[column], let uuid = UUID(text: text) else {
             throw StoreError.unreadable(column, self[column] ?? "NULL")
         }
         return uuid
@@ -56,7 +56,7 @@ enum SQL {
     static func text(_ bool: Bool?) -> String? { bool.map { $0 ? "true" : "false" } }
     static func text(_ int: Int?) -> String? { int.map { String($0) } }
     static func text(_ int: Int64?) -> String? { int.map { String($0) } }
-    static func text(_ uuid: UUID) -> String { uuid.uuidString.lowercased() }
+    static func text(_ uuid: UUID) -> String { uuid.lowercasedText }
 }
 
 public enum StoreError: Error, CustomStringConvertible {

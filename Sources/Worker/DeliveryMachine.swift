@@ -410,7 +410,7 @@ struct DeliveryMachine {
             return
         }
         let body = Array((target.body.isEmpty || target.body == "null" ? "{}" : target.body).utf8)
-        let id = deliveryJob.deliveryID.uuidString.lowercased()
+        let id = deliveryJob.deliveryID.lowercasedText
         var headers = [
             "Content-Type: application/json",
             "Idempotency-Key: \(id)",
@@ -418,7 +418,7 @@ struct DeliveryMachine {
             "X-Scheduler-Scheduled-For: \(Timestamp.format(deliveryJob.scheduledFor))",
             "X-Scheduler-Attempt: \(job.attempt)",
         ]
-        if let schedule = deliveryJob.scheduleID { headers.append("X-Scheduler-Schedule-Id: \(schedule.uuidString.lowercased())") }
+        if let schedule = deliveryJob.scheduleID { headers.append("X-Scheduler-Schedule-Id: \(schedule.lowercasedText)") }
         if let token = target.authToken, !token.isEmpty { headers.append("Authorization: Token \(token)") }
         if let signer = settings.signer {
             headers += signer.headers(id: id, timestamp: Int(now.timeIntervalSince1970), body: body)

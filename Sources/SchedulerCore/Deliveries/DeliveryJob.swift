@@ -46,7 +46,7 @@ public struct DeliveryJob: Sendable, Equatable {
             throw FieldErrorMessage("malformed job: not JSON (\(error.description))")
         }
         guard let object = value.objectValue else { throw FieldErrorMessage("malformed job: not a JSON object") }
-        guard let text = object["delivery_id"]?.stringValue, let deliveryID = UUID(uuidString: text) else {
+        guard let text = object["delivery_id"]?.stringValue, let deliveryID = UUID(text: text) else {
             throw FieldErrorMessage("malformed job: delivery_id is missing or not a UUID")
         }
         guard let when = object["scheduled_for"]?.stringValue.flatMap(Timestamp.parse) else {
@@ -55,7 +55,7 @@ public struct DeliveryJob: Sendable, Equatable {
         let kind = object["kind"]?.stringValue.flatMap(Kind.init(rawValue:)) ?? .schedule
         var scheduleID: UUID?
         if let text = object["schedule_id"]?.stringValue {
-            guard let id = UUID(uuidString: text) else { throw FieldErrorMessage("malformed job: schedule_id is not a UUID") }
+            guard let id = UUID(text: text) else { throw FieldErrorMessage("malformed job: schedule_id is not a UUID") }
             scheduleID = id
         }
         self.init(deliveryID: deliveryID, scheduleID: scheduleID, scheduledFor: when, kind: kind)

@@ -35,7 +35,7 @@ public struct Delivery: Sendable, Equatable {
 /// The other 74 bits are a hash (derived ids) or random (webhook calls); the version is 8.
 public enum DeliveryID {
     public static func derive(scheduleID: UUID, scheduledFor: Date) -> UUID {
-        let text = "seed-scheduler/delivery/\(scheduleID.uuidString.lowercased())/\(Timestamp.microseconds(scheduledFor))"
+        let text = "seed-scheduler/delivery/\(scheduleID.lowercasedText)/\(Timestamp.microseconds(scheduledFor))"
         return make(at: scheduledFor, rest: Array(SHA256.hash(data: Data(text.utf8)).prefix(16)))
     }
 
@@ -73,13 +73,26 @@ public enum DeliveryID {
     }
 }
 
-/// PostgreSQL array literals for `unnest($1::uuid[], ...)` parameters.
+/// PostgreSQL array literals for `unnest($1::uuid[], ...)` parameters: each element quoted,
+/// with `\\` and `"` escaped, written byte by byte (this runs for every id of every batch).
 enum PostgresArray {
     static func literal(_ values: [String?]) -> String {
-        "{"
-            + values.map { value in
-                guard let value else { return "NULL" }
-                return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-            }.joined(separator: ",") + "}"
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+        bytes.reserveCapacity(2 + values.reduce(0) { $0 + ($1?.utf8.count ?? 4) + 3 })
+        for (index, value) in values.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            guard let value else {
+                bytes.append(contentsOf: "NULL".utf8)
+                continue
+            }
+            bytes.append(UInt8(ascii: "\""))
+            for byte in value.utf8 {
+                if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { bytes.append(UInt8(ascii: "\\")) }
+                bytes.append(byte)
+            }
+            bytes.append(UInt8(ascii: "\""))
+        }
+        bytes.append(UInt8(ascii: "}"))
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

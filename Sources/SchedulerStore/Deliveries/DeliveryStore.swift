@@ -487,7 +487,7 @@ public struct DeliveryStore: Sendable {
 
     static func delivery(_ row: PostgresRow) throws -> Delivery {
         Delivery(
-            id: try row.uuid("id"), scheduleID: row["schedule_id"].flatMap(UUID.init(uuidString:)),
+            id: try row.uuid("id"), scheduleID: row["schedule_id"].flatMap({ UUID(text: $0) }),
             kind: DeliveryJob.Kind(rawValue: try row.requiredString("kind")) ?? .schedule,
             scheduledFor: try row.requiredDate("scheduled_for"),
             state: Delivery.State(rawValue: try row.requiredString("state")) ?? .queued,
