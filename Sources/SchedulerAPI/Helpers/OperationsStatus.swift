@@ -113,6 +113,10 @@ final class OperationsStatus: Sendable {
             defer { state.session = nil }
             return state.session
         }
+        // A reading that outlives its deadline is abandoned: the session it uses is closed by
+        // whichever side comes second (the reader at the deadline, or the work when it ends),
+        // so a slow broker does not leave a connection behind per reading.
+        let work = Mutex((session: held?.session, abandoned: false))
         let result = await withDeadline(timeout) { () -> Result<(AMQPSession, QueueDepths.Counts, UInt16), any Error> in
             do {
                 let session: AMQPSession
@@ -122,10 +126,19 @@ final class OperationsStatus: Sendable {
                 } else {
                     session = try await AMQPSession.open(url: url, timeout: max(1, timeout - 1))
                     channel = 1
+                    let kept = work.withLock { work in
+                        if !work.abandoned { work.session = session }
+                        return !work.abandoned
+                    }
+                    guard kept else {
+                        await session.close()
+                        return .failure(AMQPError(kind: .timeout, message: "abandoned at the reading's deadline"))
+                    }
                     try await session.openChannel(channel)
                 }
                 do {
                     let read = try await QueueDepths.read(on: session, policy: policy, channel: channel)
+                    if work.withLock({ $0.abandoned }) { throw AMQPError(kind: .timeout, message: "abandoned at the reading's deadline") }
                     return .success((session, read.counts, read.channel))
                 } catch {
                     Task { await session.close() }
@@ -137,8 +150,13 @@ final class OperationsStatus: Sendable {
         }
         switch result {
         case .none:
-            // The session may be stuck in a blocking call: the next refresh opens another.
-            if let held { Task { await held.session.close() } }
+            // The session may be stuck in a blocking call: closed here, or by the work when it
+            // ends; the next refresh opens another.
+            let abandoned = work.withLock { work in
+                work.abandoned = true
+                return work.session
+            }
+            if let abandoned { Task { await abandoned.close() } }
             return (.down(reason: "no answer within \(Int(timeout)) seconds", detail: "timed out"), [])
         case .some(.failure(let error)):
             return (.down(reason: "cannot connect", detail: "\(error)"), [])
