@@ -112,7 +112,7 @@ struct Operator {
 extension DeliveryStore.DeadLetter {
     var row: [String] {
         [
-            delivery.id.uuidString.lowercased(), delivery.scheduleID?.uuidString.lowercased() ?? "-",
+            delivery.id.lowercasedText, delivery.scheduleID?.lowercasedText ?? "-",
             Terminal.truncate(endpoint ?? "-", 40),
             delivery.lastStatus.map { "HTTP \($0)" } ?? Terminal.truncate(delivery.lastError ?? "-", 30),
             String(delivery.attempts), delivery.finishedAt.map(Timestamp.format) ?? "-",
@@ -121,8 +121,8 @@ extension DeliveryStore.DeadLetter {
 
     var json: JSONValue {
         .object([
-            "delivery_id": .string(delivery.id.uuidString.lowercased()),
-            "schedule_id": delivery.scheduleID.map { .string($0.uuidString.lowercased()) } ?? .null,
+            "delivery_id": .string(delivery.id.lowercasedText),
+            "schedule_id": delivery.scheduleID.map { .string($0.lowercasedText) } ?? .null,
             "kind": .string(delivery.kind.rawValue),
             "endpoint": endpoint.map(JSONValue.string) ?? .null,
             "owner": owner.map(JSONValue.string) ?? .null,
@@ -184,11 +184,11 @@ extension DeadLetters {
                 guard let delivery = try await ops.store.delivery(id: id) else { throw fail("error: no delivery \(deliveryID)") }
                 let letters = try await ops.store.deadLetters(.init(), limit: 100_000).filter { $0.delivery.id == id }
                 var object = (letters.first?.json ?? .object([:])).objectValue ?? [:]
-                object["delivery_id"] = .string(id.uuidString.lowercased())
+                object["delivery_id"] = .string(id.lowercasedText)
                 object["state"] = .string(delivery.state.rawValue)
                 object["latency_ms"] = delivery.latencyMilliseconds.map { .number(String(format: "%.3f", $0)) } ?? .null
                 object["created_at"] = .string(Timestamp.format(delivery.createdAt))
-                let messages = try await ops.redriver.browse().filter { $0.messageID == id.uuidString.lowercased() }
+                let messages = try await ops.redriver.browse().filter { $0.messageID == id.lowercasedText }
                 if let message = messages.first {
                     object["job"] = (try? JSONParser.parse(message.body)) ?? .string(String(decoding: message.body, as: UTF8.self))
                     object["routing_key"] = .string(message.routingKey)
@@ -281,7 +281,7 @@ extension DeadLetters {
             if let deliveryID {
                 letters = try await ops.store.deadLetters(.init()).filter { $0.delivery.id == UUID(uuidString: deliveryID) }
             }
-            return DeadLetterSelection(letters: letters, ids: Set(letters.map { $0.delivery.id.uuidString.lowercased() }))
+            return DeadLetterSelection(letters: letters, ids: Set(letters.map { $0.delivery.id.lowercasedText }))
         }
     }
 
@@ -308,7 +308,7 @@ extension DeadLetters {
             do {
                 let letters = try await ops.store.deadLetters(all ? .init() : try filter.storeFilter())
                 let selection = DeadLetterSelection(
-                    letters: letters, ids: all ? nil : Set(letters.map { $0.delivery.id.uuidString.lowercased() }))
+                    letters: letters, ids: all ? nil : Set(letters.map { $0.delivery.id.lowercasedText }))
                 if !yes {
                     print(selection.describe(verb: "Would purge"))
                     print("Purge \(all ? "every dead letter" : "these \(letters.count)")? [y/N] ", terminator: "")

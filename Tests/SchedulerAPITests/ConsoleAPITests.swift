@@ -82,16 +82,19 @@ import Testing
         }
     }
 
+    /// An answer that says how many times it was computed.
+    static func count(_ computed: borrowing Mutex<Int>) -> JSONValue {
+        .int(
+            computed.withLock { count in
+                count += 1
+                return count
+            })
+    }
+
     @Test func endpointFiguresAreKeptThirtySecondsAndRefreshedBehindTheAnswerUpToTenMinutes() async throws {
         let cache = EndpointCache()
         let computed = Mutex(0)
-        @Sendable func compute() async throws -> JSONValue {
-            .int(
-                computed.withLock { count in
-                    count += 1
-                    return count
-                })
-        }
+        @Sendable func compute() async throws -> JSONValue { Self.count(computed) }
         let start = Date()
         #expect(try await cache.value(for: nil, now: start, compute: compute) == .int(1), "the first load computes")
         #expect(try await cache.value(for: nil, now: start.addingTimeInterval(29), compute: compute) == .int(1))
@@ -108,13 +111,7 @@ import Testing
     @Test func theAdminsEndpointFiguresAreKeptWarmSoAFirstLookDoesNotWait() async throws {
         let cache = EndpointCache()
         let computed = Mutex(0)
-        @Sendable func compute() async throws -> JSONValue {
-            .int(
-                computed.withLock { count in
-                    count += 1
-                    return count
-                })
-        }
+        @Sendable func compute() async throws -> JSONValue { Self.count(computed) }
         @Sendable func unexpected() async throws -> JSONValue {
             Issue.record("the view computed on a look")
             return .null

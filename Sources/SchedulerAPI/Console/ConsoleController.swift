@@ -243,8 +243,8 @@ struct ConsoleController: Sendable {
     static func deadLetterJSON(_ letter: DeliveryStore.DeadLetter) -> JSONValue {
         let delivery = letter.delivery
         return .object([
-            "id": .string(delivery.id.uuidString.lowercased()),
-            "schedule": delivery.scheduleID.map { .string($0.uuidString.lowercased()) } ?? .null,
+            "id": .string(delivery.id.lowercasedText),
+            "schedule": delivery.scheduleID.map { .string($0.lowercasedText) } ?? .null,
             "kind": .string(delivery.kind.rawValue),
             "endpoint": letter.endpoint.map(JSONValue.string) ?? .null,
             "owner": letter.owner.map(JSONValue.string) ?? .null,
@@ -314,7 +314,7 @@ struct ConsoleController: Sendable {
                     guard let text = value.stringValue, let id = UUID(uuidString: text) else {
                         throw APIError.validation(FieldErrors("ids", "Delivery ids (UUIDs)."))
                     }
-                    return id.uuidString.lowercased()
+                    return id.lowercasedText
                 })
         default: throw APIError.validation(FieldErrors("ids", "A list of at most 10000 delivery ids."))
         }
@@ -325,7 +325,7 @@ struct ConsoleController: Sendable {
 
     /// The delivery ids of the dead letters a selection means.
     private func matches(_ selection: Selection) async throws -> Set<String> {
-        let found = Set(try await deliveries.deadLetters(selection.filter).map { $0.delivery.id.uuidString.lowercased() })
+        let found = Set(try await deliveries.deadLetters(selection.filter).map { $0.delivery.id.lowercasedText })
         return selection.ids.map { found.intersection($0) } ?? found
     }
 

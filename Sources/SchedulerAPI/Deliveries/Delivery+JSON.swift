@@ -5,7 +5,7 @@ extension Delivery {
     /// A delivery record as `GET /api/v1/schedule/<id>/deliveries/` shows it.
     func json(_ links: Links) -> JSONValue {
         .object([
-            "id": .string(id.uuidString.lowercased()),
+            "id": .string(id.lowercasedText),
             "schedule": scheduleID.map { .string(links.schedule($0)) } ?? .null,
             "kind": .string(kind.rawValue),
             "scheduled_for": .string(Timestamp.format(scheduledFor)),
@@ -22,7 +22,7 @@ extension Delivery {
 
     /// The original's failed task: `{url, id, schedule, task_id, initiated_at, reason}`.
     func failedTaskJSON(_ links: Links) -> JSONValue {
-        let text = id.uuidString.lowercased()
+        let text = id.lowercasedText
         return .object([
             "url": .string(links.url("/api/v1/failed-tasks/\(text)/")),
             "id": .string(text),

@@ -5,7 +5,7 @@ extension Schedule {
     func json(_ links: Links) -> JSONValue {
         var object = JSONObject()
         object["url"] = .string(links.schedule(id))
-        object["id"] = .string(id.uuidString.lowercased())
+        object["id"] = .string(id.lowercasedText)
         object["frequency"] = fields.frequency.map(JSONValue.int) ?? .null
         object["triggered"] = .int(triggered)
         object["cron_definition"] = fields.cronDefinition.map(JSONValue.string) ?? .null

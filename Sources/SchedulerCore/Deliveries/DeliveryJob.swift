@@ -25,13 +25,13 @@ public struct DeliveryJob: Sendable, Equatable {
 
     /// `schedule.<schedule-uuid>` (webhook calls about a schedule use the schedule's key too).
     public var routingKey: String {
-        "schedule.\(scheduleID.map { $0.uuidString.lowercased() } ?? "none")"
+        "schedule.\(scheduleID.map { $0.lowercasedText } ?? "none")"
     }
 
     public var json: JSONValue {
         .object([
-            "delivery_id": .string(deliveryID.uuidString.lowercased()),
-            "schedule_id": scheduleID.map { .string($0.uuidString.lowercased()) } ?? .null,
+            "delivery_id": .string(deliveryID.lowercasedText),
+            "schedule_id": scheduleID.map { .string($0.lowercasedText) } ?? .null,
             "scheduled_for": .string(Timestamp.format(scheduledFor)),
             "kind": .string(kind.rawValue),
         ])
