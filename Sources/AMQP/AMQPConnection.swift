@@ -323,8 +323,10 @@ final class AMQPConnection: @unchecked Sendable {
             headers: Self.headers(message.properties))
     }
 
-    public func ack(_ deliveryTag: UInt64, channel: UInt16) throws {
-        let status = amqp_basic_ack(state, channel, deliveryTag, 0)
+    /// Acknowledges one delivery or, with `multiple`, every unacknowledged delivery of the
+    /// channel up to and including `deliveryTag`.
+    public func ack(_ deliveryTag: UInt64, multiple: Bool = false, channel: UInt16) throws {
+        let status = amqp_basic_ack(state, channel, deliveryTag, multiple ? 1 : 0)
         guard status == AMQP_STATUS_OK.rawValue else {
             throw AMQPError(kind: .connection, code: Int(status), message: "ack failed: \(String(cString: amqp_error_string2(status)))")
         }

@@ -67,6 +67,8 @@ public final class AMQPConsumer: @unchecked Sendable {
     // The thread's own.
     private var connection: AMQPConnection?
     private var generation = 0
+    /// The delivery tags of this connection not yet acked or nacked, oldest first.
+    private var unsettled: [UInt64] = []
 
     public init(settings: Settings, logger: Logger, onEvent: @escaping @Sendable (Event) -> Void) {
         self.settings = settings
@@ -196,6 +198,7 @@ public final class AMQPConsumer: @unchecked Sendable {
         try opened.consume(queue: settings.queue, prefetch: settings.prefetch, channel: channel)
         connection = opened
         generation += 1
+        unsettled = []
         // Commands for the connection that is gone can only be dropped.
         shared.withLock { $0.commands.removeAll() }
         onEvent(.connected(generation: generation))
@@ -211,7 +214,10 @@ public final class AMQPConsumer: @unchecked Sendable {
             while arrived.count < 1000, let delivery = try connection.nextDelivery(timeout: 0) {
                 arrived.append(delivery)
             }
-            if !arrived.isEmpty { onEvent(.deliveries(arrived, generation: generation)) }
+            if !arrived.isEmpty {
+                unsettled += arrived.map(\.deliveryTag)
+                onEvent(.deliveries(arrived, generation: generation))
+            }
         } else {
             try connection.serviceIdle()
         }
@@ -231,16 +237,42 @@ public final class AMQPConsumer: @unchecked Sendable {
             defer { shared.commands.removeAll() }
             return shared.commands
         }
+        guard !commands.isEmpty else { return }
+        let waiting = Set(unsettled)
+        var acks = Set<UInt64>()
+        var nacked = Set<UInt64>()
         for command in commands {
             switch command {
-            case .ack(let tag, let generation) where generation == self.generation:
-                try connection.ack(tag, channel: channel)
-            case .nack(let tag, let requeue, let generation) where generation == self.generation:
+            // A tag of a connection that is gone, or one settled already, is dropped: the
+            // broker would close the channel for it.
+            case .ack(let tag, let generation) where generation == self.generation && waiting.contains(tag):
+                acks.insert(tag)
+            case .nack(let tag, let requeue, let generation)
+            where generation == self.generation && waiting.contains(tag) && !nacked.contains(tag):
+                // Nacks go first: a multiple ack below must not cover a tag meant for a nack.
                 try connection.nack(tag, requeue: requeue, channel: channel)
+                nacked.insert(tag)
             default:
-                continue  // a tag of a connection that is gone
+                continue
             }
         }
+        acks.subtract(nacked)
+        guard !acks.isEmpty else {
+            if !nacked.isEmpty { unsettled.removeAll { nacked.contains($0) } }
+            return
+        }
+        // The oldest unsettled tags, all acked now, go in one multiple ack (one frame and one
+        // settle in the broker instead of one each); the rest one by one.
+        var covered = 0
+        while covered < unsettled.count, acks.contains(unsettled[covered]) || nacked.contains(unsettled[covered]) {
+            covered += 1
+        }
+        let last = unsettled[..<covered].last { acks.contains($0) }
+        if let last { try connection.ack(last, multiple: true, channel: channel) }
+        for tag in unsettled[covered...] where acks.contains(tag) {
+            try connection.ack(tag, channel: channel)
+        }
+        unsettled.removeAll { acks.contains($0) || nacked.contains($0) }
     }
 
     /// Sleeps `seconds`, or less when the box is closed meanwhile.

@@ -20,6 +20,10 @@ public final class PostgresConnection: @unchecked Sendable {
     /// written on `queue` after every statement, read by the pool without waiting on it.
     private let healthy = Mutex(true)
     private let lost = Mutex(false)
+    /// The server-side name of each statement prepared on this connection, by its text;
+    /// read and written only on `queue`.
+    nonisolated(unsafe) private var preparedNames: [String: String] = [:]
+    nonisolated(unsafe) private var preparedCount = 0
 
     private init(handle: OpaquePointer, queue: DispatchQueue, logger: Logger) {
         self.handle = handle
@@ -107,6 +111,14 @@ public final class PostgresConnection: @unchecked Sendable {
         try await onQueue { try self.executeBlocking(script) }
     }
 
+    /// Runs a statement prepared on this connection: the server parses and plans it the
+    /// first time (`PQprepare`) and then runs it by name, so a statement that runs often
+    /// skips parsing and, once the server settles on a generic plan, planning too.
+    @discardableResult
+    public func query(_ statement: PreparedStatement, _ parameters: [String?] = []) async throws -> PostgresRows {
+        try await onQueue { try self.queryPreparedBlocking(statement, parameters) }
+    }
+
     func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { continuation.resume(with: Result { try work() }) }
@@ -128,6 +140,33 @@ public final class PostgresConnection: @unchecked Sendable {
             PQexecParams(handle, sql, Int32(parameters.count), nil, pointers, nil, nil, 0)
         }
         return try consume(result)
+    }
+
+    func queryPreparedBlocking(_ statement: PreparedStatement, _ parameters: [String?]) throws -> PostgresRows {
+        dispatchPrecondition(condition: .onQueue(queue))
+        if parameters.contains(where: { $0?.utf8.contains(0) == true }) {
+            throw PostgresError(kind: .query, code: "22021", message: "a text parameter contains a NUL character")
+        }
+        let name: String
+        if let known = preparedNames[statement.sql] {
+            name = known
+        } else {
+            preparedCount += 1
+            name = "scheduler_\(preparedCount)"
+            _ = try consume(PQprepare(handle, name, statement.sql, Int32(parameters.count), nil))
+            preparedNames[statement.sql] = name
+        }
+        let result: OpaquePointer? = withOptionalCStringArray(parameters) { pointers in
+            PQexecPrepared(handle, name, Int32(parameters.count), pointers, nil, nil, 0)
+        }
+        do {
+            return try consume(result)
+        } catch let error as PostgresError where error.code == "0A000" || error.code == "26000" {
+            // The table changed under the plan ("cached plan must not change result type") or
+            // the session's statements were dropped: prepare it again on its next use.
+            preparedNames[statement.sql] = nil
+            throw error
+        }
     }
 
     func executeBlocking(_ script: String) throws -> PostgresRows {
@@ -184,6 +223,18 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
         return PostgresRows(columns: columns, rows: rows, affectedRows: affected)
+    }
+}
+
+/// A statement a connection prepares once and then runs by name (see
+/// `PostgresConnection.query(_:_:)`): for the statements a program runs many times a
+/// second. Each distinct text is prepared once per connection, so the text must not vary
+/// (values go in parameters).
+public struct PreparedStatement: Sendable, Hashable {
+    public let sql: String
+
+    public init(_ sql: String) {
+        self.sql = sql
     }
 }
 

@@ -77,6 +77,12 @@ public final class PostgresPool: Service, Sendable {
         try await withConnection { try await $0.query(sql, parameters) }
     }
 
+    /// One prepared statement on any free connection.
+    @discardableResult
+    public func query(_ statement: PreparedStatement, _ parameters: [String?] = []) async throws -> PostgresRows {
+        try await withConnection { try await $0.query(statement, parameters) }
+    }
+
     /// Checks that the server answers (a round trip on a pooled connection).
     public func ping() async throws {
         try await query("SELECT 1")

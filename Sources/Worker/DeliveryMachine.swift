@@ -203,6 +203,8 @@ struct DeliveryMachine {
     /// The receiver of each schedule's jobs, as last read (routing key → receiver): a job
     /// for a receiver that could not take it anyway is parked without reading its target.
     private var knownReceivers: [String: String] = [:]
+    /// What each endpoint's text alone decides (see `facts(of:)`), by the text.
+    private(set) var endpoints: [String: EndpointFacts] = [:]
     private(set) var stopping = false
     private var stopDeadline: Date?
     private(set) var finished = false
@@ -399,13 +401,9 @@ struct DeliveryMachine {
             settleWithout(tag: tag, job: job, message: nil)
             return
         }
-        // Parsed once: the egress guard, the guard flag and the receiver all need the host.
-        let components = URLComponents(string: endpoint)
-        let host = components?.host ?? ""
+        let facts = facts(of: endpoint)
         // The row may have been written by hand or before a bound was set: check it again.
-        if let problem = Self.problem(
-            endpoint: endpoint, host: host, target: target, maximumPayloadBytes: settings.maximumPayloadBytes, egress: settings.egress)
-        {
+        if let problem = facts.problem ?? Self.problem(of: target, maximumPayloadBytes: settings.maximumPayloadBytes) {
             refuse(tag: tag, job: job, reason: problem, now: now, into: &actions)
             return
         }
@@ -425,7 +423,7 @@ struct DeliveryMachine {
         }
         let post = HTTPPost(
             id: nextTransfer, url: endpoint, headers: headers, body: body, timeout: settings.timeout,
-            connectTimeout: settings.connectTimeout, guarded: !settings.egress.allows(host: host))
+            connectTimeout: settings.connectTimeout, guarded: facts.guarded)
         do {
             try post.validate()
         } catch {
@@ -434,7 +432,7 @@ struct DeliveryMachine {
             return
         }
         nextTransfer += 1
-        let key = Receiver.key(of: endpoint, components: components)
+        let key = facts.receiver
         jobs[tag]?.receiver = key
         jobs[tag]?.post = post
         // A schedule's jobs go to its endpoint; a webhook call about it goes elsewhere.
@@ -522,13 +520,51 @@ struct DeliveryMachine {
         receivers = receivers.filter { !$0.value.isIdle || now.timeIntervalSince($0.value.lastActivity) < idle }
     }
 
-    /// What makes a stored target undeliverable, if anything.
-    static func problem(
-        endpoint: String, host: String, target: DeliveryStore.Target, maximumPayloadBytes: Int, egress: EgressPolicy = EgressPolicy()
-    ) -> String? {
-        if !ScheduleValidation.isHTTPURL(endpoint) { return "the endpoint is not an http(s) URL this worker may POST to" }
-        // A row written before the guard (or by hand): its literal address is judged again.
-        if let refusal = egress.refusal(forHost: host) { return "egress-denied: \(refusal)" }
+    /// What an endpoint's text alone decides about its jobs.
+    struct EndpointFacts: Equatable {
+        /// Why no job may be POSTed to it (not an http(s) URL, or a literal address the egress
+        /// guard refuses), or nil.
+        let problem: String?
+        /// Whether its connections go through the egress guard (its host is not allowed by name).
+        let guarded: Bool
+        /// Its receiver (scheme, host and port).
+        let receiver: String
+    }
+
+    /// Endpoints remembered at most; then the memory starts again (tenants choose endpoints:
+    /// with the longest an endpoint may be, a few MB at most).
+    static let endpointMemory = 2_000
+
+    /// The facts of an endpoint, worked out once and then remembered: most jobs go to an
+    /// endpoint the worker has seen, and its URL's parse and checks cost more than the rest
+    /// of a job's preparation.
+    mutating func facts(of endpoint: String) -> EndpointFacts {
+        if let known = endpoints[endpoint] { return known }
+        let facts = Self.facts(of: endpoint, egress: settings.egress)
+        // A longer one (a row written by hand) is refused anyway, and not worth its memory.
+        guard endpoint.utf8.count <= ScheduleValidation.maximumEndpointLength else { return facts }
+        if endpoints.count >= Self.endpointMemory { endpoints.removeAll(keepingCapacity: true) }
+        endpoints[endpoint] = facts
+        return facts
+    }
+
+    static func facts(of endpoint: String, egress: EgressPolicy) -> EndpointFacts {
+        // Parsed once: the egress guard, the guard flag and the receiver all need the host.
+        let components = URLComponents(string: endpoint)
+        let host = components?.host ?? ""
+        var problem: String?
+        if !ScheduleValidation.isHTTPURL(endpoint) {
+            problem = "the endpoint is not an http(s) URL this worker may POST to"
+        } else if let refusal = egress.refusal(forHost: host) {
+            // A row written before the guard (or by hand): its literal address is judged again.
+            problem = "egress-denied: \(refusal)"
+        }
+        return EndpointFacts(
+            problem: problem, guarded: !egress.allows(host: host), receiver: Receiver.key(of: endpoint, components: components))
+    }
+
+    /// What makes a stored target's payload or token undeliverable, if anything.
+    static func problem(of target: DeliveryStore.Target, maximumPayloadBytes: Int) -> String? {
         if target.bodyBytes > maximumPayloadBytes {
             return "the payload has \(target.bodyBytes) bytes, more than MAX_PAYLOAD_BYTES (\(maximumPayloadBytes))"
         }

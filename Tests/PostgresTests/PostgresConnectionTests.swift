@@ -30,6 +30,36 @@ struct PostgresConnectionTests {
         #expect(try await connection.query("SELECT 1").first?[0] == "1")
     }
 
+    @Test("a prepared statement runs again and again, and is prepared again after its table changed or it was dropped")
+    func prepared() async throws {
+        let connection = try await PostgresConnection.connect(url: try TestDatabase.fresh(), logger: TestDatabase.logger)
+        try await connection.execute("CREATE TABLE things (id int PRIMARY KEY, name text)")
+        try await connection.execute("INSERT INTO things SELECT n, 'thing ' || n FROM generate_series(1, 20) AS n")
+        let byID = PreparedStatement("SELECT * FROM things WHERE id = $1")
+        // Past the five custom plans, where PostgreSQL may switch to a generic one.
+        for id in 1...12 { #expect(try await connection.query(byID, [String(id)]).first?["name"] == "thing \(id)") }
+        #expect(try await connection.query(byID, ["21"]).count == 0)
+        #expect(try await connection.query("SELECT count(*) FROM pg_prepared_statements").first?[0] == "1")
+        // The table changes under the plan: that use fails, the next is prepared again.
+        try await connection.execute("ALTER TABLE things ADD COLUMN size int DEFAULT 7")
+        do {
+            let row = try await connection.query(byID, ["3"]).first
+            #expect(row?["size"] == "7")
+        } catch let error as PostgresError {
+            #expect(error.code == "0A000", "\(error)")
+        }
+        #expect(try await connection.query(byID, ["3"]).first?["size"] == "7")
+        // The session's statements dropped behind its back.
+        try await connection.execute("DEALLOCATE ALL")
+        await #expect(throws: PostgresError.self) { try await connection.query(byID, ["4"]) }
+        #expect(try await connection.query(byID, ["4"]).first?["name"] == "thing 4")
+        // Bad input is refused as for a plain statement, and the connection goes on.
+        await #expect(throws: PostgresError.self) { try await connection.query(byID, ["not a number"]) }
+        await #expect(throws: PostgresError.self) { try await connection.query(byID, ["1\u{0}"]) }
+        await #expect(throws: PostgresError.self) { try await connection.query(PreparedStatement("SELEC oops"), []) }
+        #expect(try await connection.query(byID, ["5"]).first?["name"] == "thing 5")
+    }
+
     @Test("a NUL character in a parameter is refused, not truncated")
     func nul() async throws {
         let connection = try await PostgresConnection.connect(url: try TestDatabase.adminURL, logger: TestDatabase.logger)

@@ -722,4 +722,28 @@ struct HTTPPostSummary: Equatable {
         #expect(settlement.message?.exchange == DeliveryTopology.deadExchange, "no retry: the address stays refused")
         #expect(settlement.attempt?.state == .dead)
     }
+
+    @Test func anEndpointIsJudgedOnceAndRememberedWithinABound() throws {
+        let egress = try #require(EgressPolicy(allow: "hooks.internal"))
+        var machine = DeliveryMachine(settings: .init(policy: DeliveryMachineTests.policy, timeout: 30, egress: egress))
+        let endpoints = ["http://169.254.169.254/latest", "ftp://example.com/x", "http://Example.COM/a", "http://hooks.internal/x"]
+        for endpoint in endpoints {
+            let judged = DeliveryMachine.facts(of: endpoint, egress: egress)
+            #expect(machine.facts(of: endpoint) == judged)
+            #expect(machine.facts(of: endpoint) == judged, "the remembered answer is the same")
+        }
+        let facts = endpoints.map { DeliveryMachine.facts(of: $0, egress: egress) }
+        #expect(facts[0].problem?.hasPrefix("egress-denied") == true)
+        #expect(facts[1].problem?.contains("not an http(s) URL") == true)
+        #expect(facts[2].problem == nil && facts[2].guarded)
+        #expect(facts[2].receiver == DeliveryMachine.facts(of: "http://example.com:80/b", egress: egress).receiver)
+        #expect(facts[3].problem == nil && !facts[3].guarded, "a host allowed by name is not judged by address")
+        // Tenants choose endpoints: the memory starts again rather than grow.
+        for index in 0..<(DeliveryMachine.endpointMemory + 10) { _ = machine.facts(of: "http://h\(index).example/") }
+        #expect(machine.endpoints.count <= DeliveryMachine.endpointMemory)
+        #expect(machine.facts(of: endpoints[0]) == facts[0])
+        let huge = "http://example.com/" + String(repeating: "a", count: 1_000_000)
+        #expect(machine.facts(of: huge).problem != nil)
+        #expect(machine.endpoints[huge] == nil, "a megabyte of URL is judged, not kept")
+    }
 }

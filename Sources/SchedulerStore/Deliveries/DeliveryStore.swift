@@ -61,14 +61,15 @@ public struct DeliveryStore: Sendable {
         try await pool.withTransaction { connection in
             try await connection.execute("SET LOCAL scheduler.beat = 'on'")
             let due = try await connection.query(
-                """
-                SELECT id, cron_definition, interval_definition, timezone, next_send_at::text AS next_send_at, frequency, triggered
-                FROM schedules
-                WHERE enabled AND next_send_at IS NOT NULL AND next_send_at <= $1
-                ORDER BY next_send_at
-                LIMIT $2
-                FOR UPDATE SKIP LOCKED
-                """, [SQL.text(now.addingTimeInterval(max(0, lookahead))), String(limit)])
+                PreparedStatement(
+                    """
+                    SELECT id, cron_definition, interval_definition, timezone, next_send_at::text AS next_send_at, frequency, triggered
+                    FROM schedules
+                    WHERE enabled AND next_send_at IS NOT NULL AND next_send_at <= $1
+                    ORDER BY next_send_at
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                    """), [SQL.text(now.addingTimeInterval(max(0, lookahead))), String(limit)])
             guard due.count > 0 else { return Claim() }
             var claim = Claim()
             var advanced: [UUID] = []
@@ -94,11 +95,12 @@ public struct DeliveryStore: Sendable {
             }
             if !claim.quarantined.isEmpty {
                 try await connection.query(
-                    """
-                    UPDATE schedules s SET enabled = false, disabled_reason = u.reason
-                    FROM unnest($1::uuid[], $2::text[]) AS u(id, reason)
-                    WHERE s.id = u.id
-                    """,
+                    PreparedStatement(
+                        """
+                        UPDATE schedules s SET enabled = false, disabled_reason = u.reason
+                        FROM unnest($1::uuid[], $2::text[]) AS u(id, reason)
+                        WHERE s.id = u.id
+                        """),
                     [
                         PostgresArray.literal(claim.quarantined.map { SQL.text($0.id) }),
                         PostgresArray.literal(claim.quarantined.map { $0.reason }),
@@ -107,20 +109,22 @@ public struct DeliveryStore: Sendable {
             guard !claim.jobs.isEmpty else { return claim }
             let ids = PostgresArray.literal(advanced.map(SQL.text))
             try await connection.query(
-                """
-                UPDATE schedules s SET next_send_at = u.next, triggered = u.triggered, enabled = u.enabled
-                FROM unnest($1::uuid[], $2::timestamptz[], $3::boolean[], $4::int[]) AS u(id, next, enabled, triggered)
-                WHERE s.id = u.id
-                """,
+                PreparedStatement(
+                    """
+                    UPDATE schedules s SET next_send_at = u.next, triggered = u.triggered, enabled = u.enabled
+                    FROM unnest($1::uuid[], $2::timestamptz[], $3::boolean[], $4::int[]) AS u(id, next, enabled, triggered)
+                    WHERE s.id = u.id
+                    """),
                 [ids, PostgresArray.literal(nextRuns), PostgresArray.literal(stillEnabled), PostgresArray.literal(triggeredCounts)])
             let inserted = try await connection.query(
-                """
-                INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, publish_after)
-                SELECT u.id, u.schedule_id, 'schedule', u.scheduled_for, u.routing_key, now() + make_interval(secs => $5)
-                FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS u(id, schedule_id, scheduled_for, routing_key)
-                ON CONFLICT (id) DO NOTHING
-                RETURNING id
-                """,
+                PreparedStatement(
+                    """
+                    INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, publish_after)
+                    SELECT u.id, u.schedule_id, 'schedule', u.scheduled_for, u.routing_key, now() + make_interval(secs => $5)
+                    FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS u(id, schedule_id, scheduled_for, routing_key)
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING id
+                    """),
                 [
                     PostgresArray.literal(claim.jobs.map { SQL.text($0.deliveryID) }), ids,
                     PostgresArray.literal(claim.jobs.map { SQL.text($0.scheduledFor) }),
@@ -157,42 +161,47 @@ public struct DeliveryStore: Sendable {
     /// seconds after the confirm, so a job delivered by then is written once less.
     public func markPublished(_ ids: [UUID]) async throws {
         guard !ids.isEmpty else { return }
-        // Rows are locked in id order, as every multi-row update here does, so a beat and a
-        // worker writing overlapping rows wait for each other instead of deadlocking. A row
-        // already marked is neither locked nor written.
+        // The mark never waits for a row: one locked is being written by a worker's record
+        // (which sets `published_at` itself), a cancel or another beat. So it is never part
+        // of a deadlock with the workers' records, which lock their rows in no set order.
+        // A row already marked or recorded is neither locked nor written.
         try await pool.query(
-            """
-            WITH locked AS (
-                SELECT id FROM deliveries
-                WHERE id = ANY($1::uuid[]) AND published_at IS NULL AND state IN ('queued', 'cancelled') ORDER BY id FOR UPDATE)
-            UPDATE deliveries d SET published_at = now() FROM locked
-            WHERE d.id = locked.id AND d.id = ANY($1::uuid[]) AND d.published_at IS NULL
-            """, [PostgresArray.literal(ids.map(SQL.text))])
+            PreparedStatement(
+                """
+                WITH locked AS (
+                    SELECT id FROM deliveries
+                    WHERE id = ANY($1::uuid[]) AND published_at IS NULL AND state IN ('queued', 'cancelled')
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE deliveries d SET published_at = now() FROM locked
+                WHERE d.id = locked.id AND d.id = ANY($1::uuid[]) AND d.published_at IS NULL
+                """), [PostgresArray.literal(ids.map(SQL.text))])
     }
 
     /// Leases up to `limit` unpublished deliveries whose lease ran out (a beat crashed
     /// between recording and publishing, or the API queued a webhook call) and returns them.
     public func leaseUnpublished(limit: Int) async throws -> [DeliveryJob] {
         let rows = try await pool.query(
-            """
-            UPDATE deliveries SET publish_after = now() + make_interval(secs => $2)
-            WHERE id IN (
-                SELECT id FROM deliveries
-                WHERE published_at IS NULL AND publish_after <= now() AND state = 'queued'
-                ORDER BY publish_after LIMIT $1 FOR UPDATE SKIP LOCKED)
-            RETURNING \(Self.columns)
-            """, [String(limit), String(publishLease)])
+            PreparedStatement(
+                """
+                UPDATE deliveries SET publish_after = now() + make_interval(secs => $2)
+                WHERE id IN (
+                    SELECT id FROM deliveries
+                    WHERE published_at IS NULL AND publish_after <= now() AND state = 'queued'
+                    ORDER BY publish_after LIMIT $1 FOR UPDATE SKIP LOCKED)
+                RETURNING \(Self.columns)
+                """), [String(limit), String(publishLease)])
         return try rows.map { try Self.delivery($0).job }
     }
 
     /// The earliest next run of any enabled schedule, and of any unpublished delivery.
     public func nextWake() async throws -> Date? {
         let row = try await pool.query(
-            """
-            SELECT least(
-                (SELECT min(next_send_at) FROM schedules WHERE enabled AND next_send_at IS NOT NULL),
-                (SELECT min(publish_after) FROM deliveries WHERE published_at IS NULL AND state = 'queued')) AS next
-            """
+            PreparedStatement(
+                """
+                SELECT least(
+                    (SELECT min(next_send_at) FROM schedules WHERE enabled AND next_send_at IS NOT NULL),
+                    (SELECT min(publish_after) FROM deliveries WHERE published_at IS NULL AND state = 'queued')) AS next
+                """)
         ).first
         return try row?.date("next")
     }
@@ -226,17 +235,18 @@ public struct DeliveryStore: Sendable {
     public func targets(_ ids: [UUID], maximumBodyBytes: Int = ScheduleLimits.standard.maximumPayloadBytes) async throws -> [UUID: Target] {
         guard !ids.isEmpty else { return [:] }
         let rows = try await pool.query(
-            """
-            SELECT id, state, attempts, endpoint, auth_token, octet_length(body) AS body_bytes,
-                   CASE WHEN octet_length(body) <= $2 THEN body END AS body
-            FROM (
-                SELECT d.id, d.state, d.attempts,
-                       CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END AS endpoint,
-                       CASE WHEN d.kind = 'webhook' THEN d.body::text ELSE s.payload::text END AS body,
-                       CASE WHEN d.kind = 'webhook' THEN d.auth_token ELSE s.auth_token END AS auth_token
-                FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id
-                WHERE d.id = ANY($1::uuid[])) AS t
-            """, [PostgresArray.literal(ids.map(SQL.text)), String(maximumBodyBytes)])
+            PreparedStatement(
+                """
+                SELECT id, state, attempts, endpoint, auth_token, octet_length(body) AS body_bytes,
+                       CASE WHEN octet_length(body) <= $2 THEN body END AS body
+                FROM (
+                    SELECT d.id, d.state, d.attempts,
+                           CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END AS endpoint,
+                           CASE WHEN d.kind = 'webhook' THEN d.body::text ELSE s.payload::text END AS body,
+                           CASE WHEN d.kind = 'webhook' THEN d.auth_token ELSE s.auth_token END AS auth_token
+                    FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id
+                    WHERE d.id = ANY($1::uuid[])) AS t
+                """), [PostgresArray.literal(ids.map(SQL.text)), String(maximumBodyBytes)])
         var targets: [UUID: Target] = [:]
         for row in rows {
             // A row that does not read is left out: its job is dead-lettered as having no record.
@@ -274,20 +284,29 @@ public struct DeliveryStore: Sendable {
     }
 
     /// Writes many attempts' results in one statement. A delivery already delivered or
-    /// cancelled keeps that state.
+    /// cancelled keeps that state (checked again on the row's newest version when a
+    /// concurrent writer went first).
+    ///
+    /// The rows are not locked in id order first, as the other multi-row updates of
+    /// deliveries do: that pass cost a third of this statement, the most frequent write of
+    /// all. A beat's mark never waits for a row (`markPublished`), so what could still
+    /// deadlock with a record is a cancel or a re-drive touching two of the same rows at the
+    /// same moment, or a second copy's record; PostgreSQL then aborts one of them and the
+    /// worker records again (`settleRetryDelay`). Sorting the batch by id makes that rarer.
     public func record(_ attempts: [Attempt]) async throws {
         guard !attempts.isEmpty else { return }
+        let attempts = attempts.sorted { $0.id < $1.id }
         try await pool.query(
-            """
-            WITH locked AS (SELECT id FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
-            UPDATE deliveries d SET state = u.state, attempts = greatest(d.attempts, u.attempts),
-                last_status = u.status, last_error = u.error, latency_ms = u.latency, updated_at = now(),
-                lateness_ms = coalesce(d.lateness_ms, u.lateness), published_at = coalesce(d.published_at, now()),
-                finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
-            FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[], $7::float8[])
-                AS u(id, state, attempts, status, error, latency, lateness)
-            WHERE d.id = u.id AND d.id = ANY($1::uuid[]) AND d.id IN (SELECT id FROM locked) AND d.state NOT IN ('delivered', 'cancelled', 'purged')
-            """,
+            PreparedStatement(
+                """
+                UPDATE deliveries d SET state = u.state, attempts = greatest(d.attempts, u.attempts),
+                    last_status = u.status, last_error = u.error, latency_ms = u.latency, updated_at = now(),
+                    lateness_ms = coalesce(d.lateness_ms, u.lateness), published_at = coalesce(d.published_at, now()),
+                    finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
+                FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[], $7::float8[])
+                    AS u(id, state, attempts, status, error, latency, lateness)
+                WHERE d.id = u.id AND d.id = ANY($1::uuid[]) AND d.state NOT IN ('delivered', 'cancelled', 'purged')
+                """),
             [
                 PostgresArray.literal(attempts.map { SQL.text($0.id) }),
                 PostgresArray.literal(attempts.map(\.state.rawValue)),
