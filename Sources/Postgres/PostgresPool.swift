@@ -57,7 +57,27 @@ public final class PostgresPool: Service, Sendable {
     }
 
     /// Runs `body` inside `BEGIN ... COMMIT`; any error rolls the whole transaction back.
+    ///
+    /// A transaction PostgreSQL aborted to break a deadlock (SQLSTATE 40P01: two writers
+    /// each waiting for a row the other holds) is run again, three times at most in all, so
+    /// the caller sees the deadlock only when it keeps happening. `body` must therefore do
+    /// nothing outside the database that a rolled-back run should not have done.
     public func withTransaction<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await transaction(body)
+            } catch let error as PostgresError where error.code == "40P01" && attempt < Self.deadlockAttempts {
+                attempt += 1
+                logger.info("a transaction was chosen to break a deadlock; running it again", metadata: ["attempt": "\(attempt)"])
+            }
+        }
+    }
+
+    /// Runs of a transaction at most when PostgreSQL keeps choosing it to break a deadlock.
+    public static let deadlockAttempts = 3
+
+    private func transaction<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await withConnection { connection in
             try await connection.execute("BEGIN")
             do {

@@ -256,7 +256,23 @@ struct DeliveryTests {
             try await DeliveryStore(pool: pipeline.pool).markPublished(before.compactMap { $0[0].flatMap { UUID(text: $0) } })
             let after = try await pipeline.pool.query(versions).map { [$0["id"], $0["version"], $0["published_at"]] }
             #expect(before.count == count && after == before, "a mark writes no new version of a row already marked")
-
+            // A mark never waits for a row another transaction holds (a worker's record): it
+            // leaves it to that writer, so it cannot be half of a deadlock.
+            let id = try #require(before.first?[0].flatMap { UUID(text: $0) })
+            try await pipeline.pool.query(
+                "UPDATE deliveries SET published_at = NULL, state = 'queued', finished_at = NULL WHERE id = $1", [id.lowercasedText])
+            let store = DeliveryStore(pool: pipeline.pool)
+            try await pipeline.pool.withTransaction { holder in
+                try await holder.query("SELECT 1 FROM deliveries WHERE id = $1 FOR UPDATE", [id.lowercasedText])
+                let started = Date()
+                try await store.markPublished([id])
+                #expect(Date().timeIntervalSince(started) < 2, "the mark did not wait for the lock")
+                let mark = try await pipeline.pool.query("SELECT published_at FROM deliveries WHERE id = $1", [id.lowercasedText])
+                #expect(mark.first?["published_at"] == nil, "a row held by another writer is skipped")
+            }
+            try await store.markPublished([id])
+            let mark = try await pipeline.pool.query("SELECT published_at FROM deliveries WHERE id = $1", [id.lowercasedText])
+            #expect(mark.first?["published_at"] != nil, "marked once free")
         }
         // A lease of 4 s: 1 s after the confirm.
         try await Pipeline.run(environment: ["BEAT_PUBLISH_LEASE": "4"], worker: false) { pipeline in

@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import Synchronization
 import TestSupport
 import Testing
 
@@ -58,6 +59,42 @@ struct PostgresConnectionTests {
         await #expect(throws: PostgresError.self) { try await connection.query(byID, ["1\u{0}"]) }
         await #expect(throws: PostgresError.self) { try await connection.query(PreparedStatement("SELEC oops"), []) }
         #expect(try await connection.query(byID, ["5"]).first?["name"] == "thing 5")
+    }
+
+    @Test("two transactions that deadlock both complete: the one PostgreSQL aborts is run again")
+    func deadlockRetried() async throws {
+        let pool = try await TestDatabase.freshPool(size: 2)
+        defer { pool.close() }
+        try await pool.query("CREATE TABLE pair (id int PRIMARY KEY, touched int NOT NULL DEFAULT 0)")
+        try await pool.query("INSERT INTO pair VALUES (1), (2)")
+        let runs = Runs()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (first, second) in [(1, 2), (2, 1)] {
+                group.addTask { try await Self.cross(pool: pool, first, second, runs: runs) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(runs.count.withLock { $0 } == 3, "one of the two ran twice")
+        let touched = try await pool.query("SELECT sum(touched) FROM pair").first?[0]
+        #expect(touched == "4", "each committed run touched both rows once; the aborted one left nothing")
+    }
+
+    final class Runs: Sendable {
+        let count = Mutex(0)
+    }
+
+    /// Locks row `first`, waits (the first two runs) until the other transaction has locked its
+    /// own, then wants row `second`.
+    static func cross(pool: PostgresPool, _ first: Int, _ second: Int, runs: Runs) async throws {
+        try await pool.withTransaction { connection in
+            let run = runs.count.withLock { count in
+                count += 1
+                return count
+            }
+            try await connection.query("UPDATE pair SET touched = touched + 1 WHERE id = $1", [String(first)])
+            if run <= 2 { try await Task.sleep(for: .milliseconds(300)) }
+            try await connection.query("UPDATE pair SET touched = touched + 1 WHERE id = $1", [String(second)])
+        }
     }
 
     @Test("a NUL character in a parameter is refused, not truncated")

@@ -291,8 +291,9 @@ public struct DeliveryStore: Sendable {
     /// deliveries do: that pass cost a third of this statement, the most frequent write of
     /// all. A beat's mark never waits for a row (`markPublished`), so what could still
     /// deadlock with a record is a cancel or a re-drive touching two of the same rows at the
-    /// same moment, or a second copy's record; PostgreSQL then aborts one of them and the
-    /// worker records again (`settleRetryDelay`). Sorting the batch by id makes that rarer.
+    /// same moment, or a second copy's record; PostgreSQL then aborts one of them, and it is
+    /// run again: the worker records again (`settleRetryDelay`), a transaction is run again by
+    /// `PostgresPool.withTransaction`. Sorting the batch by id makes that rarer.
     public func record(_ attempts: [Attempt]) async throws {
         guard !attempts.isEmpty else { return }
         let attempts = attempts.sorted { $0.id < $1.id }
