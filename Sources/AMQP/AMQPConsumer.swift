@@ -257,22 +257,16 @@ public final class AMQPConsumer: @unchecked Sendable {
             }
         }
         acks.subtract(nacked)
-        guard !acks.isEmpty else {
-            if !nacked.isEmpty { unsettled.removeAll { nacked.contains($0) } }
-            return
-        }
+        if !nacked.isEmpty { unsettled.removeAll { nacked.contains($0) } }
         // The oldest unsettled tags, all acked now, go in one multiple ack (one frame and one
         // settle in the broker instead of one each); the rest one by one.
         var covered = 0
-        while covered < unsettled.count, acks.contains(unsettled[covered]) || nacked.contains(unsettled[covered]) {
-            covered += 1
-        }
-        let last = unsettled[..<covered].last { acks.contains($0) }
-        if let last { try connection.ack(last, multiple: true, channel: channel) }
+        while covered < unsettled.count, acks.contains(unsettled[covered]) { covered += 1 }
+        if covered > 0 { try connection.ack(unsettled[covered - 1], multiple: true, channel: channel) }
         for tag in unsettled[covered...] where acks.contains(tag) {
             try connection.ack(tag, channel: channel)
         }
-        unsettled.removeAll { acks.contains($0) || nacked.contains($0) }
+        unsettled.removeAll { acks.contains($0) }
     }
 
     /// Sleeps `seconds`, or less when the box is closed meanwhile.

@@ -133,9 +133,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     func queryBlocking(_ sql: String, _ parameters: [String?]) throws -> PostgresRows {
         dispatchPrecondition(condition: .onQueue(queue))
-        if parameters.contains(where: { $0?.utf8.contains(0) == true }) {
-            throw PostgresError(kind: .query, code: "22021", message: "a text parameter contains a NUL character")
-        }
+        try Self.refuseNUL(in: parameters)
         let result: OpaquePointer? = withOptionalCStringArray(parameters) { pointers in
             PQexecParams(handle, sql, Int32(parameters.count), nil, pointers, nil, nil, 0)
         }
@@ -144,9 +142,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     func queryPreparedBlocking(_ statement: PreparedStatement, _ parameters: [String?]) throws -> PostgresRows {
         dispatchPrecondition(condition: .onQueue(queue))
-        if parameters.contains(where: { $0?.utf8.contains(0) == true }) {
-            throw PostgresError(kind: .query, code: "22021", message: "a text parameter contains a NUL character")
-        }
+        try Self.refuseNUL(in: parameters)
         let name: String
         if let known = preparedNames[statement.sql] {
             name = known
@@ -166,6 +162,13 @@ public final class PostgresConnection: @unchecked Sendable {
             // the session's statements were dropped: prepare it again on its next use.
             preparedNames[statement.sql] = nil
             throw error
+        }
+    }
+
+    /// A text parameter is a C string: a NUL would cut it short, so it is refused instead.
+    private static func refuseNUL(in parameters: [String?]) throws {
+        if parameters.contains(where: { $0?.utf8.contains(0) == true }) {
+            throw PostgresError(kind: .query, code: "22021", message: "a text parameter contains a NUL character")
         }
     }
 

@@ -8,26 +8,6 @@ import Testing
 
 @Suite("The consumer box against RabbitMQ", .timeLimit(.minutes(2)))
 struct AMQPConsumerTests {
-    /// Unacknowledged and ready messages of `queue` in the virtual host of `url`, as the broker counts them.
-    static func counts(_ queue: String, url: String) throws -> (unacked: Int, ready: Int) {
-        let vhost = String(url.split(separator: "/").last ?? "")
-        let output = try TestBroker.rabbitmqctl(["list_queues", "-p", vhost, "name", "messages_unacknowledged", "messages_ready"])
-        for line in output.split(separator: "\n") {
-            let columns = line.split(separator: "\t")
-            if columns.count == 3, columns[0] == queue { return (Int(columns[1]) ?? -1, Int(columns[2]) ?? -1) }
-        }
-        return (-1, -1)
-    }
-
-    static func eventually(timeout: Double = 10, _ check: () throws -> Bool) async throws -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try check() { return true }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        return try check()
-    }
-
     @Test("acks out of order settle exactly the acked deliveries; a stray or repeated ack does not close the channel")
     func acksOutOfOrder() async throws {
         let url = try TestBroker.freshURL()
@@ -55,7 +35,7 @@ struct AMQPConsumerTests {
             }
         }
         consumer.start()
-        let all = try await Self.eventually { received.withLock { $0.count } == 10 }
+        let all = try await eventually(timeout: 10) { received.withLock { $0.count } == 10 }
         try #require(all)
         let tags = received.withLock { $0.map(\.deliveryTag) }
         #expect(tags == Array(1...10))
@@ -64,23 +44,23 @@ struct AMQPConsumerTests {
         // and 6 are still out. 99 is no tag of this channel and 5 comes twice: neither may
         // reach the broker, which would close the channel and hand every job out again.
         consumer.ack([3, 1, 2, 5, 7, 99, 5], generation: 1)
-        let firstSettled = try await Self.eventually { try Self.counts(queue, url: url).unacked == 5 }
-        #expect(firstSettled, "counts: \(String(describing: try? Self.counts(queue, url: url)))")
+        let firstSettled = try await eventually(timeout: 10) { try TestBroker.counts(of: queue, url: url).unacked == 5 }
+        #expect(firstSettled, "counts: \(String(describing: try? TestBroker.counts(of: queue, url: url)))")
         // 4 and 6 now make 1-7 a run: one multiple ack must not reach 8, 9 or 10.
         consumer.ack([6, 4], generation: 1)
-        let secondSettled = try await Self.eventually { try Self.counts(queue, url: url).unacked == 3 }
-        #expect(secondSettled, "counts: \(String(describing: try? Self.counts(queue, url: url)))")
+        let secondSettled = try await eventually(timeout: 10) { try TestBroker.counts(of: queue, url: url).unacked == 3 }
+        #expect(secondSettled, "counts: \(String(describing: try? TestBroker.counts(of: queue, url: url)))")
         // A nack of 9 (back to the queue) before an ack of 10 in one hand-over.
         consumer.nack([9], requeue: true, generation: 1)
         consumer.ack([10], generation: 1)
-        let redelivered = try await Self.eventually { received.withLock { $0.count } == 11 }
+        let redelivered = try await eventually(timeout: 10) { received.withLock { $0.count } == 11 }
         #expect(redelivered)
         #expect(received.withLock { $0.last?.body } == Array("9".utf8))
         #expect(lost.withLock { $0 } == 0)
 
         // What is not acked returns to the queue when the consumer closes: 8 and the second 9.
         await consumer.close()
-        let returned = try await Self.eventually { try Self.counts(queue, url: url) == (0, 2) }
-        #expect(returned, "counts: \(String(describing: try? Self.counts(queue, url: url)))")
+        let returned = try await eventually(timeout: 10) { try TestBroker.counts(of: queue, url: url) == (0, 2) }
+        #expect(returned, "counts: \(String(describing: try? TestBroker.counts(of: queue, url: url)))")
     }
 }

@@ -252,22 +252,21 @@ final class Pipeline: Sendable {
     /// The number of messages of a queue of this pipeline's virtual host that consumers
     /// hold unacknowledged (rabbitmqctl: AMQP does not report it).
     func unacknowledged(_ queue: String) throws -> Int {
-        let vhost = String(configuration.brokerURL.split(separator: "/").last ?? "")
-        let output = try TestBroker.rabbitmqctl(["list_queues", "-p", vhost, "name", "messages_unacknowledged"])
-        for line in output.split(separator: "\n") {
-            let columns = line.split(separator: "\t")
-            if columns.count == 2, columns[0] == queue { return Int(columns[1]) ?? 0 }
-        }
-        return 0
+        try TestBroker.counts(of: queue, url: configuration.brokerURL).unacked
     }
 
     /// Waits until `check` holds (or the time is up).
     func eventually(timeout: Double, _ check: @Sendable () async throws -> Bool) async throws -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try await check() { return true }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return try await check()
+        try await EndToEndTests.eventually(timeout: timeout, check)
     }
+}
+
+/// Waits until `check` holds (or the time is up).
+func eventually(timeout: Double, _ check: () async throws -> Bool) async throws -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try await check() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try await check()
 }

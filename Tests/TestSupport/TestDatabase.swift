@@ -118,6 +118,19 @@ public enum TestBroker {
         return try baseURL + "/" + name
     }
 
+    /// Messages of `queue` in the virtual host of `url` that consumers hold unacknowledged,
+    /// and that are ready (rabbitmqctl: AMQP does not report the first); zeros while the
+    /// queue is not declared.
+    public static func counts(of queue: String, url: String) throws -> (unacked: Int, ready: Int) {
+        let vhost = String(url.split(separator: "/").last ?? "")
+        let output = try rabbitmqctl(["list_queues", "-p", vhost, "name", "messages_unacknowledged", "messages_ready"])
+        for line in output.split(separator: "\n") {
+            let columns = line.split(separator: "\t")
+            if columns.count == 3, columns[0] == queue { return (Int(columns[1]) ?? 0, Int(columns[2]) ?? 0) }
+        }
+        return (0, 0)
+    }
+
     /// Runs the test broker's rabbitmqctl and returns its output; throws when it fails.
     public static func rabbitmqctl(_ arguments: [String]) throws -> String {
         guard let control = ProcessInfo.processInfo.environment["SCHEDULER_TEST_RABBITMQCTL"] else {
