@@ -13,53 +13,6 @@ final class CurlMulti: @unchecked Sendable {
     private let multi: UnsafeMutableRawPointer
     private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
 
-    private final class Transfer: ResponseSink {
-        let id: UInt64
-        let easy: UnsafeMutableRawPointer
-        let headers: UnsafeMutablePointer<curl_slist>?
-        let started = DispatchTime.now()
-        var retryAfter: String?
-        var bodyBytes = 0
-        let maximumBodyBytes: Int
-        /// Microseconds the receiver has to answer, counted from when the request is sent.
-        let answerMicroseconds: Int64
-        /// Set when the answer took longer than that (the transfer is then aborted).
-        var answerTimedOut = false
-        /// Judges each address before a connection to it is opened (nil: no guard).
-        let egress: (@Sendable ([UInt8]) -> String?)?
-        /// Why the guard refused an address, if it did.
-        var egressRefusal: String?
-
-        init(
-            id: UInt64, easy: UnsafeMutableRawPointer, headers: UnsafeMutablePointer<curl_slist>?, maximumBodyBytes: Int,
-            answerMicroseconds: Int64, egress: (@Sendable ([UInt8]) -> String?)?
-        ) {
-            self.egress = egress
-            self.id = id
-            self.easy = easy
-            self.headers = headers
-            self.maximumBodyBytes = maximumBodyBytes
-            self.answerMicroseconds = answerMicroseconds
-        }
-
-        /// Called by libcurl about once a second and on every chunk: aborts a transfer whose
-        /// request was sent more than `answerMicroseconds` ago.
-        func checkAnswerTime() -> Bool {
-            var sentAt: curl_off_t = 0
-            var now: curl_off_t = 0
-            guard shim_easy_getinfo_off_t(easy, CURLINFO_PRETRANSFER_TIME_T, &sentAt) == CURLE_OK, sentAt > 0,
-                shim_easy_getinfo_off_t(easy, CURLINFO_TOTAL_TIME_T, &now) == CURLE_OK
-            else { return true }
-            if Int64(now) - Int64(sentAt) > answerMicroseconds {
-                answerTimedOut = true
-                return false
-            }
-            return true
-        }
-
-        var bodyTooLarge: Bool { bodyBytes > maximumBodyBytes }
-    }
-
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
     /// Bytes of an answer's body read at most; past it the transfer stops, and its status
@@ -243,11 +196,10 @@ final class CurlMulti: @unchecked Sendable {
 private func discardBody(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
     let (length, overflow) = size.multipliedReportingOverflow(by: count)
     guard !overflow, let context else { return 0 }
-    let sink = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue() as? any ResponseSink
-    guard let sink else { return length }
-    sink.bodyBytes = sink.bodyBytes.addingReportingOverflow(length).partialValue
+    let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+    transfer.bodyBytes = transfer.bodyBytes.addingReportingOverflow(length).partialValue
     // Returning less than given stops the transfer (CURLE_WRITE_ERROR).
-    return sink.bodyBytes > sink.maximumBodyBytes ? 0 : length
+    return transfer.bodyTooLarge ? 0 : length
 }
 
 /// Opens the socket for a connection, unless the egress guard refuses its address.
@@ -255,9 +207,9 @@ private func openSocket(
     _ context: UnsafeMutableRawPointer?, _ purpose: curlsocktype, _ address: UnsafeMutablePointer<curl_sockaddr>?
 ) -> curl_socket_t {
     guard let address else { return shim_socket_bad() }
-    guard let context, let transfer = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue() as? any ResponseSink,
-        let egress = transfer.egress
-    else { return shim_open_socket(address) }
+    guard let context else { return shim_open_socket(address) }
+    let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+    guard let egress = transfer.egress else { return shim_open_socket(address) }
     var bytes = [UInt8](repeating: 0, count: 16)
     let count = Int(shim_sockaddr_bytes(address, &bytes))
     // Neither IPv4 nor IPv6 (a Unix socket cannot be asked for here): refused.
@@ -273,9 +225,8 @@ private func checkProgress(
     _ context: UnsafeMutableRawPointer?, _ downloadTotal: curl_off_t, _ downloaded: curl_off_t, _ uploadTotal: curl_off_t,
     _ uploaded: curl_off_t
 ) -> Int32 {
-    guard let context, let transfer = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue() as? any ResponseSink else {
-        return 0
-    }
+    guard let context else { return 0 }
+    let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
     // Non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK).
     return transfer.checkAnswerTime() ? 0 : 1
 }
@@ -287,21 +238,61 @@ private func readHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ cou
     // Only `Retry-After` is read, and only a sane length of it.
     let prefix = "retry-after:"
     guard length > prefix.utf8.count, length <= 256 else { return length }
+    // Most lines are other headers: looked at as text only when the first byte could begin it.
+    guard data[0] == CChar(UInt8(ascii: "r")) || data[0] == CChar(UInt8(ascii: "R")) else { return length }
     let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
     if line.lowercased().hasPrefix(prefix) {
-        let transfer = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue()
-        (transfer as? any ResponseSink)?.retryAfter = String(line.dropFirst(prefix.count)).trimmingCharacters(
+        Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue().retryAfter = String(line.dropFirst(prefix.count)).trimmingCharacters(
             in: .whitespacesAndNewlines)
     }
     return length
 }
 
-/// Lets the callbacks reach a transfer without exposing it.
-protocol ResponseSink: AnyObject {
-    var retryAfter: String? { get set }
-    var bodyBytes: Int { get set }
-    var maximumBodyBytes: Int { get }
-    func checkAnswerTime() -> Bool
-    var egress: (@Sendable ([UInt8]) -> String?)? { get }
-    var egressRefusal: String? { get set }
+/// One POST in flight: its easy handle and what its callbacks learn. The callbacks reach it
+/// through the pointer libcurl hands back (`Unmanaged`, unretained: `CurlMulti.transfers` owns it).
+private final class Transfer {
+    let id: UInt64
+    let easy: UnsafeMutableRawPointer
+    let headers: UnsafeMutablePointer<curl_slist>?
+    let started = DispatchTime.now()
+    var retryAfter: String?
+    var bodyBytes = 0
+    let maximumBodyBytes: Int
+    /// Microseconds the receiver has to answer, counted from when the request is sent.
+    let answerMicroseconds: Int64
+    /// Set when the answer took longer than that (the transfer is then aborted).
+    var answerTimedOut = false
+    /// Judges each address before a connection to it is opened (nil: no guard).
+    let egress: (@Sendable ([UInt8]) -> String?)?
+    /// Why the guard refused an address, if it did.
+    var egressRefusal: String?
+
+    init(
+        id: UInt64, easy: UnsafeMutableRawPointer, headers: UnsafeMutablePointer<curl_slist>?, maximumBodyBytes: Int,
+        answerMicroseconds: Int64, egress: (@Sendable ([UInt8]) -> String?)?
+    ) {
+        self.egress = egress
+        self.id = id
+        self.easy = easy
+        self.headers = headers
+        self.maximumBodyBytes = maximumBodyBytes
+        self.answerMicroseconds = answerMicroseconds
+    }
+
+    /// Called by libcurl about once a second and on every chunk: aborts a transfer whose
+    /// request was sent more than `answerMicroseconds` ago.
+    func checkAnswerTime() -> Bool {
+        var sentAt: curl_off_t = 0
+        var now: curl_off_t = 0
+        guard shim_easy_getinfo_off_t(easy, CURLINFO_PRETRANSFER_TIME_T, &sentAt) == CURLE_OK, sentAt > 0,
+            shim_easy_getinfo_off_t(easy, CURLINFO_TOTAL_TIME_T, &now) == CURLE_OK
+        else { return true }
+        if Int64(now) - Int64(sentAt) > answerMicroseconds {
+            answerTimedOut = true
+            return false
+        }
+        return true
+    }
+
+    var bodyTooLarge: Bool { bodyBytes > maximumBodyBytes }
 }

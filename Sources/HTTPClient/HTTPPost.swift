@@ -29,13 +29,19 @@ extension HTTPPost {
     /// Refuses a URL or header with a control character (CR and LF above all: they would
     /// end the header and begin another, or a second request) or a URL with spaces.
     public func validate() throws(HTTPPostError) {
-        func isControl(_ byte: UInt8) -> Bool { byte < 0x20 || byte == 0x7F }
-        if url.utf8.contains(where: { isControl($0) || $0 == UInt8(ascii: " ") }) {
+        if Self.holds(url, { $0 < 0x21 || $0 == 0x7F }) {
             throw HTTPPostError(description: "the URL holds a space or control character")
         }
-        for header in headers where header.utf8.contains(where: { isControl($0) && $0 != UInt8(ascii: "\t") }) {
+        for header in headers where Self.holds(header, { ($0 < 0x20 && $0 != UInt8(ascii: "\t")) || $0 == 0x7F }) {
             let name = header.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
             throw HTTPPostError(description: "the \(name.filter { $0.isLetter || $0 == "-" }) header holds a control character")
         }
+    }
+
+    /// Whether a byte of `text` is one of these; over the string's own storage when it has
+    /// one (every POST's URL and headers are checked: a byte loop, not an iterator's).
+    private static func holds(_ text: String, _ refused: (UInt8) -> Bool) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in bytes.contains(where: refused) }
     }
 }

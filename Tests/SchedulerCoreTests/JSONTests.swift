@@ -47,10 +47,21 @@ struct JSONTests {
     @Test("refuses invalid UTF-8 and deep nesting")
     func limits() {
         #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xFF, 0x22]) }
+        // After an escape, and split by one (a lead byte, the escape, then its continuation).
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0x5C, 0x6E, 0xFF, 0x22]) }
+        #expect(throws: JSONParseError.self) { try JSONParser.parse([0x22, 0xC3, 0x5C, 0x6E, 0xA9, 0x22]) }
         let deep = String(repeating: "[", count: 300) + String(repeating: "]", count: 300)
         #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }
         let fine = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
         #expect(throws: Never.self) { try JSONParser.parse(fine) }
+    }
+
+    @Test("strings with and without escapes read as the same text")
+    func strings() throws {
+        #expect(try JSONParser.parse(#""plain ünïcode 😀""#).stringValue == "plain ünïcode 😀")
+        #expect(try JSONParser.parse(#""""#).stringValue == "")
+        #expect(try JSONParser.parse(#""a\"b\n\u00e9😀\ud83d\ude00 end""#).stringValue == "a\"b\né😀😀 end")
+        #expect(try JSONParser.parse(#"{"k\u0041": "v", "k": "w"}"#).objectValue?["kA"]?.stringValue == "v")
     }
 
     @Test("integers, including whole decimals")

@@ -30,7 +30,12 @@ public struct JSONParser {
     private func error(_ reason: String) -> JSONParseError { JSONParseError(reason: reason, offset: index) }
 
     private mutating func skipWhitespace() {
-        while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
     }
 
     private mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
@@ -144,10 +149,19 @@ public struct JSONParser {
             }
             scalars.append(contentsOf: run.unicodeScalars)
         }
+        // Most strings hold no escape: then the text between the quotes is the string.
+        var escaped = false
         while true {
             guard index < bytes.count else { throw error("Unterminated string") }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
+                if !escaped {
+                    guard let text = String(validating: bytes[runStart..<index], as: UTF8.self) else {
+                        throw JSONParseError(reason: "Invalid UTF-8 in string", offset: runStart)
+                    }
+                    index += 1
+                    return text
+                }
                 try flushRun(index)
                 index += 1
                 return String(scalars)
@@ -158,6 +172,7 @@ public struct JSONParser {
                 continue
             }
             try flushRun(index)
+            escaped = true
             index += 1
             guard index < bytes.count else { throw error("Unterminated string") }
             let escape = bytes[index]
