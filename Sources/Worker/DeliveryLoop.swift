@@ -78,6 +78,9 @@ final class DeliveryLoop: Sendable {
         ) { outcomes in
             input.yield(.outcomes(outcomes))
         }
+        // The connections the reads will use, opened and warm before the first due time.
+        let warming = Task { [store] in await store.warmReads() }
+        defer { warming.cancel() }
         consumer.start()
         poster.start()
         logger.info("consuming", metadata: ["queue": "\(DeliveryTopology.queue)", "prefetch": "\(settings.prefetch)"])

@@ -1,0 +1,60 @@
+import Foundation
+import Postgres
+import SchedulerStore
+import Synchronization
+import TestSupport
+import Testing
+
+@Suite("Connections warmed before their first use")
+struct PoolWarmTests {
+    struct Refused: Error {}
+
+    /// The backend process ids `body` saw, one per call.
+    static func backends(of pool: PostgresPool, _ body: @escaping @Sendable (PostgresConnection) async throws -> Void = { _ in })
+        async -> [String]
+    {
+        let seen = Mutex<[String]>([])
+        await pool.warm { connection in
+            let pid = try await connection.query("SELECT pg_backend_pid()").first?[0] ?? "?"
+            seen.withLock { $0.append(pid) }
+            try await body(connection)
+        }
+        return seen.withLock { $0 }
+    }
+
+    @Test("warming opens every connection the pool may have and runs once on each; a failure loses none")
+    func opensAll() async throws {
+        let pool = PostgresPool(url: try await TestDatabase.fresh(), size: 3, logger: TestDatabase.logger)
+        defer { pool.close() }
+        let first = try await pool.query("SELECT pg_backend_pid()").first?[0]
+        let warmed = await Self.backends(of: pool)
+        #expect(warmed.count == 3 && Set(warmed).count == 3, "\(warmed)")
+        #expect(first.map(warmed.contains) == true, "the connection already open is warmed too, not a fourth opened")
+        #expect(try await pool.query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").first?[0] == "3")
+        // A body that fails: the connections stay, and all three serve at once afterwards.
+        let again = await Self.backends(of: pool) { _ in throw Refused() }
+        #expect(Set(again) == Set(warmed))
+        let pids = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<3 {
+                group.addTask { try await pool.query("SELECT pg_backend_pid(), pg_sleep(0.2)").first?[0] ?? "?" }
+            }
+            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(pids == Set(warmed))
+    }
+
+    @Test("a worker's pool is readied for its reads: every connection has the read prepared before the first job")
+    func deliveryReads() async throws {
+        let pool = PostgresPool(url: try await TestDatabase.fresh(), size: 4, logger: TestDatabase.logger)
+        defer { pool.close() }
+        await DeliveryStore(pool: pool).warmReads()
+        let prepared = Mutex<[String]>([])
+        await pool.warm { connection in
+            let statements = try await connection.query("SELECT statement FROM pg_prepared_statements").compactMap { $0[0] }
+            prepared.withLock { $0.append(statements.joined()) }
+        }
+        let statements = prepared.withLock { $0 }
+        #expect(statements.count == 4)
+        #expect(statements.allSatisfy { $0.contains("FROM deliveries d LEFT JOIN schedules s") }, "\(statements)")
+    }
+}
