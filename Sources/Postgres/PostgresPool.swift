@@ -32,6 +32,8 @@ public final class PostgresPool: Service, Sendable {
     public let statementTimeout: Double?
     private let logger: Logger
     private let state = Mutex(State())
+    /// Run on each connection the pool opens, before its first use (set by `warm`).
+    private let onOpen = Mutex<(@Sendable (PostgresConnection) async throws -> Void)?>(nil)
 
     public init(url: String, size: Int, checkoutTimeout: Double? = nil, statementTimeout: Double? = nil, logger: Logger) {
         // A programming error, not input: every caller passes a validated setting or a literal.
@@ -62,8 +64,11 @@ public final class PostgresPool: Service, Sendable {
     /// server's caches of the tables they read loaded (a first read of a partitioned table on
     /// a new connection costs milliseconds, a warm one a tenth of one). Tasks that need a
     /// connection meanwhile wait as usual. A connection that cannot be opened, or whose `body`
-    /// fails, is logged, not thrown: the pool opens it on demand later.
+    /// fails, is logged, not thrown: the pool opens it on demand later. The pool keeps `body`
+    /// (the last one given) and runs it on every connection it opens from then on, before
+    /// that connection's first use (after PostgreSQL restarted, say).
     public func warm(_ body: @escaping @Sendable (PostgresConnection) async throws -> Void) async {
+        onOpen.withLock { $0 = body }
         let (idle, missing) = state.withLock { state -> ([PostgresConnection], Int) in
             guard !state.closed else { return ([], 0) }
             let idle = state.idle
@@ -190,12 +195,21 @@ public final class PostgresPool: Service, Sendable {
             case .reuse(let connection):
                 return connection
             case .open:
+                let connection: PostgresConnection
                 do {
-                    return try await PostgresConnection.connect(url: url, statementTimeout: statementTimeout, logger: logger)
+                    connection = try await PostgresConnection.connect(url: url, statementTimeout: statementTimeout, logger: logger)
                 } catch {
                     releaseSlot()
                     throw error
                 }
+                if let warm = onOpen.withLock({ $0 }) {
+                    do {
+                        try await warm(connection)
+                    } catch {
+                        logger.warning("cannot warm a PostgreSQL connection", metadata: ["error": "\(error)"])
+                    }
+                }
+                return connection
             case .wait:
                 let id = state.withLock { state in
                     state.nextWaiterID += 1

@@ -57,4 +57,28 @@ struct PoolWarmTests {
         #expect(statements.count == 4)
         #expect(statements.allSatisfy { $0.contains("FROM deliveries d LEFT JOIN schedules s") }, "\(statements)")
     }
+
+    @Test("a connection the pool opens after warming (PostgreSQL dropped the first ones) is warmed before its first use")
+    func reopenedConnectionsAreWarmed() async throws {
+        let pool = PostgresPool(url: try await TestDatabase.fresh(), size: 2, logger: TestDatabase.logger)
+        defer { pool.close() }
+        await DeliveryStore(pool: pool).warmReads()
+        let database = try #require(try await pool.query("SELECT current_database()").first?[0])
+        let before = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<2 { group.addTask { try await pool.query("SELECT pg_backend_pid(), pg_sleep(0.1)").first?[0] ?? "?" } }
+            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(before.count == 2)
+        // As a restart would: the server ends every connection of the pool.
+        let admin = try await PostgresConnection.connect(url: try TestDatabase.adminURL, logger: TestDatabase.logger)
+        try await admin.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", [database])
+        var answer: String?
+        for _ in 0..<5 where answer == nil {
+            answer = try? await pool.query("SELECT pg_backend_pid() || ' ' || (SELECT count(*) FROM pg_prepared_statements)").first?[0]
+        }
+        let parts = try #require(answer).split(separator: " ").map(String.init)
+        #expect(!before.contains(parts[0]), "a new connection")
+        #expect(parts[1] == "1", "the read was prepared on it before this first query")
+    }
 }
