@@ -22,6 +22,16 @@ struct PoolWarmTests {
         return seen.withLock { $0 }
     }
 
+    /// The backends of `count` queries run at once, each holding its connection a moment.
+    static func serving(_ pool: PostgresPool, count: Int) async throws -> Set<String> {
+        try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<count {
+                group.addTask { try await pool.query("SELECT pg_backend_pid(), pg_sleep(0.2)").first?[0] ?? "?" }
+            }
+            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+    }
+
     @Test("warming opens every connection the pool may have and runs once on each; a failure loses none")
     func opensAll() async throws {
         let pool = PostgresPool(url: try await TestDatabase.fresh(), size: 3, logger: TestDatabase.logger)
@@ -34,13 +44,7 @@ struct PoolWarmTests {
         // A body that fails: the connections stay, and all three serve at once afterwards.
         let again = await Self.backends(of: pool) { _ in throw Refused() }
         #expect(Set(again) == Set(warmed))
-        let pids = try await withThrowingTaskGroup(of: String.self) { group in
-            for _ in 0..<3 {
-                group.addTask { try await pool.query("SELECT pg_backend_pid(), pg_sleep(0.2)").first?[0] ?? "?" }
-            }
-            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
-        }
-        #expect(pids == Set(warmed))
+        #expect(try await Self.serving(pool, count: 3) == Set(warmed))
     }
 
     @Test("a worker's pool is readied for its reads: every connection has the read prepared before the first job")
@@ -64,10 +68,7 @@ struct PoolWarmTests {
         defer { pool.close() }
         await DeliveryStore(pool: pool).warmReads()
         let database = try #require(try await pool.query("SELECT current_database()").first?[0])
-        let before = try await withThrowingTaskGroup(of: String.self) { group in
-            for _ in 0..<2 { group.addTask { try await pool.query("SELECT pg_backend_pid(), pg_sleep(0.1)").first?[0] ?? "?" } }
-            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
-        }
+        let before = try await Self.serving(pool, count: 2)
         #expect(before.count == 2)
         // As a restart would: the server ends every connection of the pool.
         let admin = try await PostgresConnection.connect(url: try TestDatabase.adminURL, logger: TestDatabase.logger)

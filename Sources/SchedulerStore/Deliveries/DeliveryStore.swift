@@ -163,7 +163,7 @@ public struct DeliveryStore: Sendable {
         guard !ids.isEmpty else { return }
         // The mark never waits for a row: one locked is being written by a worker's record
         // (which sets `published_at` itself), a cancel or another beat. So it is never part
-        // of a deadlock with the workers' records, which lock their rows in no set order.
+        // of a deadlock with the workers' records, which lock rows as the update meets them.
         // A row already marked or recorded is neither locked nor written.
         try await pool.query(
             PreparedStatement(
