@@ -39,8 +39,15 @@ struct DeliveryMachine {
         /// While POSTs are in flight or about to start, outcomes gather for up to this many
         /// seconds before they are recorded and acked: the POSTs of jobs due together go out
         /// first, without the recording's CPU in their way, and the records go in fewer,
-        /// larger batches. Never more than nine tenths of the worker's jobs wait like this.
+        /// larger batches. Never more than nine tenths of the worker's jobs wait like this,
+        /// nor, while the queue holds more due jobs for this worker, half of its `window`.
         var settleDelay: Double = 0.1
+        /// Jobs the broker hands this worker unacked at most (`WORKER_PREFETCH`). When jobs
+        /// that were due on arrival fill it (a burst, a backlog), the jobs behind them in the
+        /// queue wait for acks: outcomes then stop gathering at half of it, so that the next
+        /// jobs arrive while the rest of these are POSTed, instead of the POSTs stopping
+        /// while a whole window is recorded, acked and handed over again.
+        var window: Int = 1000
         /// Each receiver's limits and circuit breaker.
         var receivers = Receiver.Settings()
         /// Where deliveries may go (literal addresses here; resolved ones in the HTTP box).
@@ -190,6 +197,8 @@ struct DeliveryMachine {
     /// A pending settlement publishes a message (a park frees a prefetch slot for other
     /// receivers, a retry or a dead letter must not wait) or retries a failed batch: no gathering.
     private var settlementsUrgent = false
+    /// The last jobs to arrive were due on arrival and filled the window (see `Settings.window`).
+    private var backlogged = false
 
     private mutating func queue(_ settlement: Settlement) {
         settlements.pending.append(settlement)
@@ -229,7 +238,10 @@ struct DeliveryMachine {
             if stopping {
                 actions.append(.handBack(deliveries.map(\.deliveryTag), generation: generation))
             } else {
+                let heldBefore = held.count
                 for delivery in deliveries { accept(delivery, now: now, into: &actions) }
+                // Jobs that were due on arrival, filling the window: more wait behind them.
+                backlogged = held.count - heldBefore < deliveries.count && jobs.count >= settings.window
             }
         case .lost(let generation):
             guard generation == self.generation else { break }
@@ -673,6 +685,7 @@ struct DeliveryMachine {
         settlements = Gathering()
         settlementsSince = nil
         settlementsUrgent = false
+        backlogged = false
         held.removeAll()
         for key in receivers.keys { receivers[key]?.dropConnection() }
     }
@@ -710,6 +723,7 @@ struct DeliveryMachine {
         let postsAhead = !reads.pending.isEmpty || !reads.inFlight.isEmpty || !transfers.isEmpty
         let gathering =
             postsAhead && !stopping && !settlementsUrgent && settlements.pending.count * 10 < jobs.count * 9
+            && (!backlogged || settlements.pending.count * 2 < settings.window)
             && settlementsSince.map { now.timeIntervalSince($0) < settings.settleDelay } ?? false
         if !settlements.pending.isEmpty && settlements.inFlight.count < settings.batchesInFlight && !gathering {
             settlementsSince = nil

@@ -59,7 +59,7 @@ struct PoolWarmTests {
         }
         let statements = prepared.withLock { $0 }
         #expect(statements.count == 4)
-        #expect(statements.allSatisfy { $0.contains("FROM deliveries d LEFT JOIN schedules s") }, "\(statements)")
+        #expect(statements.allSatisfy { $0.contains("FROM unnest($1::uuid[]) AS u(id)") }, "\(statements)")
     }
 
     @Test("a connection the pool opens after warming (PostgreSQL dropped the first ones) is warmed before its first use")

@@ -309,6 +309,44 @@ import Testing
         #expect(machine.jobs[1] != nil, "acked only after it is recorded")
     }
 
+    /// Six jobs due `ahead` seconds from now fill a window of six; returns their POSTs.
+    mutating func fullWindow(ahead: Double) throws -> [HTTPPost] {
+        machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, batchesInFlight: 1, window: 6))
+        _ = send(.connected(generation: 1))
+        let jobs = (1...6).map { _ in Self.job(scheduledFor: now.addingTimeInterval(ahead)) }
+        let deliveries = jobs.enumerated().map { Self.delivery(tag: UInt64($0.offset + 1), job: $0.element) }
+        var arrived = send(.deliveries(deliveries, generation: 1))
+        if ahead > 0 {
+            #expect(arrived.reads.isEmpty, "held")
+            arrived = send(.tick, after: ahead)
+        }
+        let batch = try #require(arrived.reads.first).batch
+        let posts = send(.read(batch: batch, Dictionary(uniqueKeysWithValues: jobs.map { ($0.deliveryID, Self.target()) }))).posts
+        #expect(posts.count == 6)
+        return posts
+    }
+
+    @Test mutating func jobsDueOnArrivalThatFillTheWindowSettleOnceHalfOfItIsAnswered() throws {
+        // A burst or a backlog: more jobs wait in the queue for these acks, so outcomes stop
+        // gathering at half the window, with POSTs still out and well before the settle delay.
+        let posts = try fullWindow(ahead: 0)
+        #expect(send(.posted(Self.outcome(posts[0].id, status: 200)), after: 0.001).settles.isEmpty)
+        #expect(send(.posted(Self.outcome(posts[1].id, status: 200)), after: 0.001).settles.isEmpty)
+        let settle = try #require(send(.posted(Self.outcome(posts[2].id, status: 200)), after: 0.001).settles.first)
+        #expect(settle.items.count == 3)
+        #expect(send(.settled(batch: settle.batch)).acks.flatMap(\.tags).count == 3)
+    }
+
+    @Test mutating func heldJobsThatFillTheWindowGatherAsBefore() throws {
+        // Jobs published ahead of their time and released together (1,000 a second): nothing
+        // waits behind them, and their POSTs go first.
+        let posts = try fullWindow(ahead: 0.2)
+        for post in posts.prefix(5) {
+            #expect(send(.posted(Self.outcome(post.id, status: 200)), after: 0.001).settles.isEmpty)
+        }
+        #expect(send(.posted(Self.outcome(posts[5].id, status: 200)), after: 0.001).settles.first?.items.count == 6)
+    }
+
     @Test mutating func deliveriesAndOutcomesThatArriveTogetherShareOneBatch() throws {
         _ = send(.connected(generation: 1))
         let jobs = (1...3).map { _ in Self.job() }
