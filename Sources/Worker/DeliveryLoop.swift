@@ -36,6 +36,9 @@ final class DeliveryLoop: Sendable {
     private let sync = Mutex<(running: Bool, commandsSince: Date)>((false, Date(timeIntervalSince1970: 0)))
 
     init(settings: Settings, pool: PostgresPool, logger: Logger) {
+        var settings = settings
+        // The machine's window is the consumer's prefetch: one setting, not two to keep equal.
+        settings.machine.window = settings.prefetch
         self.settings = settings
         store = DeliveryStore(pool: pool)
         receiverStore = ReceiverStore(pool: pool)

@@ -17,7 +17,6 @@ public final class Worker: Service, Sendable {
                     signer: configuration.signingSecret.map(WebhookSigner.init(secret:)),
                     maxRedeliveries: configuration.maxRedeliveries,
                     maximumPayloadBytes: configuration.scheduleLimits.maximumPayloadBytes,
-                    window: configuration.workerPrefetch,
                     receivers: .init(
                         maximumConcurrency: configuration.receiverConcurrency, openAfter: configuration.breakerOpenAfter,
                         minimumFailures: configuration.breakerMinimumFailures, probeInterval: configuration.breakerProbeInterval,
