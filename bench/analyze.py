@@ -71,9 +71,10 @@ def cpu(*roles):
     return result
 
 
-def budget(deliveries, cpu_before, cpu_after, pg_before, pg_after, frames_before, frames_after):
+def budget(deliveries, cpu_before, cpu_after, pg_before, pg_after, frames_before, frames_after, jobs_before="0 0 0", jobs_after="0 0 0"):
     """What each delivery cost: CPU milliseconds per role, PostgreSQL transactions and rows
-    written, the packets the broker read and wrote on the programs' connections (RabbitMQ's recv_cnt + send_cnt)."""
+    written, the packets the broker read and wrote on the programs' connections (RabbitMQ's recv_cnt + send_cnt);
+    and how many jobs the workers parked, retried and dead-lettered in the phase (counts, from their metrics)."""
     n = max(int(deliveries), 1)
     before, after = json.loads(cpu_before), json.loads(cpu_after)
     per_role = {role: round((after[role] - before.get(role, 0)) * 1000 / n, 3) for role in after}
@@ -83,6 +84,8 @@ def budget(deliveries, cpu_before, cpu_after, pg_before, pg_after, frames_before
         "pg_transactions_per_delivery": round((pg1[0] - pg0[0]) / n, 3),
         "pg_rows_written_per_delivery": round((pg1[1] - pg0[1]) / n, 3),
         "broker_packets_per_delivery": round((int(frames_after) - int(frames_before)) / n, 3),
+        "worker_jobs": dict(zip(("parked", "retried", "dead"), (
+            int(a) - int(b) for a, b in zip(jobs_after.split(), jobs_before.split())))),
     }
 
 
@@ -199,15 +202,19 @@ def report(results_path, out_path):
     costed = [r for r in results if r.get("cost")]
     if costed:
         roles = list(costed[0]["cost"]["cpu_ms_per_delivery"])
-        print("\ncost per delivery (CPU ms by role; PostgreSQL transactions and rows written; broker packets):")
-        print("| phase | deliveries | " + " | ".join(roles) + " | total CPU ms | PG xacts | PG rows | broker packets |")
-        print("|---|---|" + "---|" * (len(roles) + 4))
+        print("\ncost per delivery (CPU ms by role; PostgreSQL transactions and rows written; broker packets;"
+              " jobs the workers parked, retried and dead-lettered in the phase):")
+        print("| phase | deliveries | " + " | ".join(roles)
+              + " | total CPU ms | PG xacts | PG rows | broker packets | parked / retried / dead |")
+        print("|---|---|" + "---|" * (len(roles) + 5))
         for r in costed:
             c = r["cost"]
             label = r["phase"] + (f" {r['schedules']}" if r["phase"] == "burst" else "")
+            jobs = c.get("worker_jobs")
+            jobs_text = " / ".join(str(jobs[k]) for k in ("parked", "retried", "dead")) if jobs else "-"
             print(f"| {label} | {c['deliveries']} | " + " | ".join(fmt(c["cpu_ms_per_delivery"].get(x), 3) for x in roles)
                   + f" | {fmt(c['cpu_ms_per_delivery_total'], 3)} | {fmt(c['pg_transactions_per_delivery'], 2)} | "
-                  f"{fmt(c['pg_rows_written_per_delivery'], 2)} | {fmt(c['broker_packets_per_delivery'], 2)} |")
+                  f"{fmt(c['pg_rows_written_per_delivery'], 2)} | {fmt(c['broker_packets_per_delivery'], 2)} | {jobs_text} |")
     for r in results:
         if r["phase"] == "scale":
             print("\nbeat's query plans with", r["stored"], "schedules stored:\n" + r["plans"])
