@@ -71,10 +71,12 @@ def cpu(*roles):
     return result
 
 
-def budget(deliveries, cpu_before, cpu_after, pg_before, pg_after, frames_before, frames_after, jobs_before="0 0 0", jobs_after="0 0 0"):
+def budget(deliveries, cpu_before, cpu_after, pg_before, pg_after, frames_before, frames_after, jobs_before="0 0 0", jobs_after="0 0 0",
+           statements_path=""):
     """What each delivery cost: CPU milliseconds per role, PostgreSQL transactions and rows
     written, the packets the broker read and wrote on the programs' connections (RabbitMQ's recv_cnt + send_cnt);
-    and how many jobs the workers parked, retried and dead-lettered in the phase (counts, from their metrics)."""
+    and how many jobs the workers parked, retried and dead-lettered in the phase (counts, from their metrics);
+    with statements_path (bench/run's PG_STATEMENTS=1), the phase's statements that took longest."""
     n = max(int(deliveries), 1)
     before, after = json.loads(cpu_before), json.loads(cpu_after)
     per_role = {role: round((after[role] - before.get(role, 0)) * 1000 / n, 3) for role in after}
@@ -86,7 +88,21 @@ def budget(deliveries, cpu_before, cpu_after, pg_before, pg_after, frames_before
         "broker_packets_per_delivery": round((int(frames_after) - int(frames_before)) / n, 3),
         "worker_jobs": dict(zip(("parked", "retried", "dead"), (
             int(a) - int(b) for a, b in zip(jobs_after.split(), jobs_before.split())))),
-    }
+    } | ({"pg_statements": statements(statements_path)} if statements_path else {})
+
+
+def statements(path):
+    """pg_stat_statements rows written by bench/run (tab-separated: calls, total ms, mean ms,
+    planning ms, the statement's start)."""
+    rows = []
+    for line in open(path, encoding="utf-8", errors="replace"):
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) < 5:
+            continue
+        calls, total, mean, plan = fields[:4]
+        rows.append({"calls": int(calls), "total_ms": float(total), "mean_ms": float(mean), "plan_ms": float(plan),
+                     "statement": "\t".join(fields[4:])})
+    return rows
 
 
 def burst(tag, expected, path, due, peaks, cost="{}"):
@@ -215,6 +231,16 @@ def report(results_path, out_path):
             print(f"| {label} | {c['deliveries']} | " + " | ".join(fmt(c["cpu_ms_per_delivery"].get(x), 3) for x in roles)
                   + f" | {fmt(c['cpu_ms_per_delivery_total'], 3)} | {fmt(c['pg_transactions_per_delivery'], 2)} | "
                   f"{fmt(c['pg_rows_written_per_delivery'], 2)} | {fmt(c['broker_packets_per_delivery'], 2)} | {jobs_text} |")
+        for r in costed:
+            if not r["cost"].get("pg_statements"):
+                continue
+            label = r["phase"] + (f" {r['schedules']}" if r["phase"] == "burst" else "")
+            print(f"\nPostgreSQL statements, {label} (the ten that took longest):")
+            print("| calls | total ms | mean ms | planning ms | statement |")
+            print("|---|---|---|---|---|")
+            for x in r["cost"]["pg_statements"]:
+                text = x["statement"].replace("|", "\\|")
+                print(f"| {x['calls']} | {fmt(x['total_ms'])} | {fmt(x['mean_ms'], 3)} | {fmt(x['plan_ms'])} | `{text}` |")
     for r in results:
         if r["phase"] == "scale":
             print("\nbeat's query plans with", r["stored"], "schedules stored:\n" + r["plans"])
