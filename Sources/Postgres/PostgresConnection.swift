@@ -41,9 +41,13 @@ public final class PostgresConnection: @unchecked Sendable {
     /// TCP keepalives (probes after 5 s idle, every 2 s, 3 missed) and a TCP user timeout
     /// of 10 s make a connection whose server vanished fail within seconds instead of
     /// hanging; `statementTimeout` (seconds) makes the server cancel a statement that runs
-    /// longer. The URL may override any of them.
+    /// longer. `settings` are more server settings for the session (`name=value`, as
+    /// `statement_timeout`: given when connecting, so a connection pooler that does not pass
+    /// them on drops them instead of leaving them on a server connection others share). The
+    /// URL may override any of them.
     public static func connect(
-        url: String, applicationName: String = "seed-scheduler", statementTimeout: Double? = nil, logger: Logger
+        url: String, applicationName: String = "seed-scheduler", statementTimeout: Double? = nil, settings: [String: String] = [:],
+        logger: Logger
     ) async throws -> PostgresConnection {
         let queue = DispatchQueue(label: "postgres.connection")
         return try await withCheckedThrowingContinuation { continuation in
@@ -51,14 +55,16 @@ public final class PostgresConnection: @unchecked Sendable {
                 continuation.resume(
                     with: Result {
                         try connectBlocking(
-                            url: url, applicationName: applicationName, statementTimeout: statementTimeout, queue: queue, logger: logger)
+                            url: url, applicationName: applicationName, statementTimeout: statementTimeout, settings: settings,
+                            queue: queue, logger: logger)
                     })
             }
         }
     }
 
     private static func connectBlocking(
-        url: String, applicationName: String, statementTimeout: Double?, queue: DispatchQueue, logger: Logger
+        url: String, applicationName: String, statementTimeout: Double?, settings: [String: String], queue: DispatchQueue,
+        logger: Logger
     ) throws -> PostgresConnection {
         // Earlier keywords are defaults: whatever the URL says overrides them.
         var keywords = [
@@ -66,9 +72,21 @@ public final class PostgresConnection: @unchecked Sendable {
             "keepalives_count", "tcp_user_timeout",
         ]
         var values = ["5", applicationName, "UTF8", "1", "5", "2", "3", "10000"]
+        var options = settings.sorted { $0.key < $1.key }.map { name, value in
+            // Names and values of the programs' own constants: nothing to escape in them.
+            precondition(
+                (name + value).utf8.allSatisfy {
+                    $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0)
+                },
+                "a session setting is a lower-case name and a plain value")
+            return "-c \(name)=\(value)"
+        }
         if let statementTimeout {
+            options.append("-c statement_timeout=\(Int(min(max(statementTimeout, 0.001), 86_400) * 1000))")
+        }
+        if !options.isEmpty {
             keywords.append("options")
-            values.append("-c statement_timeout=\(Int(min(max(statementTimeout, 0.001), 86_400) * 1000))")
+            values.append(options.joined(separator: " "))
         }
         keywords.append("dbname")
         values.append(url)

@@ -30,18 +30,24 @@ public final class PostgresPool: Service, Sendable {
     public let checkoutTimeout: Double?
     /// Seconds the server lets a statement run (`statement_timeout`); nil: the server's default.
     public let statementTimeout: Double?
+    /// More server settings for each connection's session (see `PostgresConnection.connect`).
+    public let settings: [String: String]
     private let logger: Logger
     private let state = Mutex(State())
     /// Run on each connection the pool opens, before its first use (set by `warm`).
     private let onOpen = Mutex<(@Sendable (PostgresConnection) async throws -> Void)?>(nil)
 
-    public init(url: String, size: Int, checkoutTimeout: Double? = nil, statementTimeout: Double? = nil, logger: Logger) {
+    public init(
+        url: String, size: Int, checkoutTimeout: Double? = nil, statementTimeout: Double? = nil, settings: [String: String] = [:],
+        logger: Logger
+    ) {
         // A programming error, not input: every caller passes a validated setting or a literal.
         precondition(size > 0, "a pool needs at least one connection")
         self.url = url
         self.size = size
         self.checkoutTimeout = checkoutTimeout
         self.statementTimeout = statementTimeout
+        self.settings = settings
         self.logger = logger
     }
 
@@ -77,7 +83,7 @@ public final class PostgresPool: Service, Sendable {
             state.open = size
             return (idle, missing)
         }
-        let (url, statementTimeout, logger) = (url, statementTimeout, logger)
+        let (url, statementTimeout, settings, logger) = (url, statementTimeout, settings, logger)
         await withTaskGroup(of: Void.self) { group in
             for index in 0..<(idle.count + missing) {
                 group.addTask { [self] in
@@ -86,7 +92,8 @@ public final class PostgresPool: Service, Sendable {
                         connection = idle[index]
                     } else {
                         do {
-                            connection = try await PostgresConnection.connect(url: url, statementTimeout: statementTimeout, logger: logger)
+                            connection = try await PostgresConnection.connect(
+                                url: url, statementTimeout: statementTimeout, settings: settings, logger: logger)
                         } catch {
                             logger.warning("cannot open a PostgreSQL connection ahead of use", metadata: ["error": "\(error)"])
                             releaseSlot()
@@ -197,7 +204,8 @@ public final class PostgresPool: Service, Sendable {
             case .open:
                 let connection: PostgresConnection
                 do {
-                    connection = try await PostgresConnection.connect(url: url, statementTimeout: statementTimeout, logger: logger)
+                    connection = try await PostgresConnection.connect(
+                        url: url, statementTimeout: statementTimeout, settings: settings, logger: logger)
                 } catch {
                     releaseSlot()
                     throw error

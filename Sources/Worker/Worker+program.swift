@@ -1,6 +1,7 @@
 import Logging
 import Postgres
 import SchedulerCore
+import SchedulerStore
 import ServiceLifecycle
 import Telemetry
 import UnixSignals
@@ -12,7 +13,8 @@ extension Worker {
         configuration: Configuration, logger: Logger, signals: [UnixSignal] = [.sigterm, .sigint]
     ) -> ServiceGroup {
         let pool = PostgresPool(
-            url: configuration.databaseURL, size: 4, statementTimeout: configuration.databaseStatementTimeout, logger: logger)
+            url: configuration.databaseURL, size: 4, statementTimeout: configuration.databaseStatementTimeout,
+            settings: DeliveryStore.workerSettings, logger: logger)
         let metrics = MetricsServer(host: configuration.host, port: configuration.workerMetricsPort, logger: logger)
         let worker = Worker(configuration: configuration, pool: pool, logger: logger)
         return ServiceGroup(services: [pool, metrics, worker], gracefulShutdownSignals: signals, logger: logger)

@@ -21,6 +21,22 @@ struct PostgresTimeoutTests {
         #expect(try await pool.query("SELECT 1").first?[0] == "1")
     }
 
+    @Test("a pool's session settings hold on every connection it opens, also one opened again later")
+    func sessionSettings() async throws {
+        let pool = PostgresPool(
+            url: try TestDatabase.adminURL, size: 1, statementTimeout: 0.3, settings: ["enable_seqscan": "off", "work_mem": "2048"],
+            logger: TestDatabase.logger)
+        defer { pool.close() }
+        let query =
+            "SELECT current_setting('enable_seqscan') || ' ' || current_setting('work_mem') || ' ' || current_setting('statement_timeout')"
+        #expect(try await pool.query(query).first?[0] == "off 2MB 300ms")
+        // The server ends the connection, as a restart would; the pool opens another.
+        try? await pool.query("SELECT pg_terminate_backend(pg_backend_pid())")
+        var answer: String?
+        for _ in 0..<5 where answer == nil { answer = try? await pool.query(query).first?[0] }
+        #expect(answer == "off 2MB 300ms")
+    }
+
     @Test("a task that cannot get a connection in time gets a busy error, and the pool still serves afterwards")
     func checkoutTimeout() async throws {
         let pool = PostgresPool(url: try TestDatabase.adminURL, size: 1, checkoutTimeout: 0.3, logger: TestDatabase.logger)

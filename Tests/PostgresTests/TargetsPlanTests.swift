@@ -6,27 +6,66 @@ import Testing
 
 @testable import SchedulerStore
 
-/// The worker's read at a due instant is one lookup by primary key per id, also when
-/// PostgreSQL made the statement's generic plan while the tables were empty (a new week's
-/// partition, a new install): such a plan used to scan `schedules` and the partitions whole
-/// on every read until the next ANALYZE (36-46 ms a read in the bench's steady phase).
-@Suite("The worker's read of targets")
+/// The worker's read at a due instant and its record of outcomes look their rows up by
+/// primary key, also when PostgreSQL made the statement's generic plan while the tables were
+/// empty (a new week's partition, a new install): such a plan used to scan `schedules` and
+/// the partitions whole on every read until the next ANALYZE (36-46 ms a read in the bench's
+/// steady phase), and the record's scanned the new week's partition.
+@Suite("The worker's read of targets and record of outcomes")
 struct TargetsPlanTests {
-    @Test("its plan, made generic on empty tables, looks each id up and scans no table")
-    func lookupsWhateverTheStatistics() async throws {
-        let pool = PostgresPool(url: try await TestDatabase.fresh(), size: 1, logger: TestDatabase.logger)
+    /// The generic plan of `statement`, made on a fresh database's empty tables on a
+    /// connection with the worker's settings (`DeliveryStore.workerSettings`).
+    static func genericPlan(of statement: PreparedStatement, types: String, arguments: String) async throws -> String {
+        let pool = PostgresPool(
+            url: try await TestDatabase.fresh(), size: 1, settings: DeliveryStore.workerSettings, logger: TestDatabase.logger)
         defer { pool.close() }
         let plan = Mutex<[String]>([])
-        let ids = (0..<3).map { _ in DeliveryID.fresh().uuidString }.joined(separator: ",")
         await pool.warm { connection in
             _ = try await connection.query("SET plan_cache_mode = force_generic_plan")
-            _ = try await connection.query("PREPARE probe(uuid[], int) AS \(DeliveryStore.targetsStatement.sql)")
-            let rows = try await connection.query("EXPLAIN (COSTS OFF) EXECUTE probe('{\(ids)}', 1000)")
+            _ = try await connection.query("PREPARE probe(\(types)) AS \(statement.sql)")
+            let rows = try await connection.query("EXPLAIN (COSTS OFF) EXECUTE probe(\(arguments))")
             plan.withLock { $0 = rows.compactMap { $0[0] } }
         }
-        let text = plan.withLock { $0.joined(separator: "\n") }
+        return plan.withLock { $0.joined(separator: "\n") }
+    }
+
+    /// Ids of deliveries due now and in a week (next week's partition, empty until then).
+    static func ids() -> String {
+        let week = 7 * 86_400.0
+        return [Date(), Date(), Date() + week, Date() + week].map { DeliveryID.fresh(at: $0).uuidString }.joined(separator: ",")
+    }
+
+    /// The name of the week partition holding `date` (after its Monday, UTC).
+    static func partitionName(_ date: Date) throws -> String {
+        var calendar = Calendar(identifier: .iso8601)
+        calendar.timeZone = try #require(TimeZone(identifier: "UTC"))
+        let monday = try #require(calendar.dateInterval(of: .weekOfYear, for: date)).start
+        let formatter = DateFormatter()
+        formatter.calendar = calendar
+        formatter.timeZone = calendar.timeZone
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "yyyyMMdd"
+        return "deliveries_" + formatter.string(from: monday)
+    }
+
+    @Test("the read's plan, made generic on empty tables, looks each id up and scans no table")
+    func readLooksUpWhateverTheStatistics() async throws {
+        let text = try await Self.genericPlan(
+            of: DeliveryStore.targetsStatement, types: "uuid[], int", arguments: "'{\(Self.ids())}', 1000")
         #expect(text.contains("Index Scan using schedules_pkey"), "\(text)")
         #expect(text.contains("_pkey on deliveries_"), "\(text)")
+        #expect(!text.contains("Seq Scan"), "\(text)")
+    }
+
+    @Test("the record's plan, made generic on empty partitions, looks the ids up in each one's primary key")
+    func recordLooksUpWhateverTheStatistics() async throws {
+        let four = { (value: String) in "'{\(Array(repeating: value, count: 4).joined(separator: ","))}'" }
+        let text = try await Self.genericPlan(
+            of: DeliveryStore.recordStatement, types: "uuid[], text[], int[], int[], text[], float8[], float8[]",
+            arguments: ["'{\(Self.ids())}'", four("delivered"), four("1"), four("200"), four("NULL"), four("1.5"), four("2.5")]
+                .joined(separator: ", "))
+        let week = try Self.partitionName(Date() + 7 * 86_400)
+        #expect(text.contains("on \(week)_pkey"), "next week's partition by its key: \(text)")
         #expect(!text.contains("Seq Scan"), "\(text)")
     }
 }

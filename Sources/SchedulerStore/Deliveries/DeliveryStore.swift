@@ -251,6 +251,15 @@ public struct DeliveryStore: Sendable {
             ) AS t
         """)
 
+    /// The server settings of the worker's connections: no sequential scan where an index
+    /// would do (`enable_seqscan = off`; one is still used where no index can serve). Every
+    /// statement a worker runs looks rows up by key, but the record's plan (a join on ids) is
+    /// made generic once and kept: made while a week's partition was still empty (the week
+    /// before it began), it scanned that partition whole on every record once the week had
+    /// begun, until autovacuum analyzed it; with autovacuum busy elsewhere, all week, on a
+    /// table growing by every delivery.
+    public static let workerSettings = ["enable_seqscan": "off"]
+
     /// Readies every connection of the pool for `targets` before the first job needs it: each
     /// prepares the statement and reads, twice, an id of this moment that no delivery has,
     /// which loads the server's caches of this week's partition. On a new connection the
@@ -307,6 +316,20 @@ public struct DeliveryStore: Sendable {
         }
     }
 
+    /// `record`'s statement. Its generic plan looks the ids up in each partition's primary key
+    /// (`d.id = ANY($1)`) on the worker's connections (`workerSettings`), also when it was made
+    /// while a partition was empty.
+    static let recordStatement = PreparedStatement(
+        """
+        UPDATE deliveries d SET state = u.state, attempts = greatest(d.attempts, u.attempts),
+            last_status = u.status, last_error = u.error, latency_ms = u.latency, updated_at = now(),
+            lateness_ms = coalesce(d.lateness_ms, u.lateness), published_at = coalesce(d.published_at, now()),
+            finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
+        FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[], $7::float8[])
+            AS u(id, state, attempts, status, error, latency, lateness)
+        WHERE d.id = u.id AND d.id = ANY($1::uuid[]) AND d.state NOT IN ('delivered', 'cancelled', 'purged')
+        """)
+
     /// Writes many attempts' results in one statement. A delivery already delivered or
     /// cancelled keeps that state (checked again on the row's newest version when a
     /// concurrent writer went first).
@@ -322,16 +345,7 @@ public struct DeliveryStore: Sendable {
         guard !attempts.isEmpty else { return }
         let attempts = attempts.sorted { $0.id < $1.id }
         try await pool.query(
-            PreparedStatement(
-                """
-                UPDATE deliveries d SET state = u.state, attempts = greatest(d.attempts, u.attempts),
-                    last_status = u.status, last_error = u.error, latency_ms = u.latency, updated_at = now(),
-                    lateness_ms = coalesce(d.lateness_ms, u.lateness), published_at = coalesce(d.published_at, now()),
-                    finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
-                FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[], $7::float8[])
-                    AS u(id, state, attempts, status, error, latency, lateness)
-                WHERE d.id = u.id AND d.id = ANY($1::uuid[]) AND d.state NOT IN ('delivered', 'cancelled', 'purged')
-                """),
+            Self.recordStatement,
             [
                 PostgresArray.literal(attempts.map { SQL.text($0.id) }),
                 PostgresArray.literal(attempts.map(\.state.rawValue)),
