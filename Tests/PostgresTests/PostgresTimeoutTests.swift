@@ -31,7 +31,7 @@ struct PostgresTimeoutTests {
             "SELECT current_setting('enable_seqscan') || ' ' || current_setting('work_mem') || ' ' || current_setting('statement_timeout')"
         #expect(try await pool.query(query).first?[0] == "off 2MB 300ms")
         // The server ends the connection, as a restart would; the pool opens another.
-        try? await pool.query("SELECT pg_terminate_backend(pg_backend_pid())")
+        _ = try? await pool.query("SELECT pg_terminate_backend(pg_backend_pid())")
         var answer: String?
         for _ in 0..<5 where answer == nil { answer = try? await pool.query(query).first?[0] }
         #expect(answer == "off 2MB 300ms")
