@@ -35,19 +35,6 @@ struct TargetsPlanTests {
         return [Date(), Date(), Date() + week, Date() + week].map { DeliveryID.fresh(at: $0).uuidString }.joined(separator: ",")
     }
 
-    /// The name of the week partition holding `date` (after its Monday, UTC).
-    static func partitionName(_ date: Date) throws -> String {
-        var calendar = Calendar(identifier: .iso8601)
-        calendar.timeZone = try #require(TimeZone(identifier: "UTC"))
-        let monday = try #require(calendar.dateInterval(of: .weekOfYear, for: date)).start
-        let formatter = DateFormatter()
-        formatter.calendar = calendar
-        formatter.timeZone = calendar.timeZone
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.dateFormat = "yyyyMMdd"
-        return "deliveries_" + formatter.string(from: monday)
-    }
-
     @Test("the read's plan, made generic on empty tables, looks each id up and scans no table")
     func readLooksUpWhateverTheStatistics() async throws {
         let text = try await Self.genericPlan(
@@ -64,7 +51,7 @@ struct TargetsPlanTests {
             of: DeliveryStore.recordStatement, types: "uuid[], text[], int[], int[], text[], float8[], float8[]",
             arguments: ["'{\(Self.ids())}'", four("delivered"), four("1"), four("200"), four("NULL"), four("1.5"), four("2.5")]
                 .joined(separator: ", "))
-        let week = try Self.partitionName(Date() + 7 * 86_400)
+        let week = DeliveryHistoryTests.weekName(Date() + 7 * 86_400)
         #expect(text.contains("on \(week)_pkey"), "next week's partition by its key: \(text)")
         #expect(!text.contains("Seq Scan"), "\(text)")
     }
