@@ -8,7 +8,11 @@ import SchedulerCore
 struct Receiver {
     struct Settings: Sendable, Equatable {
         /// Requests in flight at most (RECEIVER_CONCURRENCY); the adaptive limit moves below it.
-        var maximumConcurrency: Int = 8
+        var maximumConcurrency: Int = 64
+        /// The limit a receiver starts at (or `maximumConcurrency`, if lower): more is earned
+        /// by quick good answers while the limit is what holds its jobs back; a slow receiver
+        /// (answers `slowRequest` or slower) gets no more than this.
+        var initialConcurrency: Int = 8
         /// Seconds of nothing but failures (and at least `minimumFailures`) before the breaker opens.
         var openAfter: Double = 60
         var minimumFailures: Int = 5
@@ -104,6 +108,11 @@ struct Receiver {
     /// The receiver's usual answer time (a slow average of good answers): an answer much
     /// slower than it is a sign of overload, like a 429 or a 503.
     private(set) var usualAnswer: Double?
+    /// Its fastest good answer lately (a minimum that slowly forgets): the answer time of a
+    /// receiver that is not queueing requests. A good answer earns a higher limit only when
+    /// it came back within twice this and 10 ms: one that keeps more requests waiting inside
+    /// the receiver gains it nothing.
+    private(set) var fastestAnswer: Double?
     private var goodAnswers = 0
     /// Recent success rate and answer time (exponentially weighted).
     private(set) var successRate: Double?
@@ -121,7 +130,7 @@ struct Receiver {
 
     init(key: String, settings: Settings, now: Date) {
         self.key = key
-        limit = Double(settings.maximumConcurrency)
+        limit = Double(max(1, min(settings.maximumConcurrency, settings.initialConcurrency)))
         lastActivity = now
     }
 
@@ -294,6 +303,8 @@ struct Receiver {
         _ answer: Answer, seconds: Double, retryAfter: Double?, settings: Settings, now: Date
     ) -> Transition? {
         lastActivity = now
+        // The limit held jobs back: all its requests were out, or jobs waited for one.
+        let atLimit = starts.count >= Int(limit) || !waiting.isEmpty
         if !starts.isEmpty { starts.removeFirst() }
         countAnswer(now: now)
         lastAnswer = now
@@ -303,11 +314,15 @@ struct Receiver {
             latency = latency.map { $0 * 0.8 + seconds * 0.2 } ?? seconds
         }
         // Adaptive concurrency: halve on overload (at most once per answer time), grow by
-        // one request per limit's worth of good answers.
+        // one request per limit's worth of good, quick answers while the limit holds jobs back.
         let climbing = goodAnswers >= 5 && seconds > 2 * (usualAnswer ?? seconds) + 1
+        var quick = false
         if answer == .success {
             usualAnswer = usualAnswer.map { $0 * 0.95 + seconds * 0.05 } ?? seconds
             goodAnswers += 1
+            let fastest = fastestAnswer.map { min(seconds, $0 + max(0, seconds - $0) / 1000) } ?? seconds
+            fastestAnswer = fastest
+            quick = seconds <= 2 * fastest + 0.01
         }
         let overloaded = answer == .failed(overloaded: true) || climbing
         if overloaded {
@@ -316,7 +331,9 @@ struct Receiver {
                 limit = max(1, limit / 2)
                 lastDecrease = now
             }
-        } else if answer == .success {
+        } else if answer == .success, atLimit, quick, limit < Double(settings.initialConcurrency) || seconds < Self.slowRequest {
+            // Beyond its starting limit only for a receiver that answers within
+            // `slowRequest`: a slow one would hold more of the worker's window for long.
             limit = min(Double(settings.maximumConcurrency), limit + 1 / max(1, limit))
         }
         if let retryAfter, retryAfter > 0, answer == .failed(overloaded: true) {

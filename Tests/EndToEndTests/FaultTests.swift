@@ -16,11 +16,13 @@ struct FaultTests {
     func workerKilled() async throws {
         // A prefetch of 100: the kill finds jobs the worker holds (POSTed or waiting for
         // their receiver) and jobs still queued.
-        let settings = ["WORKER_PREFETCH": "100", "DELIVERY_TIMEOUT": "30", "RECEIVER_CONCURRENCY": "64"]
+        let settings = ["WORKER_PREFETCH": "100", "DELIVERY_TIMEOUT": "30", "RECEIVER_CONCURRENCY": "8"]
         try await Pipeline.run(environment: settings, worker: false) { pipeline in
-            // 0.3 s per answer and 64 requests at once: about 200 a second, so the kill
-            // finds some jobs recorded, some held by the worker, most still queued.
-            pipeline.receiver.delay("slow", seconds: 0.3)
+            // 40 ms per answer and 8 requests at once: about 200 a second, so the kill
+            // finds some jobs recorded, some held by the worker, most still queued (a
+            // receiver that answers 8 requests in 40 ms keeps the whole window waiting for it,
+            // none parked).
+            pipeline.receiver.delay("slow", seconds: 0.04)
             let count = 3000
             try await pipeline.createDue(count, name: "slow", due: Date())
             let published = try await pipeline.eventually(timeout: 60) {

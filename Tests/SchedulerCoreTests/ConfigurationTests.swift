@@ -16,6 +16,7 @@ struct ConfigurationTests {
         #expect(configuration.deliveryTimeout == 30)
         #expect(configuration.deliveryRetentionDays == 30)
         #expect(configuration.beatLookahead == 0.5)
+        #expect(configuration.receiverConcurrency == 64)
         #expect(try Configuration(environment: secret.merging(["BEAT_LOOKAHEAD": "0"]) { $1 }).beatLookahead == 0)
         #expect(try Configuration(environment: secret.merging(["BEAT_LOOKAHEAD": "250ms"]) { $1 }).beatLookahead == 0.25)
         #expect(try Configuration(environment: secret.merging(["DELIVERY_RETENTION_DAYS": "0"]) { $1 }).deliveryRetentionDays == 0)

@@ -126,10 +126,80 @@ import Testing
         #expect(receiver.limit == 1)
         answer(503, seconds: 0.5, after: 2)
         #expect(receiver.limit == 1, "never below one")
+        // Jobs wait for it: the limit is what holds them back.
+        for tag in 10...20 { _ = admit(UInt64(tag)) }
+        #expect(!receiver.waiting.isEmpty)
         for _ in 0..<3 { answer(200) }
         #expect(receiver.limit > 2 && receiver.limit < 3)
         for _ in 0..<50 { answer(200) }
         #expect(receiver.limit == 4, "never above RECEIVER_CONCURRENCY")
+    }
+
+    @Test func aNewReceiverStartsAtEightAndEarnsMoreOnlyWhileItsLimitHoldsJobsBack() {
+        let settings = Receiver.Settings()
+        #expect(settings.maximumConcurrency == 64)
+        var now = Self.start
+        var receiver = Receiver(key: "http://r.example:80", settings: settings, now: now)
+        #expect(receiver.limit == 8)
+        // One request at a time, answered quickly, all day: no sign it could take more at once.
+        for tag in 1...500 {
+            now = now.addingTimeInterval(1)
+            #expect(receiver.admit(UInt64(tag), settings: settings, now: now) == .start(probe: false))
+            _ = receiver.finished(.success, seconds: 0.002, retryAfter: nil, settings: settings, now: now)
+        }
+        #expect(receiver.limit == 8)
+        // A batch of 5,000 at once, answered quickly: each limit's worth of answers adds one.
+        var tag: UInt64 = 1000
+        var admitted: [UInt64] = []
+        for _ in 0..<5000 {
+            tag += 1
+            if receiver.admit(tag, settings: settings, now: now) != .park(.capacity) { admitted.append(tag) }
+        }
+        var limits: [Int] = []
+        while receiver.inFlight > 0 {
+            now = now.addingTimeInterval(0.0001)
+            _ = receiver.finished(.success, seconds: 0.002, retryAfter: nil, settings: settings, now: now)
+            _ = receiver.release(now: now)
+            limits.append(Int(receiver.limit))
+        }
+        #expect(admitted.count > 1000)
+        #expect(limits.first == 8 && limits.last == 64, "from \(limits.first ?? 0) to \(limits.last ?? 0)")
+        #expect(limits.firstIndex(of: 16).map { $0 > 50 } == true, "one more per limit's worth of answers, not one per answer")
+        #expect(receiver.inFlight == 0 && receiver.waiting.isEmpty)
+        // RECEIVER_CONCURRENCY below eight: it starts there.
+        let low = Receiver.Settings(maximumConcurrency: 3)
+        #expect(Receiver(key: "http://r.example:80", settings: low, now: now).limit == 3)
+    }
+
+    @Test mutating func aReceiverThatQueuesRequestsInsideItEarnsNoMore() {
+        let settings = Receiver.Settings()
+        receiver = Receiver(key: "http://r.example:80", settings: settings, now: now)
+        for tag in 1...200 { _ = receiver.admit(UInt64(tag), settings: settings, now: now) }
+        #expect(receiver.inFlight == 8 && !receiver.waiting.isEmpty)
+        // It answers in 50 ms at first; then, with more requests out, in 200 ms: they wait
+        // inside it. Not slow enough to halve the limit, and no reason to raise it either.
+        for index in 0..<100 {
+            now = now.addingTimeInterval(0.01)
+            _ = receiver.finished(.success, seconds: index < 8 ? 0.05 : 0.2, retryAfter: nil, settings: settings, now: now)
+            _ = receiver.release(now: now)
+        }
+        #expect(receiver.limit > 8 && receiver.limit < 9, "only the quick answers added: \(receiver.limit)")
+    }
+
+    @Test mutating func aSlowReceiverWithJobsWaitingStaysAtEight() {
+        // It answers every request in a second, steadily, with hundreds waiting: more at once
+        // would hold more of the worker's window for long, whatever it could take.
+        let settings = Receiver.Settings()
+        receiver = Receiver(key: "http://r.example:80", settings: settings, now: now)
+        for tag in 1...100 { _ = receiver.admit(UInt64(tag), settings: settings, now: now) }
+        for index in 0..<400 {
+            now = now.addingTimeInterval(0.125)
+            _ = receiver.finished(.success, seconds: 1, retryAfter: nil, settings: settings, now: now)
+            _ = receiver.release(now: now)
+            _ = receiver.admit(UInt64(1000 + index), settings: settings, now: now)
+        }
+        #expect(receiver.limit == 8)
+        #expect(receiver.inFlight == 8 && !receiver.waiting.isEmpty)
     }
 
     @Test mutating func anAnswerMuchSlowerThanUsualCountsAsOverload() {

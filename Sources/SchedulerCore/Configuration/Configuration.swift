@@ -94,7 +94,7 @@ public struct Configuration: Sendable, Equatable {
         maxBodyBytes = try reader.int("MAX_BODY_BYTES", default: 1_048_576, range: 1024...67_108_864)
         deliveryTimeout = Double(try reader.int("DELIVERY_TIMEOUT", default: 30, range: 1...3600))
         deliveryConnectTimeout = Double(try reader.int("DELIVERY_CONNECT_TIMEOUT", default: 10, range: 1...600))
-        receiverConcurrency = try reader.int("RECEIVER_CONCURRENCY", default: 8, range: 1...1000)
+        receiverConcurrency = try reader.int("RECEIVER_CONCURRENCY", default: 64, range: 1...1000)
         breakerOpenAfter = Double(try reader.int("BREAKER_OPEN_AFTER", default: 60, range: 1...86_400))
         breakerMinimumFailures = try reader.int("BREAKER_MIN_FAILURES", default: 5, range: 1...10_000)
         breakerProbeInterval = Double(try reader.int("BREAKER_PROBE_INTERVAL", default: 30, range: 1...3600))
