@@ -226,6 +226,29 @@ struct DeliveryTests {
         }
     }
 
+    @Test("the worker's reads are warmed again just before a held job's due time, not only when it starts")
+    func prewarm() async throws {
+        try await Pipeline.run(environment: ["BEAT_LOOKAHEAD": "2s"]) { pipeline in
+            let due = Date().addingTimeInterval(4)
+            _ = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("prewarmed"))","next_send_at":"\#(Timestamp.format(due))"}"#)
+            let requests = try await pipeline.receiver.waitFor("prewarmed", count: 1, timeout: 10)
+            #expect(requests.count == 1)
+            // The worker's four connections last ran the read: the warm one shortly before the
+            // due time on each idle connection, the real one at the due time on one of them
+            // (then the record on one). Without the warm, the last reads before the due time
+            // would be those of the worker's start, seconds before it.
+            let rows = try await pipeline.pool.query(
+                """
+                SELECT extract(epoch FROM query_start)::float8 FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid()
+                  AND query LIKE '%FROM unnest($1::uuid[]) AS u(id)%'
+                """)
+            let starts = rows.compactMap { $0[0].flatMap(Double.init) }.map { $0 - due.timeIntervalSince1970 }
+            #expect(starts.contains { $0 > -1 && $0 < 0 }, "the reads' last runs, in seconds from the due time: \(starts)")
+        }
+    }
+
     @Test(
         "a job delivered soon after its publish is marked published by the worker's record alone; one nobody took is marked by beat before its lease ends, and published once"
     )
