@@ -265,7 +265,7 @@ public struct DeliveryStore: Sendable {
     /// which loads the server's caches of this week's partition. On a new connection the
     /// first reads took 2-3 ms (measured); once warm, a tenth of a millisecond, which at a due
     /// instant is most of the time between the due time and the POST. The worker calls it
-    /// when it starts.
+    /// when it starts, and again shortly before a held job's due time (`DeliveryLoop.warmAhead`).
     public func warmReads() async {
         await pool.warm { connection in
             for _ in 0..<2 {
