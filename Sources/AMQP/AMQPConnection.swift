@@ -262,7 +262,8 @@ final class AMQPConnection: @unchecked Sendable {
         }
     }
 
-    /// Limits unacknowledged deliveries to `prefetch` and starts consuming `queue`.
+    /// Starts consuming `queue` with at most `prefetch` deliveries unacknowledged (RabbitMQ
+    /// counts them per consumer: another queue consumed on the channel has a window of its own).
     public func consume(queue: String, prefetch: Int, channel: UInt16) throws {
         _ = amqp_basic_qos(state, channel, 0, UInt16(clamping: prefetch), 0)
         try check("set prefetch")

@@ -3,7 +3,7 @@ import Glibc
 import Logging
 import Synchronization
 
-/// Consumes one queue on a connection that this box owns together with its thread: the
+/// Consumes queues on a connection that this box owns together with its thread: the
 /// thread connects (declaring the topology), reads deliveries, sends the acks and nacks it
 /// is handed, keeps heartbeats flowing, and connects again after a failure. Callers never
 /// block: they get events through `onEvent` and hand commands over with `ack`/`nack`.
@@ -28,15 +28,19 @@ public final class AMQPConsumer: @unchecked Sendable {
 
     public struct Settings: Sendable {
         public var url: String
-        public var queue: String
-        public var prefetch: Int
+        /// Consumed on one channel, each with a window (prefetch) of its own; delivery tags are
+        /// the channel's, so they never repeat across the queues.
+        public var queues: [(name: String, prefetch: Int)]
         public var heartbeat: Int
         public var topology: AMQPTopology?
 
         public init(url: String, queue: String, prefetch: Int, heartbeat: Int, topology: AMQPTopology?) {
+            self.init(url: url, queues: [(queue, prefetch)], heartbeat: heartbeat, topology: topology)
+        }
+
+        public init(url: String, queues: [(name: String, prefetch: Int)], heartbeat: Int, topology: AMQPTopology?) {
             self.url = url
-            self.queue = queue
-            self.prefetch = prefetch
+            self.queues = queues
             self.heartbeat = heartbeat
             self.topology = topology
         }
@@ -170,7 +174,9 @@ public final class AMQPConsumer: @unchecked Sendable {
                     connectedAt = Date()
                 } catch {
                     let delay = backOff()
-                    logger.error("cannot consume \(settings.queue); retrying", metadata: ["error": "\(error)", "retry.in.s": "\(delay)"])
+                    logger.error(
+                        "cannot consume \(settings.queues.map(\.name).joined(separator: ", ")); retrying",
+                        metadata: ["error": "\(error)", "retry.in.s": "\(delay)"])
                     waitForWake(upTo: delay)
                     continue
                 }
@@ -195,7 +201,7 @@ public final class AMQPConsumer: @unchecked Sendable {
     private func connect() throws {
         let opened = try AMQPConnection.openDeclaring(
             url: settings.url, heartbeat: settings.heartbeat, channel: channel, topology: settings.topology)
-        try opened.consume(queue: settings.queue, prefetch: settings.prefetch, channel: channel)
+        for queue in settings.queues { try opened.consume(queue: queue.name, prefetch: queue.prefetch, channel: channel) }
         connection = opened
         generation += 1
         unsettled = []

@@ -10,10 +10,12 @@ import ServiceLifecycle
 import Synchronization
 
 /// scheduler-beat: publishes one job per due occurrence, then sleeps until the next due
-/// time or until PostgreSQL says a schedule changed. With `BEAT_LOOKAHEAD` (default 0.5 s)
+/// time or until PostgreSQL says a schedule changed. With `BEAT_LOOKAHEAD` (default 1.5 s)
 /// it does so that much ahead of the due time, and the worker holds each job until its
 /// time: what stands between the due instant and the POST is the worker's read of the
-/// target, not beat's wake-up, claim, publish and the broker's hand-over.
+/// target, not beat's wake-up, claim, publish and the broker's hand-over. Jobs published
+/// ahead go to the held queue (`HeldRouting`), so they never stand in front of jobs due now;
+/// for many due at one instant, beat's part of the work is done before it.
 ///
 /// Each round claims due schedules with `FOR UPDATE SKIP LOCKED` (so several beats never
 /// claim the same occurrence), records their deliveries and advances them in one
@@ -40,6 +42,8 @@ public final class Beat: Service, Sendable {
     }
 
     let owed = Mutex(Owed())
+    /// Whether a job goes to the held queue (published ahead of its time) or the main one.
+    let routing = Mutex(HeldRouting())
     let store: DeliveryStore
     let console: ConsoleStore
     /// When the console was last told about a round, and whether telling it is failing.
@@ -230,8 +234,10 @@ public final class Beat: Service, Sendable {
 
     private func publish(_ jobs: [DeliveryJob]) async throws {
         let ids = jobs.map(\.deliveryID)
+        let now = Date()
+        let messages = routing.withLock { routing in jobs.map { $0.message(held: routing.held($0.scheduledFor, now: now)) } }
         do {
-            try await publisher.publish(jobs.map { $0.message() })
+            try await publisher.publish(messages)
         } catch {
             // Owed (if not already): the next round publishes them first. Another beat may
             // take them once their lease runs out, should this one stop meanwhile.

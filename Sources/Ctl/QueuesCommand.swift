@@ -48,7 +48,10 @@ struct Queues: AsyncParsableCommand {
     static func report(configuration: Configuration, pool: PostgresPool) async throws -> String {
         let counts = try await QueueDepths.read(brokerURL: configuration.brokerURL, policy: configuration.retryPolicy)
         let inProgress = try? await DeliveryStore(pool: pool).inProgressCount()
-        let mainReady = counts.first { $0.0 == DeliveryTopology.queue }?.1?.messages ?? 0
+        // Jobs in progress not ready in a queue are unacked in the main or the held queue (one
+        // estimate for both, shown on the main queue: AMQP does not report unacked messages).
+        let mainReady = counts.filter { $0.0 == DeliveryTopology.queue || $0.0 == DeliveryTopology.heldQueue }
+            .reduce(0) { $0 + ($1.1?.messages ?? 0) }
         var lines: [[String]] = []
         let retryingReady = counts.filter { $0.0.hasPrefix("scheduler.retry.") }.reduce(0) { $0 + ($1.1?.messages ?? 0) }
         for (name, queueCounts) in counts {

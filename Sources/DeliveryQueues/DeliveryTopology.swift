@@ -4,6 +4,9 @@ import SchedulerCore
 /// The RabbitMQ topology of the delivery pipeline (also in `rabbitmq/definitions.json`):
 ///
 /// - topic exchange `scheduler.deliveries` → quorum queue `scheduler.deliveries` (`schedule.#`);
+/// - topic exchange `scheduler.held` → quorum queue `scheduler.held` (`schedule.#`): jobs
+///   beat publishes ahead of their due time (`BEAT_LOOKAHEAD`), consumed beside the main
+///   queue with a window of their own, so that they never stand in front of jobs due now;
 /// - per retry delay D: fanout exchange `scheduler.retry.D` → quorum queue `scheduler.retry.D`
 ///   whose messages expire after D and dead-letter back to `scheduler.deliveries` with their
 ///   original routing key (at-least-once dead-lettering);
@@ -12,6 +15,9 @@ import SchedulerCore
 public enum DeliveryTopology {
     public static let exchange = "scheduler.deliveries"
     public static let queue = "scheduler.deliveries"
+    /// Where beat publishes a job ahead of its due time; workers hold it until then.
+    public static let heldExchange = "scheduler.held"
+    public static let heldQueue = "scheduler.held"
     public static let deadExchange = "scheduler.dead"
     public static let deadQueue = "scheduler.dead-letters"
 
@@ -33,20 +39,21 @@ public enum DeliveryTopology {
 
     public static func make(_ policy: RetryPolicy) -> AMQPTopology {
         var exchanges = [
-            AMQPTopology.Exchange(name: exchange, type: "topic"), AMQPTopology.Exchange(name: deadExchange, type: "fanout"),
+            AMQPTopology.Exchange(name: exchange, type: "topic"), AMQPTopology.Exchange(name: heldExchange, type: "topic"),
+            AMQPTopology.Exchange(name: deadExchange, type: "fanout"),
         ]
+        // A backstop for poison jobs: past it the broker dead-letters the job itself.
+        let consumed = quorum.merging([
+            "x-delivery-limit": .int(Int64(DeliveryLimits.brokerDeliveryLimit)),
+            "x-dead-letter-exchange": .string(deadExchange),
+        ]) { $1 }
         var queues = [
-            AMQPTopology.Queue(
-                name: queue,
-                arguments: quorum.merging([
-                    // A backstop for poison jobs: past it the broker dead-letters the job itself.
-                    "x-delivery-limit": .int(Int64(DeliveryLimits.brokerDeliveryLimit)),
-                    "x-dead-letter-exchange": .string(deadExchange),
-                ]) { $1 }),
+            AMQPTopology.Queue(name: queue, arguments: consumed), AMQPTopology.Queue(name: heldQueue, arguments: consumed),
             AMQPTopology.Queue(name: deadQueue, arguments: quorum),
         ]
         var bindings = [
             AMQPTopology.Binding(queue: queue, exchange: exchange, routingKey: "schedule.#"),
+            AMQPTopology.Binding(queue: heldQueue, exchange: heldExchange, routingKey: "schedule.#"),
             AMQPTopology.Binding(queue: deadQueue, exchange: deadExchange, routingKey: ""),
         ]
         let delays =
@@ -88,10 +95,11 @@ public enum DeliveryHeaders {
 }
 
 extension DeliveryJob {
-    /// The job as a message on `scheduler.deliveries` for `attempt`.
-    public func message(attempt: Int = 1) -> AMQPOutgoingMessage {
+    /// The job as a message on `scheduler.deliveries` for `attempt`, or on `scheduler.held`
+    /// when it is published ahead of its due time.
+    public func message(attempt: Int = 1, held: Bool = false) -> AMQPOutgoingMessage {
         AMQPOutgoingMessage(
-            exchange: DeliveryTopology.exchange, routingKey: routingKey, body: json.serializedBytes,
+            exchange: held ? DeliveryTopology.heldExchange : DeliveryTopology.exchange, routingKey: routingKey, body: json.serializedBytes,
             messageID: deliveryID.lowercasedText, headers: [DeliveryHeaders.attempt: .int(Int64(attempt))])
     }
 }

@@ -42,7 +42,8 @@ struct DeliveryMachine {
         /// larger batches. Never more than nine tenths of the worker's jobs wait like this,
         /// nor, while the queue holds more due jobs for this worker, half of its `window`.
         var settleDelay: Double = 0.1
-        /// Jobs the broker hands this worker unacked at most (`WORKER_PREFETCH`). When jobs
+        /// Jobs the broker hands this worker unacked at most (`WORKER_PREFETCH`), from each
+        /// queue it consumes (the main queue and the held one; counted here together). When jobs
         /// that were due on arrival fill it (a burst, a backlog), the jobs behind them in the
         /// queue wait for acks: outcomes then stop gathering at half of it, so that the next
         /// jobs arrive while the rest of these are POSTed, instead of the POSTs stopping

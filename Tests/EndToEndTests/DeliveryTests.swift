@@ -205,7 +205,7 @@ struct DeliveryTests {
             // so the count can say so up to 5 s after the worker took them.
             let published = try await pipeline.eventually(timeout: 9) {
                 let claimed = try await pipeline.deliveries(edited).count + pipeline.deliveries(disabled).count
-                return try claimed == 2 && pipeline.unacknowledged(DeliveryTopology.queue) == 2
+                return try claimed == 2 && pipeline.unacknowledged(DeliveryTopology.heldQueue) == 2
             }
             try #require(published)
             try #require(Date() < due.addingTimeInterval(-2), "published early enough to change them before their time")
@@ -223,6 +223,42 @@ struct DeliveryTests {
             try await Task.sleep(for: .seconds(1))
             #expect(pipeline.receiver.received("held-disabled").isEmpty)
             #expect(try await pipeline.deliveries(disabled).map(\.state) == [.cancelled])
+        }
+    }
+
+    @Test(
+        "jobs published ahead wait in the held queue with a window of their own: a job due now, or due before them, is not kept behind them"
+    )
+    func heldQueue() async throws {
+        // A window of 10 (20 for held jobs): the worker holds 20 of the 50 jobs claimed 10 s
+        // early. Before the held queue, 10 filled its window and the other 40 waited in the
+        // main queue in front of anything due sooner.
+        try await Pipeline.run(environment: ["BEAT_LOOKAHEAD": "10s", "WORKER_PREFETCH": "10"]) { pipeline in
+            let due = Date().addingTimeInterval(9)
+            try await pipeline.createDue(50, name: "held-burst", due: due)
+            let claimed = try await pipeline.eventually(timeout: 4) { try await pipeline.states()["queued"] == 50 }
+            try #require(claimed)
+            try await Task.sleep(for: .seconds(1))
+            // Due now: the main queue, POSTed at once.
+            let created = Date()
+            _ = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("due-now"))","next_send_at":"\#(Timestamp.format(created))"}"#)
+            // Due before the burst, inside the lookahead: the main queue too (behind the
+            // burst in the held queue it would wait for the burst's instant), held till then.
+            let soon = Date().addingTimeInterval(2)
+            _ = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("due-soon"))","next_send_at":"\#(Timestamp.format(soon))"}"#)
+            try #require(soon < due.addingTimeInterval(-3), "created well before the burst's due time")
+            let now = try #require(try await pipeline.receiver.waitFor("due-now", count: 1, timeout: 5).first)
+            #expect(now.arrived.timeIntervalSince(created) < 1.5, "due now, arrived \(now.arrived.timeIntervalSince(created)) s later")
+            let early = try #require(try await pipeline.receiver.waitFor("due-soon", count: 1, timeout: 5).first)
+            let lateness = early.arrived.timeIntervalSince(soon)
+            #expect(lateness >= 0 && lateness < 0.5, "due soon, lateness \(lateness)")
+            #expect(pipeline.receiver.received("held-burst").isEmpty, "the burst is held until its time")
+            let burst = try await pipeline.receiver.waitFor("held-burst", count: 50, timeout: 20)
+            #expect(burst.count == 50)
+            #expect(burst.allSatisfy { $0.arrived >= due }, "none POSTed before its due time")
+            #expect(Set(burst.compactMap { $0.header("Idempotency-Key") }).count == 50, "each once")
         }
     }
 

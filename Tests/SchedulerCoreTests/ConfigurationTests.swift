@@ -15,7 +15,7 @@ struct ConfigurationTests {
         #expect(configuration.retryPolicy == RetryPolicy(maxAttempts: 6, delays: [5000, 30000, 300_000, 1_800_000]))
         #expect(configuration.deliveryTimeout == 30)
         #expect(configuration.deliveryRetentionDays == 30)
-        #expect(configuration.beatLookahead == 0.5)
+        #expect(configuration.beatLookahead == 1.5)
         #expect(configuration.receiverConcurrency == 64)
         #expect(try Configuration(environment: secret.merging(["BEAT_LOOKAHEAD": "0"]) { $1 }).beatLookahead == 0)
         #expect(try Configuration(environment: secret.merging(["BEAT_LOOKAHEAD": "250ms"]) { $1 }).beatLookahead == 0.25)

@@ -107,13 +107,16 @@ struct ConsoleController: Sendable {
             "checked_at": .string(Timestamp.format(reading.takenAt)),
         ])
         if user.isAdmin {
-            // AMQP does not report unacknowledged messages: the main queue's are estimated
-            // from the records, as `scheduler-ctl queues` does. A queue with no consumer
+            // AMQP does not report unacknowledged messages: the main and held queues' are
+            // estimated from the records (together, shown on the main queue), as
+            // `scheduler-ctl queues` does. A queue with no consumer
             // (the delay queues, the dead letters) has none.
             var estimate: Int?
             if let inProgress = try? await deliveries.inProgressCount() {
-                let ready = reading.queues.filter { $0.queue == DeliveryTopology.queue || $0.queue.hasPrefix("scheduler.retry.") }
-                    .reduce(0) { $0 + ($1.counts?.messages ?? 0) }
+                let ready = reading.queues.filter {
+                    [DeliveryTopology.queue, DeliveryTopology.heldQueue].contains($0.queue) || $0.queue.hasPrefix("scheduler.retry.")
+                }
+                .reduce(0) { $0 + ($1.counts?.messages ?? 0) }
                 estimate = max(0, inProgress - ready)
                 body["unacked_estimate"] = estimate.map(JSONValue.int)
             }
