@@ -304,6 +304,9 @@ final class DeliveryLoop: Sendable {
         case .repeated(let id):
             logger.info("a second copy of a job this worker holds: acked without a POST", metadata: ["delivery.id": "\(id)"])
             DeliveryMetrics.skipped("duplicate")
+        case .repeatedWhileSettling(let id):
+            logger.info(
+                "a second copy of a job whose outcome is being recorded: parked until it is", metadata: ["delivery.id": "\(id)"])
         case .skipped(let id, let state):
             logger.debug("job not delivered", metadata: ["delivery.id": "\(id)", "state": "\(state)"])
             DeliveryMetrics.skipped(state == .delivered ? "duplicate" : "cancelled")

@@ -114,6 +114,9 @@ struct DeliveryMachine {
         case skipped(UUID, state: Delivery.State)
         /// A second copy of a job the worker holds, acked without a POST.
         case repeated(UUID)
+        /// A second copy of a job whose own outcome is being recorded: sent to a park queue,
+        /// to come back once that is done (it may be the job's own park or retry message).
+        case repeatedWhileSettling(UUID)
         case attempted(UUID, attempt: Int, decision: DeliveryDecision, status: Int?, seconds: Double)
         case late(seconds: Double)
         case readFailed(reason: String)
@@ -263,9 +266,12 @@ struct DeliveryMachine {
             let tags = done.map(\.tag).filter { jobs.removeValue(forKey: $0) != nil }
             if !tags.isEmpty { actions.append(.ack(tags, generation: generation)) }
         case .settleFailed(let batch, let reason, let published):
-            // Its messages went out: publishing them again would send their jobs twice.
+            // Its messages went out: publishing them again would send their jobs twice. Those
+            // with nothing to record (parked) are done: acked now, not after the records.
             if published, let items = settlements.inFlight[batch] {
-                settlements.inFlight[batch] = items.map { item in
+                let done = items.filter { $0.attempt == nil }.map(\.tag).filter { jobs.removeValue(forKey: $0) != nil }
+                if !done.isEmpty { actions.append(.ack(done, generation: generation)) }
+                settlements.inFlight[batch] = items.filter { $0.attempt != nil }.map { item in
                     var item = item
                     item.message = nil
                     return item
@@ -338,6 +344,24 @@ struct DeliveryMachine {
             queue(
                 Settlement(
                     tag: tag, message: deadLetter(delivery, reason: error.message, status: nil, error: nil, attempts: attempt, now: now),
+                    attempt: nil))
+            return
+        }
+        if let other = byID[job.deliveryID], other != tag, let first = jobs[other], first.job?.deliveryID == job.deliveryID,
+            first.phase == .settling
+        {
+            // The first copy is decided and waits for its record and ack (PostgreSQL may be
+            // away): this copy may be what it was parked or retried as, so it must not be
+            // acked for a duplicate. It waits in a park queue and comes back when the first
+            // has gone; read then, it is POSTed only if the record says it was not delivered.
+            jobs[tag] = Job(delivery: delivery, job: job, attempt: attempt, phase: .settling)
+            actions.append(.note(.repeatedWhileSettling(job.deliveryID)))
+            queue(
+                Settlement(
+                    tag: tag,
+                    message: AMQPOutgoingMessage(
+                        exchange: DeliveryTopology.parkName(milliseconds: settings.shortPark), routingKey: delivery.routingKey,
+                        body: delivery.body, messageID: delivery.messageID, headers: delivery.headers),
                     attempt: nil))
             return
         }

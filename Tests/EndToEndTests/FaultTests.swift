@@ -199,6 +199,17 @@ struct FaultTests {
             }
             let states = (try? await pipeline.states()) ?? [:]
             #expect(recorded, "every delivery recorded as delivered: \(states)")
+            if ProcessInfo.processInfo.environment["E2E_DEBUG"] != nil {
+                let rows = try await pipeline.pool.query(
+                    "SELECT state, published_at IS NULL AS unpublished, count(*) AS n FROM deliveries GROUP BY 1, 2")
+                print("DEBUG rows: \(rows.map { "\($0["state"] ?? "") unpublished=\($0["unpublished"] ?? "") n=\($0["n"] ?? "")" })")
+                print(
+                    "DEBUG main ready \((try? pipeline.depth(DeliveryTopology.queue)) ?? -1), held ready \((try? pipeline.depth(DeliveryTopology.heldQueue)) ?? -1)"
+                )
+                print(
+                    "DEBUG main unacked \((try? pipeline.unacknowledged(DeliveryTopology.queue)) ?? -1), held unacked \((try? pipeline.unacknowledged(DeliveryTopology.heldQueue)) ?? -1)"
+                )
+            }
             try await Task.sleep(for: .seconds(1))
             let requests = pipeline.receiver.received("pg")
             // Each occurrence POSTed once. (Repeats with the same Idempotency-Key were seen

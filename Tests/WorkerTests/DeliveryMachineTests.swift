@@ -243,6 +243,34 @@ import Testing
         #expect(second.latenessMilliseconds == nil && second.state == .delivered)
     }
 
+    @Test mutating func aCopyArrivingWhileTheFirstIsBeingRecordedIsParkedNotAcked() throws {
+        _ = send(.connected(generation: 1))
+        let job = Self.job()
+        let read = try #require(send(.received(Self.delivery(tag: 1, job: job), generation: 1)).reads.first)
+        let post = try #require(send(.read(batch: read.batch, [job.deliveryID: Self.target()])).posts.first)
+        let first = try #require(send(.posted(Self.outcome(post.id, status: 200))).settles.first)
+        // PostgreSQL is slow or away: the first's record is still out when a copy arrives (the
+        // first's own park or retry message coming back, or a beat's second publish). Acked
+        // for a duplicate, a parked job would be lost.
+        let copy = send(.received(Self.delivery(tag: 2, job: job), generation: 1))
+        #expect(copy.notes.contains(.repeatedWhileSettling(job.deliveryID)))
+        #expect(!copy.notes.contains(.repeated(job.deliveryID)))
+        #expect(copy.acks.isEmpty && copy.posts.isEmpty && copy.reads.isEmpty)
+        let afterFirst = send(.settled(batch: first.batch))
+        #expect(afterFirst.acks.flatMap(\.tags) == [1])
+        let parked = try #require(afterFirst.settles.first)
+        #expect(parked.items.map(\.tag) == [2] && parked.items[0].attempt == nil)
+        #expect(parked.items[0].message?.exchange == DeliveryTopology.parkName(milliseconds: DeliveryTopology.parkDelays[0]))
+        // Its park message was confirmed and the batch failed after it: with nothing to
+        // record it is done, and acked now rather than after the retried records.
+        let failed = send(.settleFailed(batch: parked.batch, reason: "database away", published: true))
+        #expect(failed.acks.flatMap(\.tags) == [2])
+        #expect(machine.jobs.isEmpty)
+        // Back from the park queue, with the first gone: read again (its record decides).
+        let back = send(.received(Self.delivery(tag: 3, job: job), generation: 1))
+        #expect(back.reads.first?.ids == [job.deliveryID])
+    }
+
     @Test mutating func aSecondCopyOfAJobTheWorkerHoldsIsAckedWithoutAPost() throws {
         _ = send(.connected(generation: 1))
         let job = Self.job()
