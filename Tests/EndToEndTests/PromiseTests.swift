@@ -225,7 +225,12 @@ struct PromiseTests {
             let delivered = try await pipeline.states()["delivered", default: 0]
             let stillDead = try pipeline.depth(DeliveryTopology.deadQueue)
             #expect(delivered > 0 && stillDead > 0, "the kill landed half-way: \(delivered) re-driven, \(stillDead) left")
-            #expect(delivered + stillDead == count, "none lost: \(delivered) delivered + \(stillDead) dead")
+            // None lost. A kill between a republish's confirm and its ack leaves that one both
+            // re-driven and still listed (the re-driver's promise: at least once); at most the
+            // one in hand when the kill landed (they move one at a time).
+            #expect(
+                delivered + stillDead >= count && delivered + stillDead <= count + 1,
+                "none lost: \(delivered) delivered + \(stillDead) dead, for \(count)")
             #expect(Set(pipeline.receiver.keys("gone").keys).count == count)
         }
     }
