@@ -42,8 +42,8 @@ struct DeliveryMachine {
         /// larger batches. Never more than nine tenths of the worker's jobs wait like this,
         /// nor, while the queue holds more due jobs for this worker, half of its `window`.
         var settleDelay: Double = 0.1
-        /// Jobs the broker hands this worker unacked at most (`WORKER_PREFETCH`), from each
-        /// queue it consumes (the main queue and the held one; counted here together). When jobs
+        /// Jobs the broker hands this worker unacked at most from the main queue
+        /// (`WORKER_PREFETCH`; twice that from the held queue, counted here together). When jobs
         /// that were due on arrival fill it (a burst, a backlog), the jobs behind them in the
         /// queue wait for acks: outcomes then stop gathering at half of it, so that the next
         /// jobs arrive while the rest of these are POSTed, instead of the POSTs stopping
@@ -347,31 +347,22 @@ struct DeliveryMachine {
                     attempt: nil))
             return
         }
-        if let other = byID[job.deliveryID], other != tag, let first = jobs[other], first.job?.deliveryID == job.deliveryID,
-            first.phase == .settling
-        {
-            // The first copy is decided and waits for its record and ack (PostgreSQL may be
-            // away): this copy may be what it was parked or retried as, so it must not be
-            // acked for a duplicate. It waits in a park queue and comes back when the first
-            // has gone; read then, it is POSTed only if the record says it was not delivered.
+        if let other = byID[job.deliveryID], other != tag, let first = jobs[other], first.job?.deliveryID == job.deliveryID {
             jobs[tag] = Job(delivery: delivery, job: job, attempt: attempt, phase: .settling)
-            actions.append(.note(.repeatedWhileSettling(job.deliveryID)))
-            queue(
-                Settlement(
-                    tag: tag,
-                    message: AMQPOutgoingMessage(
-                        exchange: DeliveryTopology.parkName(milliseconds: settings.shortPark), routingKey: delivery.routingKey,
-                        body: delivery.body, messageID: delivery.messageID, headers: delivery.headers),
-                    attempt: nil))
-            return
-        }
-        if let other = byID[job.deliveryID], other != tag, jobs[other]?.job?.deliveryID == job.deliveryID {
-            // A second copy of a job this worker holds (a beat published it again after a
-            // broker outage, say): both would read the record before either's outcome is
-            // recorded, and both would be POSTed. The first goes on; this one is acked.
-            jobs[tag] = Job(delivery: delivery, job: job, attempt: attempt, phase: .settling)
-            actions.append(.note(.repeated(job.deliveryID)))
-            queue(Settlement(tag: tag, message: nil, attempt: nil))
+            if first.phase == .settling {
+                // The first copy is decided and waits for its record and ack (PostgreSQL may
+                // be away): this copy may be what it was parked or retried as, so it must not
+                // be acked for a duplicate. It waits in a park queue and comes back when the
+                // first has gone; read then, it is POSTed only if the record says so.
+                actions.append(.note(.repeatedWhileSettling(job.deliveryID)))
+                queue(Settlement(tag: tag, message: Self.parkMessage(delivery, delay: settings.shortPark), attempt: nil))
+            } else {
+                // A second copy of a job this worker holds (a beat published it again after a
+                // broker outage, say): both would read the record before either's outcome is
+                // recorded, and both would be POSTed. The first goes on; this one is acked.
+                actions.append(.note(.repeated(job.deliveryID)))
+                queue(Settlement(tag: tag, message: nil, attempt: nil))
+            }
             return
         }
         if byID.count > 4 * max(jobs.count, 1024) { byID = byID.filter { jobs[$0.value]?.job?.deliveryID == $0.key } }
@@ -537,13 +528,14 @@ struct DeliveryMachine {
         }
         actions.append(.note(.parked(reason)))
         jobs[tag]?.phase = .settling
-        queue(
-            Settlement(
-                tag: tag,
-                message: AMQPOutgoingMessage(
-                    exchange: DeliveryTopology.parkName(milliseconds: delay), routingKey: job.delivery.routingKey,
-                    body: job.delivery.body, messageID: job.delivery.messageID, headers: job.delivery.headers),
-                attempt: nil))
+        queue(Settlement(tag: tag, message: Self.parkMessage(job.delivery, delay: delay), attempt: nil))
+    }
+
+    /// A job's message as it is, for the park queue of `delay` milliseconds.
+    private static func parkMessage(_ delivery: AMQPDelivery, delay: Int) -> AMQPOutgoingMessage {
+        AMQPOutgoingMessage(
+            exchange: DeliveryTopology.parkName(milliseconds: delay), routingKey: delivery.routingKey, body: delivery.body,
+            messageID: delivery.messageID, headers: delivery.headers)
     }
 
     private mutating func remember(_ routingKey: String, _ receiver: String) {
