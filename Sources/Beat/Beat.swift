@@ -58,6 +58,10 @@ public final class Beat: Service, Sendable {
     /// Seconds ahead of their due time occurrences are claimed and published
     /// (`BEAT_LOOKAHEAD`): the worker holds each job until its time.
     let lookahead: Double
+    /// How far ahead a burst (many due within a second) is started (`BEAT_PACE`).
+    let lead: BurstLead
+    /// The next burst: from when this beat claims it, and up to which due time.
+    let burst = Mutex<(from: Date, until: Date)?>(nil)
     /// Seconds after its confirm that a job is marked published if no worker has recorded
     /// it yet: a quarter of the lease, at most 5 s, so the mark always comes long before
     /// another beat could take the job as unpublished.
@@ -75,6 +79,7 @@ public final class Beat: Service, Sendable {
         self.logger = logger
         self.idleWake = idleWake
         lookahead = configuration.beatLookahead
+        lead = BurstLead(lookahead: configuration.beatLookahead, pace: configuration.beatPace)
     }
 
     public func run() async throws {
@@ -97,7 +102,7 @@ public final class Beat: Service, Sendable {
                     try await runRound()
                     failures = 0
                     let next = try await store.nextWake()
-                    var deadline = min((next ?? .distantFuture).addingTimeInterval(-lookahead), Date().addingTimeInterval(idleWake))
+                    var deadline = min(try await wake(next: next), Date().addingTimeInterval(idleWake))
                     if let marks = owed.withLock({ $0.unmarked.values.min() }) {
                         deadline = min(deadline, marks.addingTimeInterval(markDelay))
                     }
@@ -129,6 +134,38 @@ public final class Beat: Service, Sendable {
         }
     }
 
+    /// When to claim the occurrences due at `next`: the lookahead before it, or earlier for a
+    /// burst (`BurstLead`), which the rounds from then on claim whole.
+    private func wake(next: Date?) async throws -> Date {
+        guard let next else {
+            burst.withLock { $0 = nil }
+            return .distantFuture
+        }
+        var start: (from: Date, until: Date)?
+        if lookahead > 0, next > Date().addingTimeInterval(lookahead) {
+            let occurrences = try await store.countDue(until: next.addingTimeInterval(BurstLead.width), limit: lead.countLimit)
+            start = lead.start(next: next, occurrences: occurrences)
+            if let start {
+                logger.debug(
+                    "a burst ahead: claimed early",
+                    metadata: ["due": "\(Timestamp.format(next))", "count": "\(occurrences)", "from": "\(Timestamp.format(start.from))"])
+            }
+        }
+        burst.withLock { $0 = start }
+        let wake = start?.from ?? next.addingTimeInterval(-lookahead)
+        BeatMetrics.lead.record(max(0, next.timeIntervalSince(wake)))
+        return wake
+    }
+
+    /// How far ahead of `now` a claim reaches: the lookahead, or to the end of a burst once
+    /// its start has come.
+    private func reach(now: Date) -> Double {
+        let burstReach = burst.withLock { burst in
+            burst.map { now >= $0.from ? $0.until.timeIntervalSince(now) : 0 } ?? 0
+        }
+        return max(lookahead, burstReach)
+    }
+
     /// Publishes everything due now and everything left unpublished; returns the jobs published.
     @discardableResult
     public func runRound(now: @Sendable () -> Date = Date.init) async throws -> Int {
@@ -147,7 +184,7 @@ public final class Beat: Service, Sendable {
             let claimedAt = now()
             let claim: DeliveryStore.Claim
             do {
-                claim = try await store.claimDue(now: claimedAt, limit: batchSize, lookahead: lookahead)
+                claim = try await store.claimDue(now: claimedAt, limit: batchSize, lookahead: reach(now: claimedAt))
             } catch {
                 _ = try? await publishing?.value
                 throw error
@@ -300,4 +337,6 @@ enum BeatMetrics {
     static let lag = Gauge(label: "scheduler_beat_lag_seconds")
     /// How long the last round took (claim, record, publish, mark), in seconds.
     static let roundDuration = Gauge(label: "scheduler_beat_round_duration_seconds")
+    /// How long before the next due time beat claims it: the lookahead, or more for a burst.
+    static let lead = Gauge(label: "scheduler_beat_lead_seconds")
 }

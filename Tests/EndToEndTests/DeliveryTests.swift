@@ -262,6 +262,53 @@ struct DeliveryTests {
         }
     }
 
+    @Test("a burst is claimed ahead by what it takes beat at BEAT_PACE, a few schedules only the lookahead ahead; none leaves early")
+    func burstLead() async throws {
+        // 600 due at one instant at 100 a second: 6 s of beat's work, so beat starts 7 s
+        // ahead (1 s lookahead + 6 s) instead of 1 s; 5 due 3 s later take it 0.05 s, so
+        // they are claimed the lookahead ahead.
+        let beatPort = try ProgramTests.freePort()
+        try await Pipeline.run(environment: ["BEAT_LOOKAHEAD": "1s", "BEAT_PACE": "100", "BEAT_METRICS_PORT": String(beatPort)]) {
+            pipeline in
+            @Sendable func lead() throws -> Double? { try ProgramTests.scrape(port: beatPort).value("scheduler_beat_lead_seconds") }
+            let due = Date().addingTimeInterval(9)
+            let later = due.addingTimeInterval(3)
+            try await pipeline.createDue(600, name: "burst-lead", due: due)
+            try await pipeline.createDue(5, name: "after-burst", due: later)
+            @Sendable func claimed(_ name: String) async throws -> (count: Int, first: Date?, last: Date?) {
+                let row = try #require(
+                    try await pipeline.pool.query(
+                        """
+                        SELECT count(*) AS n, min(d.created_at) AS first, max(d.created_at) AS last
+                        FROM deliveries d JOIN schedules s ON s.id = d.schedule_id WHERE s.endpoint = $1
+                        """, [pipeline.receiver.url(name)]
+                    ).first)
+                return (Int(row["n"] ?? "") ?? -1, row["first"].flatMap(Timestamp.parse), row["last"].flatMap(Timestamp.parse))
+            }
+            let announced = try await pipeline.eventually(timeout: 2) { try lead().map { abs($0 - 7) < 0.01 } == true }
+            let said = try lead()
+            #expect(announced, "beat says it claims the burst 7 s ahead (says \(String(describing: said)))")
+            let early = try await pipeline.eventually(timeout: 6) { try await claimed("burst-lead").count == 600 }
+            try #require(early, "the burst claimed whole")
+            let burst = try await claimed("burst-lead")
+            let claimedBy = try #require(burst.last)
+            #expect(claimedBy < due.addingTimeInterval(-4), "claimed \(due.timeIntervalSince(claimedBy)) s ahead, not 1 s")
+            #expect(try await claimed("after-burst").count == 0, "the few due after the burst are not claimed with it")
+            let back = try await pipeline.eventually(timeout: 2) { try lead().map { abs($0 - 1) < 0.01 } == true }
+            let saidAfter = try lead()
+            #expect(back, "then the lookahead for the few (says \(String(describing: saidAfter)))")
+            let arrived = try await pipeline.receiver.waitFor("burst-lead", count: 600, timeout: 30)
+            #expect(arrived.count == 600)
+            #expect(arrived.allSatisfy { $0.arrived >= due }, "none POSTed before its due time")
+            #expect(Set(arrived.compactMap { $0.header("Idempotency-Key") }).count == 600, "each once")
+            let few = try await pipeline.receiver.waitFor("after-burst", count: 5, timeout: 10)
+            #expect(few.count == 5 && few.allSatisfy { $0.arrived >= later })
+            let fewClaimed = try await claimed("after-burst")
+            let firstOfFew = try #require(fewClaimed.first)
+            #expect(firstOfFew > later.addingTimeInterval(-1.5), "claimed \(later.timeIntervalSince(firstOfFew)) s ahead")
+        }
+    }
+
     @Test("the worker's reads are warmed again just before a held job's due time, not only when it starts")
     func prewarm() async throws {
         try await Pipeline.run(environment: ["BEAT_LOOKAHEAD": "2s"]) { pipeline in

@@ -16,6 +16,7 @@ struct ConfigurationTests {
         #expect(configuration.deliveryTimeout == 30)
         #expect(configuration.deliveryRetentionDays == 30)
         #expect(configuration.beatLookahead == 1.5)
+        #expect(configuration.beatPace == 5000)
         #expect(configuration.receiverConcurrency == 64)
         #expect(try Configuration(environment: secret.merging(["BEAT_LOOKAHEAD": "0"]) { $1 }).beatLookahead == 0)
         #expect(try Configuration(environment: secret.merging(["BEAT_LOOKAHEAD": "250ms"]) { $1 }).beatLookahead == 0.25)
@@ -74,6 +75,9 @@ struct ConfigurationTests {
                 ["BEAT_LOOKAHEAD": "-1s"],
                 "BEAT_LOOKAHEAD must be a length like 1s, 5m, 2h or 3650d (units ms, s, m, h, d; at most 100 years), got '-1s'"
             ),
+            (["BEAT_PACE": "0"], "BEAT_PACE must be an integer from 1 to 1000000, got '0'"),
+            (["BEAT_PACE": "-5"], "BEAT_PACE must be an integer from 1 to 1000000, got '-5'"),
+            (["BEAT_PACE": "99999999999999999999"], "BEAT_PACE must be an integer from 1 to 1000000, got '99999999999999999999'"),
             (["DELIVERY_RETENTION_DAYS": "-1"], "DELIVERY_RETENTION_DAYS must be an integer from 0 to 36500, got '-1'"),
             (
                 ["DELIVERY_RETENTION_DAYS": "99999999999999999999"],

@@ -48,6 +48,10 @@ public struct Configuration: Sendable, Equatable {
     /// and keeps beat's work for occurrences due on whole seconds half a second away from
     /// the due instants of the others.
     public var beatLookahead: Double
+    /// Occurrences a second beat counts on claiming and publishing (`BEAT_PACE`, default
+    /// 5,000): when many are due within one second, beat starts that long before the
+    /// lookahead to have them all published by their instant (at most 10 s ahead).
+    public var beatPace: Int
     /// Days delivery records are kept at least (whole weeks are dropped, so up to 7 more); 0 keeps all.
     public var deliveryRetentionDays: Int
     /// Ports of beat's and worker's `/metrics` (0: none).
@@ -125,6 +129,7 @@ public struct Configuration: Sendable, Equatable {
             throw ConfigurationError("BEAT_LOOKAHEAD must be at most 10s, got '\(reader.string("BEAT_LOOKAHEAD") ?? "")'")
         }
         beatLookahead = Double(lookahead) / 1_000_000
+        beatPace = try reader.int("BEAT_PACE", default: 5000, range: 1...1_000_000)
         deliveryRetentionDays = try reader.int("DELIVERY_RETENTION_DAYS", default: 30, range: 0...36_500)
         beatMetricsPort = try reader.int("BEAT_METRICS_PORT", default: 9101, range: 0...65535)
         workerMetricsPort = try reader.int("WORKER_METRICS_PORT", default: 9102, range: 0...65535)

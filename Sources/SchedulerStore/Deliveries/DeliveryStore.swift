@@ -206,6 +206,21 @@ public struct DeliveryStore: Sendable {
         return try row?.date("next")
     }
 
+    /// How many enabled schedules are due at or before `until`, counting at most `limit`
+    /// (an index range scan of at most `limit` entries): beat's measure of a burst ahead.
+    public func countDue(until: Date, limit: Int) async throws -> Int {
+        let row = try await pool.query(
+            PreparedStatement(
+                """
+                SELECT count(*) AS n FROM (
+                    SELECT 1 FROM schedules
+                    WHERE enabled AND next_send_at IS NOT NULL AND next_send_at <= $1
+                    LIMIT $2) AS due
+                """), [SQL.text(until), String(max(0, limit))]
+        ).first
+        return try Int(row?.requiredInt64("n") ?? 0)
+    }
+
     // MARK: Worker
 
     /// What a worker needs to POST a delivery: where, what, and whether it is still wanted.
