@@ -15,7 +15,9 @@ import Synchronization
 /// time: what stands between the due instant and the POST is the worker's read of the
 /// target, not beat's wake-up, claim, publish and the broker's hand-over. Jobs published
 /// ahead go to the held queue (`HeldRouting`), so they never stand in front of jobs due now;
-/// for many due at one instant, beat's part of the work is done before it.
+/// for many due at one instant, beat's part of the work is done before it: a burst that
+/// would take beat longer than the lookahead to publish (`BEAT_PACE`) is started that much
+/// earlier, at most 10 s ahead (`BurstLead`).
 ///
 /// Each round claims due schedules with `FOR UPDATE SKIP LOCKED` (so several beats never
 /// claim the same occurrence), records their deliveries and advances them in one

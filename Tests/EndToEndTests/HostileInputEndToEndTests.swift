@@ -85,6 +85,37 @@ struct HostileInputEndToEndTests {
         }
     }
 
+    @Test("a next run this service cannot read, far ahead (infinity, the year 20000), leaves beat asleep until it is needed")
+    func unreadableFarFuture() async throws {
+        let beatPort = try ProgramTests.freePort()
+        try await Pipeline.run(environment: ["BEAT_METRICS_PORT": String(beatPort)]) { pipeline in
+            @Sendable func lastRound() throws -> Double? {
+                try ProgramTests.scrape(port: beatPort).value("scheduler_beat_last_run_timestamp_seconds")
+            }
+            let infinity = try await Self.insert(
+                pipeline, endpoint: pipeline.receiver.url("infinity"), interval: "1 minutes", nextSendAt: "infinity")
+            let farOff = try await Self.insert(
+                pipeline, endpoint: pipeline.receiver.url("far-off"), interval: "1 minutes", nextSendAt: "20000-01-01T00:00:00Z")
+            // Before, beat's wake-up query failed on them after every round, and beat ran a
+            // round every half second (logging the failure each time) instead of sleeping
+            // until a NOTIFY or its idle wake-up (30 s).
+            try await Task.sleep(for: .seconds(2))
+            let before = try #require(try lastRound())
+            try await Task.sleep(for: .seconds(3))
+            let after = try #require(try lastRound())
+            #expect(after == before, "no round in 3 s with nothing due (rounds \(after - before) s apart)")
+            // Asleep, it still wakes for a schedule created for now.
+            let due = try await Self.canary(pipeline, name: "canary", in: 1.5)
+            try await Self.expectOnTime(pipeline, name: "canary", due: due)
+            for id in [infinity, farOff] {
+                let (status, body) = try await pipeline.send(.get, "/api/v1/schedule/\(id.uuidString.lowercased())/")
+                #expect(status == .ok)
+                #expect(body?.objectValue?["enabled"] == .bool(true), "not due: left as it is")
+            }
+            #expect(pipeline.receiver.received("infinity").isEmpty && pipeline.receiver.received("far-off").isEmpty)
+        }
+    }
+
     @Test(
         "hostile receivers (huge, negative, far-future and garbage Retry-After, 10 MB answer, silence, cut answers, bad status line) never stop the worker"
     )

@@ -203,7 +203,10 @@ public struct DeliveryStore: Sendable {
                     (SELECT min(publish_after) FROM deliveries WHERE published_at IS NULL AND state = 'queued')) AS next
                 """)
         ).first
-        return try row?.date("next")
+        // A time this service cannot read (`infinity`, a year past 9999, written by hand) is
+        // far ahead here: one at or before now was claimed and quarantined in the round
+        // before. Nothing to wake for; throwing made beat retry its round every half second.
+        return row?["next"].flatMap(Timestamp.parse)
     }
 
     /// How many enabled schedules are due at or before `until`, counting at most `limit`
