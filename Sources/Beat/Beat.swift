@@ -39,7 +39,11 @@ public final class Beat: Service, Sendable {
     struct Owed {
         /// With when they were leased: after `lease` seconds they are any beat's again.
         var unpublished: [UUID: (job: DeliveryJob, leasedAt: Date)] = [:]
-        /// With when the broker confirmed them.
+        /// With when the broker confirmed them or, for a job due later (published ahead), its
+        /// due time, at most a quarter of the lease after the confirm: `markDelay` counts
+        /// from then, so that the worker's record, which marks it too, usually comes first
+        /// (a burst published 10 s ahead was otherwise written once more, mostly around its
+        /// instant).
         var unmarked: [UUID: Date] = [:]
     }
 
@@ -64,8 +68,9 @@ public final class Beat: Service, Sendable {
     let lead: BurstLead
     /// The next burst: from when this beat claims it, and up to which due time.
     let burst = Mutex<(from: Date, until: Date)?>(nil)
-    /// Seconds after its confirm that a job is marked published if no worker has recorded
-    /// it yet: a quarter of the lease, at most 5 s, so the mark always comes long before
+    /// Seconds after its confirm (or its due time, for a job published ahead) that a job is
+    /// marked published if no worker has recorded it yet: a quarter of the lease, at most
+    /// 5 s, so the mark (at most half the lease after the confirm) always comes before
     /// another beat could take the job as unpublished.
     var markDelay: Double { min(5, publishLease / 4) }
 
@@ -272,7 +277,6 @@ public final class Beat: Service, Sendable {
     }
 
     private func publish(_ jobs: [DeliveryJob]) async throws {
-        let ids = jobs.map(\.deliveryID)
         let now = Date()
         let messages = routing.withLock { routing in jobs.map { $0.message(held: routing.held($0.scheduledFor, now: now)) } }
         do {
@@ -285,9 +289,10 @@ public final class Beat: Service, Sendable {
         }
         let confirmedAt = Date()
         owed.withLock { owed in
-            for id in ids {
-                owed.unpublished[id] = nil
-                owed.unmarked[id] = confirmedAt
+            for job in jobs {
+                owed.unpublished[job.deliveryID] = nil
+                let held = min(max(0, job.scheduledFor.timeIntervalSince(confirmedAt)), publishLease / 4)
+                owed.unmarked[job.deliveryID] = confirmedAt.addingTimeInterval(held)
             }
         }
         BeatMetrics.published.increment(by: jobs.count)

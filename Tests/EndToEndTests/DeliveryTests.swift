@@ -303,6 +303,18 @@ struct DeliveryTests {
             #expect(Set(arrived.compactMap { $0.header("Idempotency-Key") }).count == 600, "each once")
             let few = try await pipeline.receiver.waitFor("after-burst", count: 5, timeout: 10)
             #expect(few.count == 5 && few.allSatisfy { $0.arrived >= later })
+            // Published 7 s ahead, marked published by the worker's record (which sets
+            // published_at with finished_at), not by beat 5 s after the confirms, before their
+            // time: one row version less each.
+            let marks = try #require(
+                try await pipeline.pool.query(
+                    """
+                    SELECT count(*) FILTER (WHERE d.published_at = d.finished_at) AS by_record
+                    FROM deliveries d JOIN schedules s ON s.id = d.schedule_id WHERE s.endpoint = $1
+                    """, [pipeline.receiver.url("burst-lead")]
+                ).first)
+            let byRecord = Int(marks["by_record"] ?? "") ?? 0
+            #expect(byRecord >= 540, "marked by the record: \(byRecord) of 600")
             let fewClaimed = try await claimed("after-burst")
             let firstOfFew = try #require(fewClaimed.first)
             #expect(firstOfFew > later.addingTimeInterval(-1.5), "claimed \(later.timeIntervalSince(firstOfFew)) s ahead")
