@@ -39,11 +39,8 @@ public final class Beat: Service, Sendable {
     struct Owed {
         /// With when they were leased: after `lease` seconds they are any beat's again.
         var unpublished: [UUID: (job: DeliveryJob, leasedAt: Date)] = [:]
-        /// With when the broker confirmed them or, for a job due later (published ahead), its
-        /// due time, at most a quarter of the lease after the confirm: `markDelay` counts
-        /// from then, so that the worker's record, which marks it too, usually comes first
-        /// (a burst published 10 s ahead was otherwise written once more, mostly around its
-        /// instant).
+        /// With when `markDelay` counts from: the broker's confirm or, for a job published
+        /// further ahead than the lookahead (a burst started early), later (see `markFrom`).
         var unmarked: [UUID: Date] = [:]
     }
 
@@ -68,10 +65,9 @@ public final class Beat: Service, Sendable {
     let lead: BurstLead
     /// The next burst: from when this beat claims it, and up to which due time.
     let burst = Mutex<(from: Date, until: Date)?>(nil)
-    /// Seconds after its confirm (or its due time, for a job published ahead) that a job is
-    /// marked published if no worker has recorded it yet: a quarter of the lease, at most
-    /// 5 s, so the mark (at most half the lease after the confirm) always comes before
-    /// another beat could take the job as unpublished.
+    /// Seconds after its confirm that a job is marked published if no worker has recorded
+    /// it yet: a quarter of the lease, at most 5 s, so the mark always comes long before
+    /// another beat could take the job as unpublished (a burst's jobs: see `markFrom`).
     var markDelay: Double { min(5, publishLease / 4) }
 
     public init(configuration: Configuration, pool: PostgresPool, logger: Logger, idleWake: Double = 30) {
@@ -291,12 +287,25 @@ public final class Beat: Service, Sendable {
         owed.withLock { owed in
             for job in jobs {
                 owed.unpublished[job.deliveryID] = nil
-                let held = min(max(0, job.scheduledFor.timeIntervalSince(confirmedAt)), publishLease / 4)
-                owed.unmarked[job.deliveryID] = confirmedAt.addingTimeInterval(held)
+                owed.unmarked[job.deliveryID] = markFrom(job, confirmedAt: confirmedAt)
             }
         }
         BeatMetrics.published.increment(by: jobs.count)
         logger.debug("published", metadata: ["count": "\(jobs.count)"])
+    }
+
+    /// From when `markDelay` counts for a job confirmed at `confirmedAt`. A job of a burst
+    /// started early (published further ahead than the lookahead) is marked a quarter of the
+    /// lease after its due time (at most half the lease after the confirm, well before
+    /// another beat may take it), when the worker's record, which marks it too, has almost
+    /// always come first: marked 5 s after the confirm, a burst published 10 s ahead was
+    /// written once more per delivery, around its instant. Other jobs: the confirm, so
+    /// that a steady load's marks stay where the lookahead puts them, off the due instants.
+    func markFrom(_ job: DeliveryJob, confirmedAt: Date) -> Date {
+        let ahead = job.scheduledFor.timeIntervalSince(confirmedAt)
+        guard ahead > lookahead else { return confirmedAt }
+        let markAt = min(ahead + publishLease / 4, publishLease / 2)
+        return confirmedAt.addingTimeInterval(max(0, markAt - markDelay))
     }
 
     /// Marks published what the broker confirmed before `cutoff` (in batches), unless a
