@@ -63,8 +63,9 @@ public final class Beat: Service, Sendable {
     let lookahead: Double
     /// How far ahead a burst (many due within a second) is started (`BEAT_PACE`).
     let lead: BurstLead
-    /// The next burst: from when this beat claims it, and up to which due time.
-    let burst = Mutex<(from: Date, until: Date)?>(nil)
+    /// The next due time beat counted what is due at (and when), and the burst that made, if
+    /// any: from when this beat claims it, and up to which due time.
+    let ahead = Mutex<(next: Date, countedAt: Date, start: BurstLead.Start?)?>(nil)
     /// Seconds after its confirm that a job is marked published if no worker has recorded
     /// it yet: a quarter of the lease, at most 5 s, so the mark always comes long before
     /// another beat could take the job as unpublished (a burst's jobs: see `markFrom`).
@@ -139,22 +140,36 @@ public final class Beat: Service, Sendable {
 
     /// When to claim the occurrences due at `next`: the lookahead before it, or earlier for a
     /// burst (`BurstLead`), which the rounds from then on claim whole.
+    ///
+    /// The count is taken again for another next due time, or after a second: schedule
+    /// changes wake beat for a round each, and a count of a large burst is a scan of up to
+    /// `BurstLead.countLimit` index entries.
     private func wake(next: Date?) async throws -> Date {
         guard let next else {
-            burst.withLock { $0 = nil }
+            ahead.withLock { $0 = nil }
             return .distantFuture
         }
-        var start: (from: Date, until: Date)?
-        if lookahead > 0, next > Date().addingTimeInterval(lookahead) {
-            let occurrences = try await store.countDue(until: next.addingTimeInterval(BurstLead.width), limit: lead.countLimit)
-            start = lead.start(next: next, occurrences: occurrences)
-            if let start {
-                logger.debug(
-                    "a burst ahead: claimed early",
-                    metadata: ["due": "\(Timestamp.format(next))", "count": "\(occurrences)", "from": "\(Timestamp.format(start.from))"])
+        let now = Date()
+        var start: BurstLead.Start?
+        if lookahead > 0, next > now.addingTimeInterval(lookahead) {
+            let counted = ahead.withLock { $0 }
+            if let counted, counted.next == next, now.timeIntervalSince(counted.countedAt) < 1 {
+                start = counted.start
+            } else {
+                let occurrences = try await store.countDue(until: next.addingTimeInterval(BurstLead.width), limit: lead.countLimit)
+                start = lead.start(next: next, occurrences: occurrences)
+                if let start {
+                    logger.debug(
+                        "a burst ahead: claimed early",
+                        metadata: [
+                            "due": "\(Timestamp.format(next))", "count": "\(occurrences)", "from": "\(Timestamp.format(start.from))",
+                        ])
+                }
+                ahead.withLock { $0 = (next, now, start) }
             }
+        } else {
+            ahead.withLock { $0 = nil }
         }
-        burst.withLock { $0 = start }
         let wake = start?.from ?? next.addingTimeInterval(-lookahead)
         BeatMetrics.lead.record(max(0, next.timeIntervalSince(wake)))
         return wake
@@ -163,8 +178,8 @@ public final class Beat: Service, Sendable {
     /// How far ahead of `now` a claim reaches: the lookahead, or to the end of a burst once
     /// its start has come.
     private func reach(now: Date) -> Double {
-        let burstReach = burst.withLock { burst in
-            burst.map { now >= $0.from ? $0.until.timeIntervalSince(now) : 0 } ?? 0
+        let burstReach = ahead.withLock { ahead in
+            ahead?.start.map { now >= $0.from ? $0.until.timeIntervalSince(now) : 0 } ?? 0
         }
         return max(lookahead, burstReach)
     }

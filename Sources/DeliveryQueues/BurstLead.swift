@@ -20,6 +20,9 @@ public struct BurstLead: Sendable, Equatable {
     /// Seconds of beat's work that make a burst.
     public static let least = 0.25
 
+    /// A burst's claim: from when, and up to which due time.
+    public typealias Start = (from: Date, until: Date)
+
     /// `BEAT_LOOKAHEAD` in seconds; 0 (nothing held) means nothing is claimed early.
     public let lookahead: Double
     /// `BEAT_PACE`: occurrences a second beat counts on claiming and publishing.
@@ -47,7 +50,7 @@ public struct BurstLead: Sendable, Equatable {
 
     /// The burst due at `next` (counted `occurrences`): from when beat claims it, and up to
     /// which due time. Nil when that is no earlier than the lookahead would claim it anyway.
-    public func start(next: Date, occurrences: Int) -> (from: Date, until: Date)? {
+    public func start(next: Date, occurrences: Int) -> Start? {
         let lead = seconds(occurrences: occurrences)
         guard lead > lookahead else { return nil }
         return (next.addingTimeInterval(-lead), next.addingTimeInterval(Self.width))
