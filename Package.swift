@@ -206,7 +206,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "Beat", "Worker", "DeliveryQueues", "AMQP", "SchedulerAPI", "SchedulerStore", "SchedulerCore", "Postgres", "TestSupport",
-                "Telemetry",
+                "Telemetry", "HTTPClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

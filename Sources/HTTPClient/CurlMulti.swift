@@ -12,6 +12,14 @@ import Foundation
 final class CurlMulti: @unchecked Sendable {
     private let multi: UnsafeMutableRawPointer
     private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
+    /// Easy handles of finished transfers, reset (`curl_easy_reset`: no option, header list
+    /// or callback data of the last POST left in them), for the next POSTs: a new handle per
+    /// POST allocated and freed its buffers each time, a tenth to a fifth of libcurl's CPU
+    /// per POST (a C loop of 30,000 POSTs to nginx, 64 at once, runs taking turns: 29-36 µs
+    /// a POST with a new handle each, 23-31 µs with handles kept).
+    private var idle: [UnsafeMutableRawPointer] = []
+    /// Idle handles kept at most (each keeps its buffers: tens of kilobytes).
+    static let idleLimit = 128
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
@@ -35,6 +43,7 @@ final class CurlMulti: @unchecked Sendable {
 
     deinit {
         for transfer in transfers.values { release(transfer) }
+        for easy in idle { curl_easy_cleanup(easy) }
         curl_multi_cleanup(multi)
     }
 
@@ -46,9 +55,10 @@ final class CurlMulti: @unchecked Sendable {
     /// libcurl could not set the transfer up.
     public func start(_ post: HTTPPost) throws {
         try post.validate()
-        guard let easy = curl_easy_init() else { throw CurlError(code: -1, message: "curl_easy_init failed") }
+        guard let easy = idle.popLast() ?? curl_easy_init() else { throw CurlError(code: -1, message: "curl_easy_init failed") }
         var list: UnsafeMutablePointer<curl_slist>?
-        for header in post.headers + ["Expect:"] { list = curl_slist_append(list, header) }
+        for header in post.headers { list = curl_slist_append(list, header) }
+        list = curl_slist_append(list, "Expect:")
         let transfer = Transfer(
             id: post.id, easy: easy, headers: list, maximumBodyBytes: maximumResponseBytes,
             answerMicroseconds: Int64(min(max(post.timeout, 0.001), 86_400) * 1_000_000), egress: post.guarded ? egress : nil)
@@ -56,10 +66,12 @@ final class CurlMulti: @unchecked Sendable {
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_POST, 1) }
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, post.body.count) }
         if code == CURLE_OK {
-            // libcurl copies the body (COPYPOSTFIELDS), so it need not outlive this call.
-            var body = post.body
-            if body.isEmpty { body = [0] }
-            code = body.withUnsafeMutableBytes { shim_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, $0.baseAddress) }
+            // libcurl copies the body (COPYPOSTFIELDS), so it need not outlive this call (nor
+            // be copied here to be passed as mutable: libcurl only reads it).
+            let body = post.body.isEmpty ? [0] : post.body
+            code = body.withUnsafeBytes {
+                shim_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress))
+            }
         }
         if code == CURLE_OK { code = shim_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list) }
         // libcurl's timeout covers the whole transfer: the connect time is added to it, so a
@@ -182,13 +194,20 @@ final class CurlMulti: @unchecked Sendable {
                         retryAfter: nil, seconds: seconds))
             }
             curl_multi_remove_handle(multi, easy)
-            release(transfer)
+            release(transfer, reuse: true)
         }
         return outcomes
     }
 
-    private func release(_ transfer: Transfer) {
-        curl_easy_cleanup(transfer.easy)
+    /// Ends a transfer's handle (removed from the multi handle, or never added): kept for
+    /// the next POST when `reuse` (a transfer that ran to its end) and there is room.
+    private func release(_ transfer: Transfer, reuse: Bool = false) {
+        if reuse && idle.count < Self.idleLimit {
+            curl_easy_reset(transfer.easy)
+            idle.append(transfer.easy)
+        } else {
+            curl_easy_cleanup(transfer.easy)
+        }
         curl_slist_free_all(transfer.headers)
     }
 }

@@ -31,7 +31,10 @@ struct DeliveryMachine {
         var batchesInFlight: Int = 2
         /// A read started while no other is in flight takes at most this many jobs, so that
         /// the first POSTs of a batch released at once (1,000 due at the same instant) start
-        /// after a short read, and the rest is read while they are out.
+        /// after a short read; one started beside others takes at most twice the largest of
+        /// them (and at least this many), so that each read returns while the POSTs of those
+        /// before it are still going out (100, 200, 400, then the rest, for 1,000), not one
+        /// long read of the rest that the first POSTs finish well before.
         var firstReadBatch: Int = 100
         /// Pauses before a failed read or settlement is tried again.
         var readRetryDelay: Double = 0.5
@@ -159,6 +162,9 @@ struct DeliveryMachine {
         var post: HTTPPost? = nil
         /// When its POST was handed to libcurl.
         var startedAt: Date? = nil
+        /// The headers that depend on the job alone (`requestHeaders`), made while it is held,
+        /// so that the due instant spends no time on them.
+        var headers: [String]? = nil
     }
 
     /// Work gathered for the next batch, and what failed and waits to be tried again.
@@ -383,7 +389,8 @@ struct DeliveryMachine {
         if job.kind == .schedule, attempt == 1, early > 0.000_5, early <= settings.maximumHold {
             // Published ahead of its time: read its target and POST it when it falls due, so
             // that an edit, a disable or a delete until then counts as it always did.
-            jobs[tag] = Job(delivery: delivery, job: job, attempt: attempt, phase: .holding)
+            jobs[tag] = Job(
+                delivery: delivery, job: job, attempt: attempt, phase: .holding, headers: Self.requestHeaders(job, attempt: attempt))
             // Jobs mostly arrive in due order: find the place from the end.
             var index = held.endIndex
             while index > held.startIndex, held[index - 1].until > job.scheduledFor { index -= 1 }
@@ -436,18 +443,10 @@ struct DeliveryMachine {
             return
         }
         let body = Array((target.body.isEmpty || target.body == "null" ? "{}" : target.body).utf8)
-        let id = deliveryJob.deliveryID.lowercasedText
-        var headers = [
-            "Content-Type: application/json",
-            "Idempotency-Key: \(id)",
-            "X-Scheduler-Delivery-Id: \(id)",
-            "X-Scheduler-Scheduled-For: \(Timestamp.format(deliveryJob.scheduledFor))",
-            "X-Scheduler-Attempt: \(job.attempt)",
-        ]
-        if let schedule = deliveryJob.scheduleID { headers.append("X-Scheduler-Schedule-Id: \(schedule.lowercasedText)") }
+        var headers = job.headers ?? Self.requestHeaders(deliveryJob, attempt: job.attempt)
         if let token = target.authToken, !token.isEmpty { headers.append("Authorization: Token \(token)") }
         if let signer = settings.signer {
-            headers += signer.headers(id: id, timestamp: Int(now.timeIntervalSince1970), body: body)
+            headers += signer.headers(id: deliveryJob.deliveryID.lowercasedText, timestamp: Int(now.timeIntervalSince1970), body: body)
         }
         let post = HTTPPost(
             id: nextTransfer, url: endpoint, headers: headers, body: body, timeout: settings.timeout,
@@ -465,9 +464,9 @@ struct DeliveryMachine {
         jobs[tag]?.post = post
         // A schedule's jobs go to its endpoint; a webhook call about it goes elsewhere.
         if deliveryJob.kind == .schedule { remember(job.delivery.routingKey, key) }
-        var receiver = receivers[key] ?? Receiver(key: key, settings: settings.receivers, now: now)
-        let admission = receiver.admit(tag, settings: settings.receivers, now: now)
-        receivers[key] = receiver
+        // In place: a copy would copy its list of waiting jobs for every job admitted.
+        let admission = receivers[key, default: Receiver(key: key, settings: settings.receivers, now: now)].admit(
+            tag, settings: settings.receivers, now: now)
         switch admission {
         case .start:
             start(tag, now: now, into: &actions)
@@ -476,6 +475,20 @@ struct DeliveryMachine {
         case .park(let reason):
             park(tag: tag, job: job, reason: reason, now: now, into: &actions)
         }
+    }
+
+    /// A POST's headers that come from its job alone (not from its record or the clock).
+    static func requestHeaders(_ job: DeliveryJob, attempt: Int) -> [String] {
+        let id = job.deliveryID.lowercasedText
+        var headers = [
+            "Content-Type: application/json",
+            "Idempotency-Key: \(id)",
+            "X-Scheduler-Delivery-Id: \(id)",
+            "X-Scheduler-Scheduled-For: \(Timestamp.format(job.scheduledFor))",
+            "X-Scheduler-Attempt: \(attempt)",
+        ]
+        if let schedule = job.scheduleID { headers.append("X-Scheduler-Schedule-Id: \(schedule.lowercasedText)") }
+        return headers
     }
 
     /// Sends a job's request (its receiver counted it in already).
@@ -722,7 +735,9 @@ struct DeliveryMachine {
         if settlements.retryAt.map({ now >= $0 }) ?? false { settlementsUrgent = true }
         settlements.retryDue(now)
         while !reads.pending.isEmpty && reads.inFlight.count < settings.batchesInFlight {
-            let count = reads.inFlight.isEmpty ? min(reads.pending.count, max(1, settings.firstReadBatch)) : reads.pending.count
+            let first = max(1, settings.firstReadBatch)
+            let largest = reads.inFlight.values.lazy.map(\.count).max() ?? 0
+            let count = min(reads.pending.count, largest == 0 ? first : max(first, largest.multipliedReportingOverflow(by: 2).partialValue))
             let tags = Array(reads.pending.prefix(count))
             reads.pending.removeFirst(count)
             let batch = nextBatch

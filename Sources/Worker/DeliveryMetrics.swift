@@ -1,5 +1,6 @@
 import Metrics
 import SchedulerCore
+import Synchronization
 
 /// The worker's metrics (low-cardinality labels only).
 enum DeliveryMetrics {
@@ -17,10 +18,26 @@ enum DeliveryMetrics {
         case .dead: outcome = "dead"
         }
         let statusClass = status.map { "\($0 / 100)xx" } ?? "none"
-        Counter(label: "scheduler_deliveries_total", dimensions: [("outcome", outcome), ("status_class", statusClass)]).increment()
+        deliveries(outcome: outcome, statusClass: statusClass).increment()
     }
 
     static func skipped(_ outcome: String) {
-        Counter(label: "scheduler_deliveries_total", dimensions: [("outcome", outcome), ("status_class", "none")]).increment()
+        deliveries(outcome: outcome, statusClass: "none").increment()
+    }
+
+    /// `scheduler_deliveries_total` by outcome and status class, each made once: making a
+    /// counter looks it up in the registry under its lock, which cost 8% of the worker's
+    /// own CPU at a due instant of 1,000 POSTs (measured with perf). The labels are few:
+    /// eight outcomes, and a status class is one digit (libcurl gives three-digit codes) or none.
+    private static let byLabels = Mutex<[String: Counter]>([:])
+
+    private static func deliveries(outcome: String, statusClass: String) -> Counter {
+        byLabels.withLock { counters in
+            let key = outcome + " " + statusClass
+            if let counter = counters[key] { return counter }
+            let counter = Counter(label: "scheduler_deliveries_total", dimensions: [("outcome", outcome), ("status_class", statusClass)])
+            counters[key] = counter
+            return counter
+        }
     }
 }

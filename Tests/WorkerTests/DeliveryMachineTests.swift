@@ -308,6 +308,27 @@ import Testing
         #expect(!posts.isEmpty)
     }
 
+    @Test mutating func aThousandJobsReadyAtOnceAreReadInBatchesThatDoubleSoThePostsNeverWaitForALongRead() throws {
+        machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 2))
+        _ = send(.connected(generation: 1))
+        let jobs = (1...1000).map { _ in Self.job() }
+        let deliveries = jobs.enumerated().map { Self.delivery(tag: UInt64($0.offset + 1), job: $0.element) }
+        let reads = send(.deliveries(deliveries, generation: 1)).reads
+        #expect(reads.map(\.ids.count) == [100, 200])
+        func targets(_ read: (batch: Int, ids: [UUID])) -> [UUID: DeliveryStore.Target] {
+            Dictionary(uniqueKeysWithValues: read.ids.map { ($0, Self.target()) })
+        }
+        // The first read back: the next takes twice the one still out.
+        let afterFirst = send(.read(batch: reads[0].batch, targets(reads[0])))
+        #expect(!afterFirst.posts.isEmpty)
+        #expect(afterFirst.reads.map(\.ids.count) == [400])
+        // The second back: the rest (300, under twice the 400 still out).
+        let afterSecond = send(.read(batch: reads[1].batch, targets(reads[1])))
+        #expect(afterSecond.reads.map(\.ids.count) == [300])
+        let all = reads + afterFirst.reads + afterSecond.reads
+        #expect(all.flatMap(\.ids) == jobs.map(\.deliveryID))
+    }
+
     @Test mutating func outcomesGatherWhileTheirBatchsPostsAreOutThenSettleTogether() throws {
         _ = send(.connected(generation: 1))
         let jobs = (1...4).map { _ in Self.job() }
