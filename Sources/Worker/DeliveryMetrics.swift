@@ -27,16 +27,18 @@ enum DeliveryMetrics {
 
     /// `scheduler_deliveries_total` by outcome and status class, each made once: making a
     /// counter looks it up in the registry under its lock, which cost 8% of the worker's
-    /// own CPU at a due instant of 1,000 POSTs (measured with perf). The labels are few:
-    /// eight outcomes, and a status class is one digit (libcurl gives three-digit codes) or none.
+    /// own CPU at a due instant of 1,000 POSTs (measured with perf). The pairs are few
+    /// (eight outcomes, a status class by hundreds); past `keptCounters` of them (a receiver
+    /// answering with odd codes) a counter is made each time, as before, and not kept.
     private static let byLabels = Mutex<[String: Counter]>([:])
+    static let keptCounters = 100
 
     private static func deliveries(outcome: String, statusClass: String) -> Counter {
         byLabels.withLock { counters in
             let key = outcome + " " + statusClass
             if let counter = counters[key] { return counter }
             let counter = Counter(label: "scheduler_deliveries_total", dimensions: [("outcome", outcome), ("status_class", statusClass)])
-            counters[key] = counter
+            if counters.count < keptCounters { counters[key] = counter }
             return counter
         }
     }
