@@ -292,12 +292,18 @@ import Testing
         #expect(send(.received(Self.delivery(tag: 3, job: job), generation: 1)).reads.first?.ids == [job.deliveryID])
     }
 
-    @Test mutating func manyJobsReadyAtOnceAreReadInAShortFirstBatchAndTheRestAlongsideIt() throws {
+    /// `count` jobs due now arriving together, on a machine with two reads in flight at most:
+    /// the jobs and the reads their arrival started.
+    mutating func readyAtOnce(_ count: Int) -> (jobs: [DeliveryJob], reads: [(batch: Int, ids: [UUID])]) {
         machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 2))
         _ = send(.connected(generation: 1))
-        let jobs = (1...250).map { _ in Self.job() }
+        let jobs = (1...count).map { _ in Self.job() }
         let deliveries = jobs.enumerated().map { Self.delivery(tag: UInt64($0.offset + 1), job: $0.element) }
-        let reads = send(.deliveries(deliveries, generation: 1)).reads
+        return (jobs, send(.deliveries(deliveries, generation: 1)).reads)
+    }
+
+    @Test mutating func manyJobsReadyAtOnceAreReadInAShortFirstBatchAndTheRestAlongsideIt() throws {
+        let (jobs, reads) = readyAtOnce(250)
         // The first POSTs need only a short read; the rest is read while they are out.
         #expect(reads.map(\.ids.count) == [100, 150])
         #expect(reads.flatMap(\.ids) == jobs.map(\.deliveryID))
@@ -309,11 +315,7 @@ import Testing
     }
 
     @Test mutating func aThousandJobsReadyAtOnceAreReadInBatchesThatDoubleSoThePostsNeverWaitForALongRead() throws {
-        machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 2))
-        _ = send(.connected(generation: 1))
-        let jobs = (1...1000).map { _ in Self.job() }
-        let deliveries = jobs.enumerated().map { Self.delivery(tag: UInt64($0.offset + 1), job: $0.element) }
-        let reads = send(.deliveries(deliveries, generation: 1)).reads
+        let (jobs, reads) = readyAtOnce(1000)
         #expect(reads.map(\.ids.count) == [100, 200])
         func targets(_ read: (batch: Int, ids: [UUID])) -> [UUID: DeliveryStore.Target] {
             Dictionary(uniqueKeysWithValues: read.ids.map { ($0, Self.target()) })
