@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Postgres
@@ -135,6 +136,58 @@ struct LimitsAPITests {
             let after = try await client.executeRequest(
                 uri: "/api/v1/schedule/", method: .get, headers: [.authorization: "Token \(token)"], body: nil)
             #expect(after.status == .ok)
+        }
+    }
+
+    @Test("a stranger's sign-in body past 4 KiB is a 413 before it is parsed, and a large object is quick to refuse")
+    func signInBody() async throws {
+        try await APIHarness.run { api in
+            let keys = (0..<80_000).map { #""k\#($0)":1"# }.joined(separator: ",")
+            let started = ContinuousClock.now
+            let reply = try await api.send(
+                .post, "/console/session/", json: "{\(keys)}", token: .some(nil), headers: [HTTPField.Name("X-Scheduler-Console")!: "1"])
+            #expect(reply.status == .contentTooLarge, "\(reply.status) \(reply.text)")
+            #expect(reply.detail == "Request body is larger than 4096 bytes.")
+            #expect(ContinuousClock.now - started < .seconds(2))
+            // A token fits well inside it.
+            let fine = try await api.send(
+                .post, "/console/session/", json: #"{"token": "\#(api.userToken)"}"#, token: .some(nil),
+                headers: [HTTPField.Name("X-Scheduler-Console")!: "1"])
+            #expect(fine.status == .ok, "\(fine.text)")
+        }
+    }
+
+    @Test("ten schedules whose payloads are 18,000-key objects list quickly, keys in their order")
+    func manyKeyPayloads() async throws {
+        try await APIHarness.run(environment: ["PAGE_SIZE": "10"]) { api in
+            let payload = "{" + (0..<18_000).map { #""k\#($0)":1"# }.joined(separator: ",") + "}"
+            for _ in 0..<10 {
+                _ = try await api.createSchedule(#"{"endpoint":"http://example.org/hook","payload":\#(payload)}"#)
+            }
+            let started = ContinuousClock.now
+            let reply = try await api.send(.get, "/api/v1/schedule/?limit=10")
+            let elapsed = ContinuousClock.now - started
+            #expect(reply.status == .ok)
+            let results = try #require(reply.object?["results"].flatMap { if case .array(let items) = $0 { items } else { nil } })
+            #expect(results.count == 10)
+            let first = try #require(results.first?.objectValue?["payload"]?.objectValue)
+            #expect(first.count == 18_000 && first.keys.first == "k0" && first.keys.last == "k17999")
+            // Quadratic key handling took 6.3 s for this list in a release build.
+            #expect(elapsed < .seconds(3), "listing took \(elapsed)")
+        }
+    }
+
+    @Test("next_send_at in 2099, as the original took, is accepted; past the year 9999 it is not")
+    func farNextSendAt() async throws {
+        try await APIHarness.run { api in
+            let schedule = try await api.createSchedule(#"{"endpoint":"http://example.org/hook","interval_definition":"1 hours"}"#)
+            let id = try #require(schedule["id"]?.stringValue)
+            let patched = try await api.send(.patch, "/api/v1/schedule/\(id)/", json: #"{"next_send_at": "2099-01-01T00:00:00Z"}"#)
+            #expect(patched.status == .ok, "\(patched.text)")
+            #expect(patched.object?["next_send_at"]?.stringValue == "2099-01-01T00:00:00Z")
+            let beyond = try await api.send(.patch, "/api/v1/schedule/\(id)/", json: #"{"next_send_at": "10000-01-01T00:00:00Z"}"#)
+            #expect(beyond.status == .badRequest)
+            #expect(!beyond.errors("next_send_at").isEmpty)
         }
     }
 }

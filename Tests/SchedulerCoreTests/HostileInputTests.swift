@@ -186,7 +186,14 @@ struct HostileInputTests {
             try errors(#"{\#(endpoint),"interval_definition":"1 microseconds"}"#).messages(for: "interval_definition").first?.contains(
                 "minimum") == true)
         #expect(try !errors(#"{\#(endpoint),"interval_definition":"106751991 days"}"#).messages(for: "interval_definition").isEmpty)
-        #expect(try !errors(#"{\#(endpoint),"next_send_at":"9999-12-31T23:59:59Z"}"#).messages(for: "next_send_at").isEmpty)
+        // As the original: any instant a crontab reaches (2099) or further, up to the last one a
+        // program can compute with; past it, refused.
+        for accepted in ["2099-01-01T00:00:00Z", "2099-12-31T23:59:00Z", "9999-12-31T23:59:59Z"] {
+            let result = ScheduleValidation.fields(
+                from: try JSONParser.parse(#"{\#(endpoint),"next_send_at":"\#(accepted)"}"#), existing: nil, partial: false, now: now)
+            #expect(try result.get().nextSendAt == Timestamp.parse(accepted), "\(accepted)")
+        }
+        #expect(try !errors(#"{\#(endpoint),"next_send_at":"10000-01-01T00:00:00Z"}"#).messages(for: "next_send_at").isEmpty)
         #expect(try !errors(#"{\#(endpoint),"next_send_at":"1969-12-31T23:59:59Z"}"#).messages(for: "next_send_at").isEmpty)
         #expect(try !errors(#"{\#(endpoint),"frequency":9223372036854775807}"#).messages(for: "frequency").isEmpty)
         #expect(try !errors(#"{\#(endpoint),"frequency":-9223372036854775808}"#).messages(for: "frequency").isEmpty)

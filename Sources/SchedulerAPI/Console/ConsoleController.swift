@@ -65,7 +65,7 @@ struct ConsoleController: Sendable {
     @Sendable func signIn(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         guard request.headers[Self.csrfHeader] == "1" else { throw Self.crossSite }
         var request = request
-        let body = try await request.jsonBody(context: context)
+        let body = try await request.jsonBody(context: context, limit: Self.signInBodyLimit)
         guard let token = body.objectValue?["token"]?.stringValue, !token.isEmpty, token.utf8.count <= 128,
             !token.utf8.contains(where: { $0 < 0x21 || $0 > 0x7E })
         else { throw APIError(.badRequest, detail: "Give the API token as {\"token\": \"...\"}.") }
@@ -81,6 +81,10 @@ struct ConsoleController: Sendable {
         return Response(
             status: .noContent, headers: [.setCookie: "\(Self.cookie)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"])
     }
+
+    /// The sign-in is read before anyone is known: its body holds one token, so anything
+    /// past a few kilobytes is refused (413) before it is parsed.
+    static let signInBodyLimit = 4096
 
     static let crossSite = APIError(.forbidden, detail: "Cross-site request refused: the console's requests carry X-Scheduler-Console: 1.")
 

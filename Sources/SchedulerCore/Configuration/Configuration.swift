@@ -141,7 +141,8 @@ public struct Configuration: Sendable, Equatable {
         }
         scheduleLimits = ScheduleLimits(
             minimumInterval: minimumInterval, maximumInterval: maximumInterval,
-            horizon: try reader.duration("SCHEDULE_MAX_HORIZON", default: standard.horizon),
+            horizon: reader.string("SCHEDULE_MAX_HORIZON") == nil
+                ? standard.horizon : try reader.duration("SCHEDULE_MAX_HORIZON", default: 0),
             maximumPayloadBytes: try reader.int(
                 "MAX_PAYLOAD_BYTES", default: standard.maximumPayloadBytes, range: 2...min(maxBodyBytes, 16_777_216)))
         let allow = reader.string("EGRESS_ALLOW") ?? ""

@@ -43,9 +43,24 @@ public enum JSONValue: Sendable, Hashable {
 }
 
 /// A JSON object whose keys keep their order. A repeated key keeps its last value, in
-/// the place of its first appearance.
+/// the place of its first appearance. Keys are compared byte for byte (as JSON texts are,
+/// not by Unicode equivalence) and found through an index, so building an object of n
+/// keys costs O(n), whatever a client sends.
 public struct JSONObject: Sendable, Hashable, ExpressibleByDictionaryLiteral {
     public private(set) var entries: [(key: String, value: JSONValue)] = []
+    /// Where each key is in `entries`.
+    private var positions: [KeyBytes: Int] = [:]
+
+    /// A key hashed and compared by its UTF-8 bytes.
+    private struct KeyBytes: Hashable {
+        let text: String
+        init(_ text: String) { self.text = text }
+        static func == (lhs: KeyBytes, rhs: KeyBytes) -> Bool { lhs.text.utf8.elementsEqual(rhs.text.utf8) }
+        func hash(into hasher: inout Hasher) {
+            var text = text
+            text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        }
+    }
 
     public init() {}
 
@@ -55,27 +70,38 @@ public struct JSONObject: Sendable, Hashable, ExpressibleByDictionaryLiteral {
 
     public var keys: [String] { entries.map(\.key) }
 
+    public var count: Int { entries.count }
+
     public subscript(key: String) -> JSONValue? {
-        get { entries.first(where: { $0.key == key })?.value }
+        get { positions[KeyBytes(key)].map { entries[$0].value } }
         set {
-            if let index = entries.firstIndex(where: { $0.key == key }) {
-                if let newValue { entries[index].value = newValue } else { entries.remove(at: index) }
+            let wrapped = KeyBytes(key)
+            if let index = positions[wrapped] {
+                if let newValue {
+                    entries[index].value = newValue
+                } else {
+                    // Rare (a field left out of a copy): the positions after it move down.
+                    entries.remove(at: index)
+                    positions[wrapped] = nil
+                    for later in index..<entries.count { positions[KeyBytes(entries[later].key)] = later }
+                }
             } else if let newValue {
+                positions[wrapped] = entries.count
                 entries.append((key, newValue))
             }
         }
     }
 
-    public func contains(_ key: String) -> Bool { entries.contains { $0.key == key } }
+    public func contains(_ key: String) -> Bool { positions[KeyBytes(key)] != nil }
 
     public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
         lhs.entries.count == rhs.entries.count
-            && zip(lhs.entries, rhs.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+            && zip(lhs.entries, rhs.entries).allSatisfy { $0.key.utf8.elementsEqual($1.key.utf8) && $0.value == $1.value }
     }
 
     public func hash(into hasher: inout Hasher) {
         for entry in entries {
-            hasher.combine(entry.key)
+            hasher.combine(KeyBytes(entry.key))
             hasher.combine(entry.value)
         }
     }

@@ -11,14 +11,16 @@ public struct ScheduleLimits: Sendable, Equatable {
     public var minimumInterval: Int64
     /// The longest interval, in microseconds (`SCHEDULE_MAX_INTERVAL`).
     public var maximumInterval: Int64
-    /// How far ahead of now a client may set `next_send_at`, in microseconds (`SCHEDULE_MAX_HORIZON`).
-    public var horizon: Int64
+    /// How far ahead of now a client may set `next_send_at`, in microseconds
+    /// (`SCHEDULE_MAX_HORIZON`); nil: up to `latestInstant`, as the original accepted any
+    /// date (a client choosing the year 2099 for a far next run keeps working).
+    public var horizon: Int64?
     /// The largest payload, serialized as JSON, in bytes (`MAX_PAYLOAD_BYTES`).
     public var maximumPayloadBytes: Int
     /// Where endpoints may point (`EGRESS_ALLOW` opens what it names).
     public var egress = EgressPolicy()
 
-    public init(minimumInterval: Int64, maximumInterval: Int64, horizon: Int64, maximumPayloadBytes: Int) {
+    public init(minimumInterval: Int64, maximumInterval: Int64, horizon: Int64?, maximumPayloadBytes: Int) {
         self.minimumInterval = minimumInterval
         self.maximumInterval = maximumInterval
         self.horizon = horizon
@@ -27,10 +29,17 @@ public struct ScheduleLimits: Sendable, Equatable {
 
     public static let microsecondsPerDay: Int64 = 86_400_000_000
 
-    /// One second, ten years, ten years, 256 KiB.
+    /// One second, ten years, no horizon short of the year 9999, 256 KiB.
     public static let standard = ScheduleLimits(
-        minimumInterval: 1_000_000, maximumInterval: 3650 * microsecondsPerDay, horizon: 3650 * microsecondsPerDay,
-        maximumPayloadBytes: 262_144)
+        minimumInterval: 1_000_000, maximumInterval: 3650 * microsecondsPerDay, horizon: nil, maximumPayloadBytes: 262_144)
+
+    /// The latest `next_send_at` a client may set at `now` (microseconds): now plus the
+    /// horizon, never past `latestInstant`.
+    public func latestNextSendAt(now: Int64) -> Int64 {
+        guard let horizon else { return Self.latestInstant }
+        let (latest, overflow) = now.addingReportingOverflow(horizon)
+        return overflow ? Self.latestInstant : min(latest, Self.latestInstant)
+    }
 
     /// The earliest instant stored: 1970-01-01T00:00:00Z.
     public static let earliestInstant: Int64 = 0

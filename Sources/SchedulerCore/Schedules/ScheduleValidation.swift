@@ -80,7 +80,7 @@ public enum ScheduleValidation {
 
         if let value = object["timezone"] {
             switch value {
-            case .string(let name) where !name.isEmpty && name.count <= 64 && TimeZone(identifier: name) != nil:
+            case .string(let name) where !name.isEmpty && name.utf8.count <= 64 && TimeZone(identifier: name) != nil:
                 fields.timezone = name
             case .string(let name):
                 errors.add("timezone", "\(name) is not a known IANA time zone (for example UTC or Europe/London).")
@@ -136,13 +136,13 @@ public enum ScheduleValidation {
                 fields.nextSendAt = nil
             case .string(let text):
                 if let date = Timestamp.parse(text) {
-                    let latest = Timestamp.microseconds(now).addingReportingOverflow(limits.horizon)
+                    let latest = limits.latestNextSendAt(now: Timestamp.microseconds(now))
                     let micros = Timestamp.microseconds(date)
-                    if micros < ScheduleLimits.earliestInstant || (!latest.overflow && micros > latest.partialValue) {
-                        let last = Timestamp.date(microseconds: latest.overflow ? ScheduleLimits.latestInstant : latest.partialValue)
+                    if micros < ScheduleLimits.earliestInstant || micros > latest {
+                        let ahead = limits.horizon.map { " (at most \(ScheduleLimits.describe(microseconds: $0)) ahead)" } ?? ""
                         errors.add(
                             "next_send_at",
-                            "Ensure this datetime is between 1970-01-01T00:00:00Z and \(Timestamp.format(last)) (at most \(ScheduleLimits.describe(microseconds: limits.horizon)) ahead)."
+                            "Ensure this datetime is between 1970-01-01T00:00:00Z and \(Timestamp.format(Timestamp.date(microseconds: latest)))\(ahead)."
                         )
                     } else {
                         fields.nextSendAt = date
@@ -196,9 +196,9 @@ public enum ScheduleValidation {
         scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
     }
 
-    /// An absolute http or https URL with a host, at most 2,048 characters.
+    /// An absolute http or https URL with a host, at most 2,048 bytes.
     public static func isHTTPURL(_ text: String) -> Bool {
-        guard text.count <= maximumEndpointLength, !text.contains(where: { $0.isWhitespace || $0.isNewline }),
+        guard text.utf8.count <= maximumEndpointLength, !text.contains(where: { $0.isWhitespace || $0.isNewline }),
             !text.unicodeScalars.contains(where: isControl),
             let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
             scheme == "http" || scheme == "https", let host = components.host, !host.isEmpty,
@@ -208,16 +208,17 @@ public enum ScheduleValidation {
         return true
     }
 
-    /// A plain address check: `local@domain.tld`, no spaces, at most 254 characters.
+    /// A plain address check: `local@domain.tld`, no spaces, at most 254 bytes.
     public static func isEmail(_ text: String) -> Bool {
+        guard text.utf8.count <= 254 else { return false }
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        guard text.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64,
+        guard parts.count == 2, !parts[0].isEmpty, parts[0].utf8.count <= 64,
             !text.contains(where: { $0.isWhitespace || $0.isNewline || $0 == "," || $0 == "<" || $0 == ">" })
         else { return false }
         let labels = parts[1].split(separator: ".", omittingEmptySubsequences: false)
         return labels.count >= 2
             && labels.allSatisfy { label in
-                !label.isEmpty && label.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                !label.isEmpty && label.utf8.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
                     && label.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" }
             }
     }
@@ -249,8 +250,8 @@ public enum ScheduleValidation {
     static func optionalString(_ value: JSONValue, maximumLength: Int) -> Result<String?, FieldErrorMessage> {
         switch value {
         case .null: return .success(nil)
-        case .string(let text) where text.count > maximumLength:
-            return .failure(FieldErrorMessage("Ensure this field has no more than \(maximumLength) characters."))
+        case .string(let text) where text.utf8.count > maximumLength:
+            return .failure(FieldErrorMessage("Ensure this field has no more than \(maximumLength) bytes (UTF-8)."))
         case .string(let text) where text.unicodeScalars.contains("\u{0}"):
             return .failure(FieldErrorMessage("Null characters are not allowed."))
         case .string(let text): return .success(text)

@@ -12,7 +12,7 @@ public struct UserStore: Sendable {
 
     /// The user whose token this is, or nil.
     public func authenticate(token: String) async throws -> User? {
-        guard token.count <= 128 else { return nil }
+        guard token.utf8.count <= 128 else { return nil }
         let rows = try await pool.query(
             "SELECT id, username, email, is_admin FROM auth_user WHERE token_hash = $1", [TokenMinter.hash(token)])
         return try rows.first.map(Self.user)
