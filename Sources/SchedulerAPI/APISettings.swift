@@ -7,6 +7,7 @@ struct APISettings: Sendable {
     let useSSL: Bool
     let hookAuthToken: String?
     let scheduleLimits: ScheduleLimits
+    let hosts: HostPolicy
 
     init(_ configuration: Configuration) {
         hookAuthToken = configuration.hookAuthToken
@@ -14,5 +15,6 @@ struct APISettings: Sendable {
         maxPageSize = configuration.maxPageSize
         useSSL = configuration.useSSL
         scheduleLimits = configuration.scheduleLimits
+        hosts = configuration.hostPolicy
     }
 }

@@ -1,4 +1,5 @@
 import DeliveryQueues
+import Foundation
 import Hummingbird
 import Logging
 import Postgres
@@ -17,14 +18,40 @@ public func buildApplication(
     let status = OperationsStatus(pool: pool, brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, logger: logger)
     let endpoints = EndpointCache()
     let router = buildRouter(configuration: configuration, pool: pool, logger: logger, status: status, endpoints: endpoints)
+    raiseDescriptorLimit(to: configuration.httpMaxConnections + configuration.databasePoolSize + 256, logger: logger)
     var application = Application(
-        router: router,
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "scheduler-web"),
+        router: router, server: .guarded(configuration.connectionLimits),
+        configuration: .init(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "scheduler-web",
+            availableConnectionsDelegate: .maximum(configuration.httpMaxConnections, logger: logger)),
         logger: logger)
     application.addServices(
         pool, QueueSampler(status: status, store: ConsoleStore(pool: pool), interval: 5, logger: logger),
         EndpointWarmer(cache: endpoints, store: ConsoleStore(pool: pool), interval: EndpointCache.warmEvery, logger: logger))
     return application
+}
+
+/// Raises the soft limit on open descriptors towards `wanted` (at most the hard limit), so
+/// that `HTTP_MAX_CONNECTIONS`, not a default of 1,024, bounds the connections; says so
+/// when the hard limit is lower.
+func raiseDescriptorLimit(to wanted: Int, logger: Logger) {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(wanted) else { return }
+    limit.rlim_cur = min(rlim_t(wanted), limit.rlim_max)
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    if limit.rlim_cur < rlim_t(wanted) {
+        logger.warning(
+            "the open-files limit is below HTTP_MAX_CONNECTIONS and what the pool needs: raise it (ulimit -n)",
+            metadata: ["limit": "\(limit.rlim_cur)", "wanted": "\(wanted)"])
+    }
+}
+
+extension Configuration {
+    /// scheduler-web's bounds on connections.
+    public var connectionLimits: ConnectionLimits {
+        ConnectionLimits(
+            headerTimeout: .seconds(httpHeaderTimeout), idleTimeout: .seconds(httpIdleTimeout), maximumConnections: httpMaxConnections)
+    }
 }
 
 /// The API's routes and middleware. Tests call this with their own pool.
@@ -39,6 +66,7 @@ func buildRouter(
     let users = UserStore(pool: pool, minter: TokenMinter(secretKey: configuration.secretKey))
     let router = Router(context: SchedulerRequestContext.self)
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
+    router.add(middleware: HostMiddleware(hosts: configuration.hostPolicy))
     router.add(middleware: MetricsMiddleware())
     if configuration.debug { router.add(middleware: LogRequestsMiddleware(.info)) }
     let status =
@@ -51,7 +79,9 @@ func buildRouter(
             body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
     }
 
-    let api = router.group("api").add(middleware: AuthenticationMiddleware(users: users))
+    let throttle = AuthThrottle(limit: configuration.authFailuresPerMinute)
+    let authentication = AuthenticationMiddleware(users: users, throttle: throttle, trustedProxies: configuration.trustedProxies)
+    let api = router.group("api").add(middleware: authentication)
     let deliveries = DeliveryStore(pool: pool)
     let pusher = MetricsPusher(configuration: configuration, logger: logger)
     ScheduleController(store: ScheduleStore(pool: pool), deliveryStore: deliveries, pusher: pusher, settings: settings).addRoutes(to: api)
@@ -59,7 +89,8 @@ func buildRouter(
         brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: deliveries, logger: logger)
     DeadLetterController(store: deliveries, redriver: redriver, settings: settings).addRoutes(to: api)
     let console = ConsoleController(
-        users: users, store: ConsoleStore(pool: pool), deliveries: deliveries, redriver: redriver, status: status, useSSL: settings.useSSL,
+        users: users, store: ConsoleStore(pool: pool), deliveries: deliveries, redriver: redriver, status: status,
+        useSSL: settings.useSSL || settings.hosts.publicURL?.lowercased().hasPrefix("https://") == true, authentication: authentication,
         endpointCache: endpoints)
     console.addPages(to: router)
     console.addRoutes(to: api)

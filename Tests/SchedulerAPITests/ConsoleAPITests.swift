@@ -40,6 +40,50 @@ import Testing
         }
     }
 
+    @Test func aSessionIsARandomIdNotTheTokenEndedBySignOutRotationRevocationAndExpiry() async throws {
+        try await APIHarness.run { api in
+            let users = UserStore(pool: api.pool, minter: TokenMinter(secretKey: APIHarness.secretKey))
+            func signIn(_ token: String) async throws -> String {
+                let reply = try await api.send(
+                    .post, "/console/session/", json: #"{"token": "\#(token)"}"#, token: .some(nil), headers: [Self.console: "1"])
+                try #require(reply.status == .ok, "\(reply.text)")
+                return String(try #require(reply.headers[.setCookie]).prefix { $0 != ";" })
+            }
+            func whoami(_ cookie: String) async throws -> HTTPResponse.Status {
+                try await api.send(.get, "/api/v1/console/whoami/", token: .some(nil), headers: [.cookie: cookie]).status
+            }
+            let first = try await signIn(api.userToken)
+            let value = String(first.dropFirst("scheduler_session=".count))
+            #expect(!value.contains(api.userToken) && value.count == 64, "the cookie is a session id, not the token")
+            let stored = try await api.pool.query("SELECT id_hash FROM console_sessions")
+            #expect(stored.count == 1 && stored.first?["id_hash"] != value, "only its hash is stored")
+            #expect(try await whoami(first) == .ok)
+            // Signing out ends it, even for a copy of the cookie kept elsewhere.
+            let out = try await api.send(.delete, "/console/session/", token: .some(nil), headers: [.cookie: first, Self.console: "1"])
+            #expect(out.status == .noContent)
+            #expect(try await whoami(first) == .unauthorized)
+            // Rotating the token ends the sessions made with the old one.
+            let second = try await signIn(api.userToken)
+            #expect(try await whoami(second) == .ok)
+            let rotated = try #require(try await users.rotateToken(email: "user@example.org"))
+            #expect(try await whoami(second) == .unauthorized)
+            // Revoking ends them too.
+            let third = try await signIn(rotated.token)
+            #expect(try await whoami(third) == .ok)
+            _ = try await users.revokeToken(email: "user@example.org")
+            #expect(try await whoami(third) == .unauthorized)
+            // An expired session is over.
+            let admin = try await signIn(api.adminToken)
+            try await api.pool.query("UPDATE console_sessions SET expires_at = now() - interval '1 second'")
+            #expect(try await whoami(admin) == .unauthorized)
+            // Sessions per user are bounded: the oldest go.
+            for _ in 0..<(UserStore.sessionsPerUser + 5) { _ = try await signIn(api.adminToken) }
+            let count = try await api.pool.query(
+                "SELECT count(*) AS n FROM console_sessions WHERE user_id = (SELECT id FROM auth_user WHERE email = 'admin@example.org')")
+            #expect(count.first?["n"] == String(UserStore.sessionsPerUser))
+        }
+    }
+
     @Test(arguments: [
         #"{"token": ""}"#, #"{"token": "a\u0000b"}"#, #"{"token": "a b"}"#, #"{"token": 7}"#, #"{}"#, "[1]",
         #"{"token": "\#(String(repeating: "x", count: 200))"}"#,

@@ -152,4 +152,89 @@ struct TenancyAPITests {
             }
         }
     }
+
+    @Test("a hook call, its record and its dead letter belong to the hook's owner, not to the schedule's")
+    func hookCallsAreTheirHooksOwners() async throws {
+        try await APIHarness.run { api in
+            for (token, target) in [(api.adminToken, "http://hooks.example.org/admin"), (api.userToken, "http://hooks.example.org/user")] {
+                let reply = try await api.send(
+                    .post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"\#(target)"}"#, token: token)
+                #expect(reply.status == .created, "\(reply.text)")
+            }
+            let schedule = try await api.createSchedule(#"{"endpoint":"http://example.com/a","interval_definition":"1 hours"}"#)
+            let id = try #require(schedule["id"]?.stringValue)
+            // Both calls fail for good, as a worker would record them.
+            try await api.pool.query(
+                "UPDATE deliveries SET state = 'dead', attempts = 1, last_error = 'HTTP 404', finished_at = now() WHERE kind = 'webhook'")
+            let calls = try await api.pool.query("SELECT id::text AS id, target FROM deliveries WHERE kind = 'webhook'")
+            let byTarget = Dictionary(uniqueKeysWithValues: calls.map { ($0["target"] ?? "", $0["id"] ?? "") })
+            let adminCall = try #require(byTarget["http://hooks.example.org/admin"])
+            let userCall = try #require(byTarget["http://hooks.example.org/user"])
+
+            func ids(_ reply: Reply, key: String = "id") -> Set<String> {
+                guard case .array(let items)? = reply.object?["results"] ?? reply.object?["dead_letters"] else { return [] }
+                return Set(items.compactMap { $0.objectValue?[key]?.stringValue })
+            }
+            // The tenant sees its own hook's call, not the admin's: not in failed tasks, the
+            // console's dead letters or the schedule's deliveries, and not by id.
+            #expect(ids(try await api.send(.get, "/api/v1/failed-tasks/?limit=100")) == [userCall])
+            let console = try await api.send(.get, "/api/v1/console/dead-letters/")
+            #expect(console.status == .ok)
+            #expect(!console.text.contains("hooks.example.org/admin") && console.text.contains("hooks.example.org/user"), "\(console.text)")
+            let deliveries = try await api.send(.get, "/api/v1/schedule/\(id)/deliveries/?limit=100")
+            #expect(ids(deliveries) == [userCall], "\(deliveries.text)")
+            #expect(try await api.send(.get, "/api/v1/failed-tasks/\(adminCall)/").status == .notFound)
+            // The admin sees both.
+            #expect(ids(try await api.send(.get, "/api/v1/failed-tasks/?limit=100", token: api.adminToken)) == [adminCall, userCall])
+            let adminDeliveries = try await api.send(.get, "/api/v1/schedule/\(id)/deliveries/?limit=100", token: api.adminToken)
+            #expect(ids(adminDeliveries) == [adminCall, userCall])
+            // What the tenant may re-drive is its own.
+            let mine = try await DeliveryStore(pool: api.pool).deadIDs(owner: try #require(schedule["created_by"]).userID(api))
+            #expect(mine == [userCall])
+        }
+    }
+
+    @Test(
+        "hook targets pass the egress guard at create and update, as endpoints do",
+        arguments: [
+            "http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:15672/api/", "http://[::ffff:10.0.0.1]/", "http://2852039166/",
+        ])
+    func hookTargetsPassTheEgressGuard(_ target: String) async throws {
+        try await APIHarness.run { api in
+            let refused = try await api.send(.post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"\#(target)"}"#)
+            #expect(refused.status == .badRequest, "\(refused.text)")
+            #expect(refused.errors("target").first?.contains("refused range") == true, "\(refused.text)")
+            let hook = try await api.send(
+                .post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"http://hooks.example.org/in"}"#)
+            let id = try #require(hook.object?["id"]?.integerValue)
+            let patched = try await api.send(.patch, "/api/v1/webhook/\(id)/", json: #"{"target":"\#(target)"}"#)
+            #expect(patched.status == .badRequest, "\(patched.text)")
+        }
+    }
+
+    @Test("with PUBLIC_URL, every absolute URL comes from it, hooks' bodies included, whatever the Host")
+    func publicURL() async throws {
+        try await APIHarness.run(environment: ["PUBLIC_URL": "https://scheduler.example.org"]) { api in
+            let hook = try await api.send(
+                .post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"http://hooks.example.org/in"}"#,
+                token: api.adminToken)
+            #expect(hook.status == .created)
+            let created = try await api.send(
+                .post, "/api/v1/schedule/", json: #"{"endpoint":"http://example.com/a","interval_definition":"1 hours"}"#)
+            #expect(created.status == .created)
+            #expect(created.headers[.location]?.hasPrefix("https://scheduler.example.org/api/v1/schedule/") == true)
+            #expect(created.object?["created_by"]?.stringValue?.hasPrefix("https://scheduler.example.org/api/v1/user/") == true)
+            let body = try #require(
+                try await api.pool.query("SELECT body::text AS body FROM deliveries WHERE kind = 'webhook'").first?["body"])
+            #expect(body.contains("https://scheduler.example.org/api/v1/user/") && !body.contains("localhost"), "\(body)")
+        }
+    }
+}
+
+extension JSONValue {
+    /// The user id at the end of a user URL (`.../api/v1/user/7/`).
+    fileprivate func userID(_ api: APIHarness) throws -> Int64 {
+        let text = try #require(stringValue)
+        return try #require(Int64(text.split(separator: "/").last ?? ""))
+    }
 }

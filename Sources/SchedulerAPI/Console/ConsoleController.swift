@@ -24,6 +24,8 @@ struct ConsoleController: Sendable {
     let redriver: DeadLetterRedriver
     let status: OperationsStatus
     let useSSL: Bool
+    /// The API's authentication: its throttle counts failed sign-ins too.
+    let authentication: AuthenticationMiddleware
     let endpointCache: EndpointCache
     let walks = WalkProgress()
 
@@ -64,23 +66,42 @@ struct ConsoleController: Sendable {
 
     @Sendable func signIn(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         guard request.headers[Self.csrfHeader] == "1" else { throw Self.crossSite }
+        let client = AuthenticationMiddleware.clientAddress(request, peer: context.peerAddress, trusted: authentication.trustedProxies)
+        if let client, let wait = authentication.throttle.retryAfter(client, now: AuthenticationMiddleware.now()) {
+            throw APIError(
+                .tooManyRequests, detail: "Too many failed authentications from this address; try again in \(wait) seconds.",
+                headers: [.retryAfter: String(wait)])
+        }
         var request = request
         let body = try await request.jsonBody(context: context, limit: Self.signInBodyLimit)
         guard let token = body.objectValue?["token"]?.stringValue, !token.isEmpty, token.utf8.count <= 128,
             !token.utf8.contains(where: { $0 < 0x21 || $0 > 0x7E })
         else { throw APIError(.badRequest, detail: "Give the API token as {\"token\": \"...\"}.") }
-        guard let user = try await users.authenticate(token: token) else { throw APIError.invalidToken }
-        let secure = useSSL ? "; Secure" : ""
+        guard let user = try await users.authenticate(token: token) else {
+            if let client { authentication.throttle.failed(client, now: AuthenticationMiddleware.now()) }
+            throw APIError.invalidToken
+        }
+        let session = try await users.startSession(user: user, seconds: Self.sessionSeconds)
         return JSONResponse.make(
             body: Self.userJSON(user),
-            headers: [.setCookie: "\(Self.cookie)=\(token); Path=/; HttpOnly; SameSite=Strict; Max-Age=43200\(secure)"])
+            headers: [.setCookie: "\(Self.cookie)=\(session); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(Self.sessionSeconds)\(secure)"])
     }
 
+    /// Ends the session in the cookie (it no longer works, even if kept) and clears the cookie.
     @Sendable func signOut(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         guard request.headers[Self.csrfHeader] == "1" else { throw Self.crossSite }
+        if let session = AuthenticationMiddleware.cookie(Self.cookie, in: request.headers[values: .cookie]) {
+            try await users.endSession(session)
+        }
         return Response(
-            status: .noContent, headers: [.setCookie: "\(Self.cookie)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"])
+            status: .noContent, headers: [.setCookie: "\(Self.cookie)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0\(secure)"])
     }
+
+    /// Twelve hours.
+    static let sessionSeconds = 43_200
+
+    /// `Secure` on the cookie when the console is served over https (`USE_SSL`, or an https `PUBLIC_URL`).
+    var secure: String { useSSL ? "; Secure" : "" }
 
     /// The sign-in is read before anyone is known: its body holds one token, so anything
     /// past a few kilobytes is refused (413) before it is parsed.

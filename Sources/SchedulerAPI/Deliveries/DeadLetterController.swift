@@ -47,7 +47,7 @@ struct DeadLetterController: Sendable {
         guard let text = context.parameters.get("id"), let id = UUID(uuidString: text),
             let delivery = try await store.delivery(id: id, owner: try context.owner()), delivery.state == .dead
         else { throw APIError.notFound }
-        return JSONResponse.make(body: delivery.failedTaskJSON(Links(request: request, useSSL: settings.useSSL)))
+        return JSONResponse.make(body: delivery.failedTaskJSON(Links(request: request, settings: settings)))
     }
 
     @Sendable func redrive(_ request: Request, context: SchedulerRequestContext) async throws -> Response {

@@ -1,17 +1,62 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
+import SchedulerCore
 import SchedulerStore
 
 /// `Authorization: Token <key>` on every API endpoint, as Django REST Framework's
 /// TokenAuthentication: no header is 401 "not provided", a wrong key 401 "Invalid token.".
-/// Without the header, the console's session cookie (HttpOnly, SameSite=Strict) stands in
-/// for it; a request that changes something must then also carry `X-Scheduler-Console: 1`,
-/// which no other site's page can send.
+/// Without the header, the console's session cookie (HttpOnly, SameSite=Strict: a random
+/// session id, not the token) stands in for it; a request that changes something must then
+/// also carry `X-Scheduler-Console: 1`, which no other site's page can send.
+///
+/// Failed authentications are counted per client address (`AuthThrottle`): past the limit,
+/// the address's requests with credentials are a 429 with `Retry-After`, with no look-up.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = SchedulerRequestContext
     let users: UserStore
+    let throttle: AuthThrottle
+    let trustedProxies: [EgressPolicy.Range]
 
     func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let client = Self.clientAddress(request, peer: context.peerAddress, trusted: trustedProxies)
+        if let client, request.headers[.authorization] != nil || request.headers[.cookie] != nil,
+            let wait = throttle.retryAfter(client, now: Self.now())
+        {
+            throw APIError(
+                .tooManyRequests, detail: "Too many failed authentications from this address; try again in \(wait) seconds.",
+                headers: [.retryAfter: String(wait)])
+        }
+        do {
+            return try await authenticated(request, context: context, next: next)
+        } catch let error as APIError where error.status == .unauthorized {
+            if let client { throttle.failed(client, now: Self.now()) }
+            throw error
+        }
+    }
+
+    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    /// The client's address: the peer's, or, when the peer is a trusted proxy, the last
+    /// address in `X-Forwarded-For` that is not one (what a client puts first is its word only).
+    static func clientAddress(_ request: Request, peer: String?, trusted: [EgressPolicy.Range]) -> String? {
+        guard let peer else { return nil }
+        func isTrusted(_ text: String) -> Bool {
+            guard let address = IPAddress(text) else { return false }
+            return trusted.contains { $0.contains(address) }
+        }
+        guard isTrusted(peer) else { return peer }
+        let hops = request.headers[values: HTTPField.Name("X-Forwarded-For")!].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        for hop in hops.reversed() where !isTrusted(hop) {
+            return IPAddress(hop) != nil ? hop : peer
+        }
+        return peer
+    }
+
+    private func authenticated(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         guard let header = request.headers[.authorization] else {
@@ -40,9 +85,11 @@ struct AuthenticationMiddleware: RouterMiddleware {
         if ![.get, .head, .options].contains(request.method), request.headers[ConsoleController.csrfHeader] != "1" {
             throw ConsoleController.crossSite
         }
-        guard let user = try await users.authenticate(token: token) else { throw APIError.invalidToken }
+        guard let user = try await users.session(token) else { throw Self.sessionEnded }
         return try await next(request, Self.signedIn(user, context: context))
     }
+
+    static let sessionEnded = APIError(.unauthorized, detail: "The console session has ended: sign in again.")
 
     /// The value of cookie `name` in `Cookie` headers (`a=1; b=2`).
     static func cookie(_ name: String, in headers: [String]) -> String? {

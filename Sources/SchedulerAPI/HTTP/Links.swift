@@ -3,15 +3,13 @@ import Hummingbird
 import SchedulerCore
 import SchedulerStore
 
-/// Absolute URLs for the API's `url`, `next`, `previous` and `Location`, built from the
-/// request's Host header (as Django does) and `USE_SSL`.
+/// Absolute URLs for the API's `url`, `next`, `previous` and `Location`: from `PUBLIC_URL`,
+/// or the request's Host header when `ALLOWED_HOSTS` allows it (as Django does), with `USE_SSL`.
 struct Links: Sendable {
     let base: String
 
-    init(request: Request, useSSL: Bool) {
-        let host = request.head.authority ?? ""
-        let allowed = host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || ".-:[]_".contains($0)) }
-        base = (useSSL ? "https://" : "http://") + (host.isEmpty || !allowed ? "localhost" : host)
+    init(request: Request, settings: APISettings) {
+        base = settings.hosts.base(authority: request.head.authority, useSSL: settings.useSSL)
     }
 
     func url(_ path: String) -> String { base + path }
@@ -73,7 +71,7 @@ extension Pagination {
     ) async throws -> Response {
         let pagination = Pagination(request: request, defaultLimit: settings.pageSize, maximumLimit: settings.maxPageSize)
         let page = try await fetch(pagination.limit, pagination.offset)
-        let links = Links(request: request, useSSL: settings.useSSL)
+        let links = Links(request: request, settings: settings)
         return JSONResponse.make(
             body: pagination.page(page.items.map { render($0, links) }, count: page.count, request: request, links: links))
     }

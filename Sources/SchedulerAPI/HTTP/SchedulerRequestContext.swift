@@ -7,11 +7,14 @@ public struct SchedulerRequestContext: RequestContext {
     public var user: User?
     /// Bodies past this size are refused with 413 before they are read whole.
     public var maxUploadSize: Int
+    /// The address of the peer that sent the request (a proxy's, when there is one).
+    public let peerAddress: String?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         user = nil
         maxUploadSize = 1_048_576
+        peerAddress = source.channel.remoteAddress?.ipAddress
     }
 
     /// The authenticated caller; the authentication middleware guarantees one.

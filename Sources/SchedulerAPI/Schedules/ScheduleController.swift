@@ -58,7 +58,7 @@ struct ScheduleController: Sendable {
         let fields = try ScheduleValidation.fields(
             from: body, existing: nil, partial: false, now: Date(), limits: settings.scheduleLimits
         ).orBadRequest()
-        let links = Links(request: request, useSSL: settings.useSSL)
+        let links = Links(request: request, settings: settings)
         let hookToken = settings.hookAuthToken
         let schedule = try await store.create(fields, by: user.id) { schedule, connection in
             // `schedule.added` hooks: queued in the same transaction, delivered by the pipeline.
@@ -72,8 +72,8 @@ struct ScheduleController: Sendable {
             for (hook, byAdmin) in try await WebhookStore.webhooks(event: "schedule.added", about: user.id, connection: connection) {
                 let body: JSONValue = .object(["hook": WebhookController.json(hook), "data": data])
                 try await DeliveryStore.queueWebhookCall(
-                    scheduleID: schedule.id, target: hook.target, body: body, authToken: byAdmin ? hookToken : nil,
-                    connection: connection)
+                    scheduleID: schedule.id, ownerID: hook.userID, target: hook.target, body: body,
+                    authToken: byAdmin ? hookToken : nil, connection: connection)
             }
         }
         context.logger.info("schedule created", metadata: ["schedule.id": "\(schedule.id)"])
@@ -85,7 +85,7 @@ struct ScheduleController: Sendable {
         guard let schedule = try await store.schedule(id: try scheduleID(context), owner: try context.owner()) else {
             throw APIError.notFound
         }
-        return JSONResponse.make(body: schedule.json(Links(request: request, useSSL: settings.useSSL)))
+        return JSONResponse.make(body: schedule.json(Links(request: request, settings: settings)))
     }
 
     @Sendable func replace(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
@@ -108,7 +108,7 @@ struct ScheduleController: Sendable {
         }
         guard let updated else { throw APIError.notFound }
         context.logger.info("schedule updated", metadata: ["schedule.id": "\(id)"])
-        return JSONResponse.make(body: updated.json(Links(request: request, useSSL: settings.useSSL)))
+        return JSONResponse.make(body: updated.json(Links(request: request, settings: settings)))
     }
 
     @Sendable func delete(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
@@ -122,9 +122,10 @@ struct ScheduleController: Sendable {
     /// The schedule's recent deliveries, newest first.
     @Sendable func deliveries(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         let id = try scheduleID(context)
-        guard try await store.schedule(id: id, owner: try context.owner()) != nil else { throw APIError.notFound }
+        let owner = try context.owner()
+        guard try await store.schedule(id: id, owner: owner) != nil else { throw APIError.notFound }
         return try await Pagination.response(to: request, settings: settings) {
-            try await deliveryStore.deliveries(scheduleID: id, limit: $0, offset: $1)
+            try await deliveryStore.deliveries(scheduleID: id, owner: owner, limit: $0, offset: $1)
         } render: {
             $0.json($1)
         }

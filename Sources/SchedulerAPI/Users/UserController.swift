@@ -29,7 +29,7 @@ struct UserController: Sendable {
         // A normal user sees only themselves; another's id is not found.
         if let only = try context.owner(), only != id { throw APIError.notFound }
         guard let user = try await store.user(id: id) else { throw APIError.notFound }
-        return JSONResponse.make(body: json(user, Links(request: request, useSSL: settings.useSSL)))
+        return JSONResponse.make(body: json(user, Links(request: request, settings: settings)))
     }
 
     @Sendable func listGroups(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
@@ -42,7 +42,7 @@ struct UserController: Sendable {
 
     @Sendable func retrieveGroup(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         guard let group = try await store.group(id: try context.parameters.int64ID()) else { throw APIError.notFound }
-        return JSONResponse.make(body: json(group, Links(request: request, useSSL: settings.useSSL)))
+        return JSONResponse.make(body: json(group, Links(request: request, settings: settings)))
     }
 
     /// Admins only: the token of the user with this email, creating the user if new.

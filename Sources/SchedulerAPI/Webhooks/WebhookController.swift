@@ -24,7 +24,8 @@ struct WebhookController: Sendable {
     @Sendable func create(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         var request = request
         let user = try context.caller()
-        let (event, target) = try Self.validate(try await request.jsonBody(context: context), existing: nil)
+        let (event, target) = try Self.validate(
+            try await request.jsonBody(context: context), existing: nil, egress: settings.scheduleLimits.egress)
         let hook = try await store.create(event: event, target: target, userID: user.id)
         return JSONResponse.make(status: .created, body: Self.json(hook))
     }
@@ -50,7 +51,7 @@ struct WebhookController: Sendable {
         let id = try context.parameters.int64ID()
         guard let existing = try await store.webhook(id: id, userID: user.id) else { throw APIError.notFound }
         let body = try await request.jsonBody(context: context)
-        let (event, target) = try Self.validate(body, existing: partial ? existing : nil)
+        let (event, target) = try Self.validate(body, existing: partial ? existing : nil, egress: settings.scheduleLimits.egress)
         guard let hook = try await store.update(id: id, userID: user.id, event: event, target: target) else {
             throw APIError.notFound
         }
@@ -65,7 +66,7 @@ struct WebhookController: Sendable {
     }
 
     /// The hook's event and target; `existing` supplies what a PATCH leaves out.
-    static func validate(_ body: JSONValue, existing: Webhook?) throws -> (event: String, target: String) {
+    static func validate(_ body: JSONValue, existing: Webhook?, egress: EgressPolicy) throws -> (event: String, target: String) {
         guard let object = body.objectValue else {
             throw APIError.validation(FieldErrors("non_field_errors", "Invalid data. Expected a dictionary, but got \(body.kindName)."))
         }
@@ -83,7 +84,15 @@ struct WebhookController: Sendable {
         switch object["target"] {
         case nil where existing == nil: errors.add("target", FieldErrors.required)
         case nil: break
-        case .string(let text)? where ScheduleValidation.isHTTPURL(text): target = text
+        case .string(let text)? where text.unicodeScalars.contains(where: ScheduleValidation.isControl):
+            errors.add("target", FieldErrors.controlCharacters)
+        case .string(let text)? where ScheduleValidation.isHTTPURL(text):
+            // A hook call goes through the worker like a delivery: the same egress guard.
+            if let refusal = egress.refusal(forURL: text) {
+                errors.add("target", "Hook calls may not go to this address: \(refusal).")
+            } else {
+                target = text
+            }
         case .string?: errors.add("target", FieldErrors.invalidURL)
         case .null?: errors.add("target", FieldErrors.notNull)
         default: errors.add("target", FieldErrors.notString)

@@ -68,6 +68,19 @@ public struct Configuration: Sendable, Equatable {
     public var databaseStatementTimeout: Double
     /// Seconds an API request waits for a free database connection before a 503.
     public var databasePoolTimeout: Double
+    /// The `Host` headers web answers and where its absolute URLs point (`ALLOWED_HOSTS`, `PUBLIC_URL`).
+    public var hostPolicy: HostPolicy
+    /// Seconds a request's headers may take to arrive (`HTTP_HEADER_TIMEOUT`).
+    public var httpHeaderTimeout: Int
+    /// Seconds a kept-alive connection may sit without a request (`HTTP_IDLE_TIMEOUT`).
+    public var httpIdleTimeout: Int
+    /// Connections scheduler-web holds open at once, at most (`HTTP_MAX_CONNECTIONS`).
+    public var httpMaxConnections: Int
+    /// Failed authentications a client address may make in a minute before its requests
+    /// with credentials are answered 429 without a look-up (`AUTH_FAILURES_PER_MINUTE`).
+    public var authFailuresPerMinute: Int
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`: CIDRs and addresses).
+    public var trustedProxies: [EgressPolicy.Range]
 
     public static let defaultDatabaseURL = "postgres://postgres@localhost:5432/seed_scheduler"
     public static let defaultBrokerURL = "amqp://guest:guest@localhost:5672/%2f"
@@ -155,6 +168,24 @@ public struct Configuration: Sendable, Equatable {
         maxRedeliveries = try reader.int("MAX_REDELIVERIES", default: 5, range: 1...(DeliveryLimits.brokerDeliveryLimit - 1))
         databaseStatementTimeout = Double(try reader.int("DATABASE_STATEMENT_TIMEOUT", default: 30, range: 1...86_400))
         databasePoolTimeout = Double(try reader.int("DATABASE_POOL_TIMEOUT", default: 5, range: 1...600))
+        guard let hosts = HostPolicy(allowedHosts: reader.string("ALLOWED_HOSTS"), publicURL: reader.string("PUBLIC_URL")) else {
+            throw ConfigurationError(
+                "ALLOWED_HOSTS must be comma-separated host names (example.org, .example.org, *) and PUBLIC_URL an http(s) URL without query, got '\(reader.string("ALLOWED_HOSTS") ?? "")' and '\(reader.string("PUBLIC_URL") ?? "")'"
+            )
+        }
+        hostPolicy = hosts
+        httpHeaderTimeout = try reader.int("HTTP_HEADER_TIMEOUT", default: 10, range: 1...600)
+        httpIdleTimeout = try reader.int("HTTP_IDLE_TIMEOUT", default: 60, range: 1...3600)
+        httpMaxConnections = try reader.int("HTTP_MAX_CONNECTIONS", default: 4096, range: 16...1_000_000)
+        authFailuresPerMinute = try reader.int("AUTH_FAILURES_PER_MINUTE", default: 60, range: 1...1_000_000)
+        let proxies = (reader.string("TRUSTED_PROXIES") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        trustedProxies = proxies.compactMap { EgressPolicy.Range(cidr: $0, name: "trusted proxy") }
+        guard trustedProxies.count == proxies.count else {
+            throw ConfigurationError(
+                "TRUSTED_PROXIES must be comma-separated CIDRs and addresses (10.0.0.0/8, 127.0.0.1), got '\(reader.string("TRUSTED_PROXIES") ?? "")'"
+            )
+        }
     }
 
     struct Reader {

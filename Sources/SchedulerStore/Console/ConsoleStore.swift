@@ -75,7 +75,8 @@ public struct ConsoleStore: Sendable {
             SELECT date_trunc('minute', d.scheduled_for) AS minute, d.state, count(*) AS n
             FROM deliveries d
             WHERE d.id >= $1::uuid AND d.scheduled_for >= $2::timestamptz
-              AND ($3::bigint IS NULL OR d.schedule_id IN (SELECT id FROM schedules WHERE created_by = $3))
+              AND ($3::bigint IS NULL OR (d.kind = 'webhook' AND d.owner_id = $3)
+                   OR (d.kind <> 'webhook' AND d.schedule_id IN (SELECT id FROM schedules WHERE created_by = $3)))
             GROUP BY 1, 2 ORDER BY 1, 2
             """, [SQL.text(DeliveryID.floor(since)), SQL.text(since), owner.map { String($0) }])
         return try rows.map {
@@ -143,7 +144,8 @@ public struct ConsoleStore: Sendable {
                    percentile_cont(0.99) WITHIN GROUP (ORDER BY d.lateness_ms) AS p99
             FROM deliveries d
             WHERE d.id >= $1::uuid AND d.scheduled_for >= $2::timestamptz AND d.lateness_ms IS NOT NULL
-              AND ($3::bigint IS NULL OR d.schedule_id IN (SELECT id FROM schedules WHERE created_by = $3))
+              AND ($3::bigint IS NULL OR (d.kind = 'webhook' AND d.owner_id = $3)
+                   OR (d.kind <> 'webhook' AND d.schedule_id IN (SELECT id FROM schedules WHERE created_by = $3)))
             """, [SQL.text(DeliveryID.floor(since)), SQL.text(since), owner.map { String($0) }])
         let row = rows.first
         return Lateness(

@@ -391,34 +391,50 @@ public struct DeliveryStore: Sendable {
     }
 
     /// Queues a webhook call (published by beat from the outbox).
+    /// Queues a hook call, owned by the hook's owner (`ownerID`): its record and its dead
+    /// letter are theirs, not the schedule's owner's.
     public static func queueWebhookCall(
-        scheduleID: UUID, target: String, body: JSONValue, authToken: String?, connection: PostgresConnection
+        scheduleID: UUID, ownerID: Int64, target: String, body: JSONValue, authToken: String?, connection: PostgresConnection
     ) async throws {
         try await connection.query(
             """
-            INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, target, body, auth_token)
-            VALUES ($1, $2, 'webhook', now(), $3, $4, $5, $6)
+            INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, target, body, auth_token, owner_id)
+            VALUES ($1, $2, 'webhook', now(), $3, $4, $5, $6, $7)
             """,
-            [SQL.text(DeliveryID.fresh()), SQL.text(scheduleID), "schedule.\(SQL.text(scheduleID))", target, body.serialized, authToken])
+            [
+                SQL.text(DeliveryID.fresh()), SQL.text(scheduleID), "schedule.\(SQL.text(scheduleID))", target, body.serialized,
+                authToken, SQL.text(ownerID),
+            ])
     }
 
-    public func deliveries(scheduleID: UUID, limit: Int, offset: Int) async throws -> Page<Delivery> {
-        try await pool.withConnection { connection in
+    /// The schedule's deliveries, with the hook calls about it that `owner` may see (nil: all;
+    /// another user's hook call is theirs).
+    public func deliveries(scheduleID: UUID, owner: Int64? = nil, limit: Int, offset: Int) async throws -> Page<Delivery> {
+        let mine = "schedule_id = $1 AND (kind <> 'webhook' OR $2::bigint IS NULL OR owner_id = $2)"
+        return try await pool.withConnection { connection in
             let count =
                 try await connection.query(
-                    "SELECT count(*) FROM deliveries WHERE schedule_id = $1", [SQL.text(scheduleID)]
+                    "SELECT count(*) FROM deliveries WHERE \(mine)", [SQL.text(scheduleID), SQL.text(owner)]
                 ).first?[0].flatMap { Int($0) } ?? 0
             let rows = try await connection.query(
                 """
-                SELECT \(Self.columns) FROM deliveries WHERE schedule_id = $1
-                ORDER BY scheduled_for DESC, created_at DESC LIMIT $2 OFFSET $3
-                """, [SQL.text(scheduleID), String(limit), String(offset)])
+                SELECT \(Self.columns) FROM deliveries WHERE \(mine)
+                ORDER BY scheduled_for DESC, created_at DESC LIMIT $3 OFFSET $4
+                """, [SQL.text(scheduleID), SQL.text(owner), String(limit), String(offset)])
             return Page(items: try rows.map(Self.delivery), count: count)
         }
     }
 
-    /// Deliveries of schedules `owner` created (nil: any, and those of no schedule).
-    static let owned = "($1::bigint IS NULL OR schedule_id IN (SELECT id FROM schedules WHERE created_by = $1))"
+    /// Deliveries `owner` may see (nil: any, and those of no schedule): the deliveries of the
+    /// schedules they created, and the calls of their own hooks.
+    static let owned = """
+        ($1::bigint IS NULL OR (kind = 'webhook' AND owner_id = $1)
+         OR (kind <> 'webhook' AND schedule_id IN (SELECT id FROM schedules WHERE created_by = $1)))
+        """
+
+    /// Whose a record `d` (joined to its schedule `s`) is: the hook's owner for a hook call,
+    /// else the schedule's creator.
+    static let ownerOf = "CASE WHEN d.kind = 'webhook' THEN d.owner_id ELSE s.created_by END"
 
     /// Dead deliveries `owner` may see (nil: all), most recent first.
     public func dead(owner: Int64? = nil, limit: Int, offset: Int) async throws -> Page<Delivery> {
@@ -478,7 +494,7 @@ public struct DeliveryStore: Sendable {
         public var errorKind: ErrorKind?
         public var since: Date?
         public var until: Date?
-        /// The email of the user whose schedules they belong to.
+        /// The email of the user they belong to (their schedules' creator, or the hook's owner).
         public var owner: String?
 
         public init(
@@ -499,7 +515,7 @@ public struct DeliveryStore: Sendable {
     public struct DeadLetter: Sendable {
         public let delivery: Delivery
         public let endpoint: String?
-        /// The email of the schedule's owner (nil: no owner).
+        /// The email of its owner: the schedule's creator, or the hook's owner (nil: none).
         public let owner: String?
     }
 
@@ -510,7 +526,7 @@ public struct DeliveryStore: Sendable {
             SELECT d.id, d.schedule_id, d.kind, d.scheduled_for, d.state, d.attempts, d.last_status, d.last_error,
                    d.latency_ms, d.created_at, d.published_at, d.finished_at,
                    CASE WHEN d.kind = 'webhook' THEN d.target ELSE s.endpoint END AS endpoint, u.email AS owner
-            FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id LEFT JOIN auth_user u ON u.id = s.created_by
+            FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id LEFT JOIN auth_user u ON u.id = \(Self.ownerOf)
             \(Self.deadWhere)
             ORDER BY d.finished_at DESC, d.id
             LIMIT $8
@@ -541,7 +557,8 @@ public struct DeliveryStore: Sendable {
     public func countDeadLetters(_ filter: DeadFilter) async throws -> Int {
         let rows = try await pool.query(
             """
-            SELECT count(*) FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id LEFT JOIN auth_user u ON u.id = s.created_by
+            SELECT count(*)
+            FROM deliveries d LEFT JOIN schedules s ON s.id = d.schedule_id LEFT JOIN auth_user u ON u.id = \(Self.ownerOf)
             \(Self.deadWhere)
             """,
             [

@@ -361,5 +361,31 @@ extension Migrator {
             ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_schedule_id_fkey;
             """##
         ),
+        (
+            "0011_hook_call_owner.sql",
+            ##"""
+            -- A hook call belongs to the hook's owner, not to the schedule it tells of: an admin's
+            -- hook that fails for a tenant's new schedule is the admin's dead letter, and the tenant
+            -- neither sees its URL nor re-drives or purges it. Records made before this have no owner
+            -- here and are seen by admins only.
+            ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS owner_id bigint;
+            """##
+        ),
+        (
+            "0012_console_sessions.sql",
+            ##"""
+            -- The console's sessions: a random id per sign-in, stored as its SHA-256 only, expiring,
+            -- ended by signing out, and by the user's token being revoked or rotated (the session
+            -- keeps the token generation it was made under).
+            CREATE TABLE console_sessions (
+                id_hash           text PRIMARY KEY,
+                user_id           bigint NOT NULL REFERENCES auth_user (id) ON DELETE CASCADE,
+                token_generation  integer NOT NULL,
+                created_at        timestamptz NOT NULL DEFAULT now(),
+                expires_at        timestamptz NOT NULL
+            );
+            CREATE INDEX console_sessions_user ON console_sessions (user_id, created_at);
+            """##
+        ),
     ]
 }

@@ -18,6 +18,52 @@ public struct UserStore: Sendable {
         return try rows.first.map(Self.user)
     }
 
+    // MARK: Console sessions
+
+    /// Sessions a user may hold at once: signing in again past it ends their oldest.
+    public static let sessionsPerUser = 20
+
+    /// Starts a console session for `user`, lasting `seconds`; returns its id (64 hex
+    /// digits from the system's random source), of which only the SHA-256 is stored. The
+    /// user's expired sessions, and their oldest past `sessionsPerUser`, are ended.
+    public func startSession(user: User, seconds: Int) async throws -> String {
+        var generator = SystemRandomNumberGenerator()
+        let id = (0..<4).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
+        try await pool.withTransaction { connection in
+            let inserted = try await connection.query(
+                """
+                INSERT INTO console_sessions (id_hash, user_id, token_generation, expires_at)
+                SELECT $1, id, token_generation, now() + make_interval(secs => $3::int) FROM auth_user
+                WHERE id = $2 AND token_hash IS NOT NULL
+                """, [TokenMinter.hash(id), SQL.text(user.id), String(seconds)])
+            guard inserted.affectedRows == 1 else { throw StoreError.unexpectedNull("console_sessions") }
+            try await connection.query(
+                """
+                DELETE FROM console_sessions WHERE user_id = $1 AND (expires_at <= now() OR id_hash IN (
+                    SELECT id_hash FROM console_sessions WHERE user_id = $1 ORDER BY created_at DESC OFFSET $2))
+                """, [SQL.text(user.id), String(Self.sessionsPerUser)])
+        }
+        return id
+    }
+
+    /// The user of a live session: not expired, not signed out, and made under the user's
+    /// current token (a revoked or rotated token ends its sessions).
+    public func session(_ id: String) async throws -> User? {
+        guard id.utf8.count == 64, id.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { return nil }
+        return try await pool.query(
+            """
+            SELECT u.id, u.username, u.email, u.is_admin FROM console_sessions s JOIN auth_user u ON u.id = s.user_id
+            WHERE s.id_hash = $1 AND s.expires_at > now() AND s.token_generation = u.token_generation AND u.token_hash IS NOT NULL
+            """, [TokenMinter.hash(id)]
+        ).first.map(Self.user)
+    }
+
+    /// Ends a session (signing out); nothing happens for an unknown one.
+    public func endSession(_ id: String) async throws {
+        guard id.utf8.count == 64 else { return }
+        try await pool.query("DELETE FROM console_sessions WHERE id_hash = $1", [TokenMinter.hash(id)])
+    }
+
     /// The user with this email (created if new; made admin when `admin`) and its token.
     public func issueToken(email: String, admin: Bool) async throws -> (user: User, token: String, created: Bool) {
         try await pool.withTransaction { connection in
@@ -125,5 +171,11 @@ public struct UserStore: Sendable {
 
     static func group(_ row: PostgresRow) throws -> Group {
         Group(id: Int(try row.requiredInt64("id")), name: try row.requiredString("name"))
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to length: Int) -> String {
+        count >= length ? self : String(repeating: "0", count: length - count) + self
     }
 }
