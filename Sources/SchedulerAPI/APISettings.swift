@@ -1,4 +1,5 @@
 import SchedulerCore
+import SchedulerStore
 
 /// What the handlers need to know of the configuration.
 struct APISettings: Sendable {
@@ -8,6 +9,7 @@ struct APISettings: Sendable {
     let hookAuthToken: String?
     let scheduleLimits: ScheduleLimits
     let hosts: HostPolicy
+    let quotas: QuotaDefaults
 
     init(_ configuration: Configuration) {
         hookAuthToken = configuration.hookAuthToken
@@ -16,5 +18,18 @@ struct APISettings: Sendable {
         useSSL = configuration.useSSL
         scheduleLimits = configuration.scheduleLimits
         hosts = configuration.hostPolicy
+        quotas = QuotaDefaults(configuration)
+    }
+}
+
+extension ScheduleLimits {
+    /// These limits for a user with `quota`: intervals no shorter than its minimum either.
+    func within(_ quota: Quota) -> ScheduleLimits {
+        var limits = self
+        if quota.minimumInterval > limits.minimumInterval {
+            limits.minimumInterval = quota.minimumInterval
+            limits.minimumIntervalIsQuota = true
+        }
+        return limits
     }
 }

@@ -84,7 +84,10 @@ func buildRouter(
     let api = router.group("api").add(middleware: authentication)
     let deliveries = DeliveryStore(pool: pool)
     let pusher = MetricsPusher(configuration: configuration, logger: logger)
-    ScheduleController(store: ScheduleStore(pool: pool), deliveryStore: deliveries, pusher: pusher, settings: settings).addRoutes(to: api)
+    let quotas = QuotaStore(pool: pool, defaults: settings.quotas)
+    ScheduleController(store: ScheduleStore(pool: pool), quotas: quotas, deliveryStore: deliveries, pusher: pusher, settings: settings)
+        .addRoutes(to: api)
+    QuotaController(store: quotas).addRoutes(to: api)
     let redriver = DeadLetterRedriver(
         brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: deliveries, logger: logger)
     DeadLetterController(store: deliveries, redriver: redriver, settings: settings).addRoutes(to: api)
@@ -95,7 +98,7 @@ func buildRouter(
     console.addPages(to: router)
     console.addRoutes(to: api)
     UserController(store: users, settings: settings).addRoutes(to: api)
-    WebhookController(store: WebhookStore(pool: pool), settings: settings).addRoutes(to: api)
+    WebhookController(store: WebhookStore(pool: pool), quotas: quotas, settings: settings).addRoutes(to: api)
     HealthController(status: status).addRoutes(to: api)
     MetricsController(pool: pool, pusher: pusher).addRoutes(to: api)
     return router

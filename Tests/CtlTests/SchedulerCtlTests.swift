@@ -139,3 +139,40 @@ enum DeliveryHistoryName {
         return "deliveries_" + formatter.string(from: monday)
     }
 }
+
+extension SchedulerCtlTests {
+    @Test("quota show and set: a user's limits and use; own values, 'default' and --reset; bad values refused")
+    func quota() async throws {
+        let url = try await emptyDatabase()
+        let environment = ["SCHEDULER_DATABASE": url, "SECRET_KEY": Self.secret, "QUOTA_SCHEDULES": "50"]
+        #expect(try ctl(["migrate"], environment: environment).status == 0)
+        #expect(try ctl(["create-token", "--email", "tenant@example.org"], environment: environment).status == 0)
+        let shown = try ctl(["quota", "show", "--email", "tenant@example.org", "--json"], environment: environment)
+        #expect(shown.status == 0, "\(shown.error)")
+        #expect(shown.output.contains(#""schedules":{"limit":50,"used":0}"#), "\(shown.output)")
+        let set = try ctl(
+            [
+                "quota", "set", "--email", "tenant@example.org", "--schedules", "7", "--min-interval", "1m", "--deliveries-per-second",
+                "2.5",
+            ],
+            environment: environment)
+        #expect(set.status == 0, "\(set.error)")
+        #expect(set.output.contains("schedules") && set.output.contains("7") && set.output.contains("own"), "\(set.output)")
+        let after = try ctl(["quota", "--email", "tenant@example.org", "--json"], environment: environment)
+        #expect(
+            after.output.contains(#""schedules":{"limit":7"#) && after.output.contains(#""min_interval_seconds":60"#), "\(after.output)")
+        #expect(after.output.contains(#""deliveries_per_second":{"limit":2.500"#), "\(after.output)")
+        _ = try ctl(["quota", "set", "--email", "tenant@example.org", "--schedules", "default"], environment: environment)
+        let defaulted = try ctl(["quota", "show", "--email", "tenant@example.org", "--json"], environment: environment)
+        #expect(defaulted.output.contains(#""schedules":{"limit":50"#) && defaulted.output.contains(#""min_interval_seconds":60"#))
+        _ = try ctl(["quota", "set", "--email", "tenant@example.org", "--reset"], environment: environment)
+        let reset = try ctl(["quota", "show", "--email", "tenant@example.org", "--json"], environment: environment)
+        #expect(reset.output.contains(#""min_interval_seconds":10"#), "\(reset.output)")
+        for bad in [["--schedules", "-1"], ["--schedules", "many"], ["--min-interval", "0s"], ["--deliveries-per-second", "nan"]] {
+            let refused = try ctl(["quota", "set", "--email", "tenant@example.org"] + bad, environment: environment)
+            #expect(refused.status != 0 && refused.error.lowercased().contains("error"), "\(bad): \(refused.error)")
+        }
+        let nobody = try ctl(["quota", "show", "--email", "nobody@example.org"], environment: environment)
+        #expect(nobody.status != 0 && nobody.error.contains("no user"))
+    }
+}

@@ -119,6 +119,14 @@ class Stack:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
 
+    def session(self, token):
+        """Signs in as the console does and returns the session cookie's value."""
+        request = urllib.request.Request(f"{self.url}/console/session/", method="POST", data=json.dumps({"token": token}).encode(),
+                                         headers={"Content-Type": "application/json", "X-Scheduler-Console": "1"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            cookie = response.headers["Set-Cookie"]
+        return cookie.split(";")[0].split("=", 1)[1]
+
     def schedule(self, token, endpoint, seconds=1):
         at = (datetime.now(timezone.utc) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         status, body = self.api("POST", "/api/v1/schedule/", token, {"endpoint": endpoint, "payload": {"n": 1}, "next_send_at": at})
@@ -202,7 +210,12 @@ def test_sign_in_with_a_token_sets_an_http_only_session_cookie(stack, browser):
 
 
 def test_a_cookie_without_the_console_header_cannot_change_anything(stack):
-    headers = {"Cookie": f"scheduler_session={stack.admin}"}
+    # The token itself is no session.
+    status, _ = stack.api("GET", "/api/v1/console/whoami/", None, None, {"Cookie": f"scheduler_session={stack.admin}"})
+    assert status == 401
+    session = stack.session(stack.admin)
+    assert stack.admin not in session and len(session) == 64
+    headers = {"Cookie": f"scheduler_session={session}"}
     status, body = stack.api("POST", "/api/v1/console/dead-letters/retry/", None, {"filter": {}}, headers)
     assert status == 403, body
     status, _ = stack.api("GET", "/api/v1/console/whoami/", None, None, headers)
@@ -313,6 +326,8 @@ def test_a_normal_users_console_shows_only_their_schedules(stack, browser, recei
     browser.get(f"{stack.url}/console/#overview")
     wait(browser, lambda b: b.find_element(By.ID, "health").text != "")
     assert not browser.find_element(By.ID, "queues-section").is_displayed()
+    wait(browser, lambda b: "Your quotas: schedules" in b.find_element(By.ID, "quota").text, message="the user's quotas shown")
+    assert " of 10000 · webhooks 0 of 20" in browser.find_element(By.ID, "quota").text
     browser.get(f"{stack.url}/console/#dead")
     wait(browser, lambda b: b.find_element(By.ID, "dead-count").text == "0 matching")
     # An admin's re-drive is not theirs to see.

@@ -1,7 +1,9 @@
 import Hummingbird
 import Logging
+import Metrics
 import Postgres
 import SchedulerCore
+import SchedulerStore
 
 /// Turns every error into a JSON answer: the API's own errors as they are, Hummingbird's
 /// (unknown route, body too large) in Django REST Framework's words, an unreachable
@@ -18,6 +20,8 @@ struct ErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             return try error.response(from: request, context: context)
+        } catch let error as QuotaExceeded {
+            return Self.response(error)
         } catch let error as HTTPError {
             return Self.response(status: error.status, detail: error.body, headers: error.headers, context: context)
         } catch let error as PostgresError where error.code == "22021" {
@@ -38,6 +42,26 @@ struct ErrorMiddleware: RouterMiddleware {
             return JSONResponse.make(status: .internalServerError, body: .object(["detail": .string("A server error occurred.")]))
         }
     }
+
+    /// A quota's refusal: 429 with `Retry-After` for a rate, 403 for a count, the body naming
+    /// the quota, its limit and the use.
+    static func response(_ error: QuotaExceeded) -> Response {
+        Self.refusals[error.quota]?.increment()
+        var headers: HTTPFields = [:]
+        if let wait = error.retryAfter { headers[.retryAfter] = String(wait) }
+        return JSONResponse.make(
+            status: error.retryAfter == nil ? .forbidden : .tooManyRequests,
+            body: .object([
+                "detail": .string(error.description), "quota": .string(error.quota.rawValue),
+                "limit": .number(QuotaExceeded.number(error.limit)), "used": .number(QuotaExceeded.number(error.used)),
+            ]), headers: headers)
+    }
+
+    /// `scheduler_quota_refusals_total{quota}`: writes refused by a quota (no user label).
+    static let refusals: [Quota.Name: Counter] = Dictionary(
+        uniqueKeysWithValues: Quota.Name.allCases.map {
+            ($0, Counter(label: "scheduler_quota_refusals_total", dimensions: [("quota", $0.rawValue)]))
+        })
 
     static func response(status: HTTPResponse.Status, detail: String?, headers: HTTPFields, context: Context) -> Response {
         switch status {

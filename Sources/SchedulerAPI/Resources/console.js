@@ -128,6 +128,12 @@ async function loadOverview() {
     `Beat ${b.beat}: last round ${Math.max(0, Math.round((Date.now() - Date.parse(b.last_round_at)) / 1000))} s ago, took ${b.round_ms} ms; lag ${b.lag_ms} ms.`,
     { class: "beat" })));
   if (data.beats && data.beats.length === 0) document.getElementById("beats").textContent = "No beat heard from in the last 10 minutes.";
+  const quota = await api("/api/v1/quota/");
+  document.getElementById("quota").textContent = `Your quotas: schedules ${quota.schedules.used} of ${quota.schedules.limit}`
+    + ` · webhooks ${quota.hooks.used} of ${quota.hooks.limit}`
+    + ` · created this minute ${quota.creates_per_minute.used} of ${quota.creates_per_minute.limit}`
+    + ` · deliveries a second ${quota.deliveries_per_second.used} of ${quota.deliveries_per_second.limit}`
+    + (quota.min_interval.limit ? ` · intervals of ${quota.min_interval.limit} or more` : "") + ".";
   document.getElementById("unacked").textContent = data.unacked_estimate === undefined ? ""
     : `Jobs taken by workers and not yet acknowledged (estimated from the records): ${data.unacked_estimate}.`;
   document.getElementById("queues-section").hidden = !data.queues;

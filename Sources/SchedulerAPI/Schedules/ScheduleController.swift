@@ -6,6 +6,7 @@ import SchedulerStore
 /// `/api/v1/schedule/`: list, create, retrieve, replace, update and delete schedules.
 struct ScheduleController: Sendable {
     let store: ScheduleStore
+    let quotas: QuotaStore
     let deliveryStore: DeliveryStore
     let pusher: MetricsPusher
     let settings: APISettings
@@ -55,12 +56,13 @@ struct ScheduleController: Sendable {
         var request = request
         let user = try context.caller()
         let body = try await request.jsonBody(context: context)
+        let quota = try await quotas.quota(for: user)
         let fields = try ScheduleValidation.fields(
-            from: body, existing: nil, partial: false, now: Date(), limits: settings.scheduleLimits
+            from: body, existing: nil, partial: false, now: Date(), limits: settings.scheduleLimits.within(quota)
         ).orBadRequest()
         let links = Links(request: request, settings: settings)
         let hookToken = settings.hookAuthToken
-        let schedule = try await store.create(fields, by: user.id) { schedule, connection in
+        let schedule = try await store.create(fields, by: user.id, quota: quota) { schedule, connection in
             // `schedule.added` hooks: queued in the same transaction, delivered by the pipeline.
             // The creator's own hooks and admins' hooks hear of it; the schedule's auth_token
             // stays out of the body, and HOOK_AUTH_TOKEN goes only to hooks admins registered.
@@ -102,8 +104,11 @@ struct ScheduleController: Sendable {
         let id = try scheduleID(context)
         let body = try await request.jsonBody(context: context)
         let now = Date()
-        let updated = try await store.update(id: id, owner: try context.owner(), by: user.id) { existing in
-            try ScheduleValidation.fields(from: body, existing: existing, partial: partial, now: now, limits: settings.scheduleLimits)
+        // A normal user's changes stay within their quota; an admin acts as an operator.
+        let quota = user.isAdmin ? nil : try await quotas.quota(for: user)
+        let limits = quota.map { settings.scheduleLimits.within($0) } ?? settings.scheduleLimits
+        let updated = try await store.update(id: id, owner: try context.owner(), by: user.id, quota: quota) { existing in
+            try ScheduleValidation.fields(from: body, existing: existing, partial: partial, now: now, limits: limits)
                 .mapError(APIError.validation).get()
         }
         guard let updated else { throw APIError.notFound }

@@ -5,6 +5,7 @@ import SchedulerStore
 /// `/api/v1/webhook/`: a user's subscriptions to events (`schedule.added`).
 struct WebhookController: Sendable {
     let store: WebhookStore
+    let quotas: QuotaStore
     let settings: APISettings
 
     func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
@@ -26,7 +27,7 @@ struct WebhookController: Sendable {
         let user = try context.caller()
         let (event, target) = try Self.validate(
             try await request.jsonBody(context: context), existing: nil, egress: settings.scheduleLimits.egress)
-        let hook = try await store.create(event: event, target: target, userID: user.id)
+        let hook = try await store.create(event: event, target: target, userID: user.id, quota: try await quotas.quota(for: user))
         return JSONResponse.make(status: .created, body: Self.json(hook))
     }
 

@@ -81,6 +81,9 @@ public struct Configuration: Sendable, Equatable {
     public var authFailuresPerMinute: Int
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`: CIDRs and addresses).
     public var trustedProxies: [EgressPolicy.Range]
+    /// Normal users' and admins' quotas (`QUOTA_*`, `ADMIN_QUOTA_*`).
+    public var userQuota: Quota
+    public var adminQuota: Quota
 
     public static let defaultDatabaseURL = "postgres://postgres@localhost:5432/seed_scheduler"
     public static let defaultBrokerURL = "amqp://guest:guest@localhost:5672/%2f"
@@ -181,6 +184,8 @@ public struct Configuration: Sendable, Equatable {
         let proxies = (reader.string("TRUSTED_PROXIES") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
         trustedProxies = proxies.compactMap { EgressPolicy.Range(cidr: $0, name: "trusted proxy") }
+        userQuota = try reader.quota("QUOTA_", default: .user)
+        adminQuota = try reader.quota("ADMIN_QUOTA_", default: .admin)
         guard trustedProxies.count == proxies.count else {
             throw ConfigurationError(
                 "TRUSTED_PROXIES must be comma-separated CIDRs and addresses (10.0.0.0/8, 127.0.0.1), got '\(reader.string("TRUSTED_PROXIES") ?? "")'"
@@ -212,6 +217,25 @@ public struct Configuration: Sendable, Equatable {
                 throw ConfigurationError("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(value)'")
             }
             return int
+        }
+
+        /// `<prefix>SCHEDULES`, `HOOKS`, `CREATES_PER_MINUTE`, `DELIVERIES_PER_SECOND`, `MIN_INTERVAL`.
+        func quota(_ prefix: String, default fallback: Quota) throws(ConfigurationError) -> Quota {
+            let rateName = prefix + "DELIVERIES_PER_SECOND"
+            var rate = fallback.deliveriesPerSecond
+            if let text = string(rateName) {
+                guard let value = Double(text), value.isFinite, value > 0, value <= 1_000_000 else {
+                    throw ConfigurationError("\(rateName) must be a number of deliveries a second above 0, at most 1000000, got '\(text)'")
+                }
+                rate = value
+            }
+            return Quota(
+                schedules: try int(prefix + "SCHEDULES", default: fallback.schedules, range: 0...100_000_000),
+                hooks: try int(prefix + "HOOKS", default: fallback.hooks, range: 0...100_000),
+                createsPerMinute: try int(prefix + "CREATES_PER_MINUTE", default: fallback.createsPerMinute, range: 1...10_000_000),
+                deliveriesPerSecond: rate,
+                minimumInterval: string(prefix + "MIN_INTERVAL") == nil
+                    ? fallback.minimumInterval : try duration(prefix + "MIN_INTERVAL", default: 0))
         }
 
         /// A length such as `500ms`, `1s`, `5m`, `2h`, `3650d`, in microseconds.

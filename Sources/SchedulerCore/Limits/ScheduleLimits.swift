@@ -19,6 +19,8 @@ public struct ScheduleLimits: Sendable, Equatable {
     public var maximumPayloadBytes: Int
     /// Where endpoints may point (`EGRESS_ALLOW` opens what it names).
     public var egress = EgressPolicy()
+    /// True when `minimumInterval` is the user's quota (`QUOTA_MIN_INTERVAL`), not `SCHEDULE_MIN_INTERVAL`.
+    public var minimumIntervalIsQuota = false
 
     public init(minimumInterval: Int64, maximumInterval: Int64, horizon: Int64?, maximumPayloadBytes: Int) {
         self.minimumInterval = minimumInterval

@@ -49,6 +49,7 @@ public enum ScheduleTiming: Sendable, Equatable {
         guard case .interval(let interval) = self else { return nil }
         if interval.microseconds < limits.minimumInterval {
             return "the interval is shorter than the minimum of \(ScheduleLimits.describe(microseconds: limits.minimumInterval))"
+                + (limits.minimumIntervalIsQuota ? " (your quota min_interval)" : "")
         }
         if interval.microseconds > limits.maximumInterval {
             return "the interval is longer than the maximum of \(ScheduleLimits.describe(microseconds: limits.maximumInterval))"

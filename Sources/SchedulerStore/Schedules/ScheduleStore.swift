@@ -34,19 +34,25 @@ public struct ScheduleStore: Sendable {
         auth_token, next_send_at, enabled, created_at, created_by, updated_at, updated_by, disabled_reason
         """
 
-    /// Inserts the schedule; `onCreated` runs in the same transaction (to queue webhook calls).
+    /// Inserts the schedule, within `quota` when given (checked in the same transaction,
+    /// `QuotaExceeded` past it); `onCreated` runs in the same transaction (to queue webhook calls).
     public func create(
-        _ fields: ScheduleFields, id: UUID = UUID(), by userID: Int64?,
+        _ fields: ScheduleFields, id: UUID = UUID(), by userID: Int64?, quota: Quota? = nil,
         onCreated: (Schedule, PostgresConnection) async throws -> Void = { _, _ in }
     ) async throws -> Schedule {
         try await pool.withTransaction { connection in
+            let rate = fields.timing.deliveryRate
+            if let quota, let userID {
+                try await QuotaStore.admitSchedule(
+                    userID: userID, quota: quota, rate: rate, enabled: fields.enabled, connection: connection)
+            }
             let rows = try await connection.query(
                 """
                 INSERT INTO schedules (id, frequency, cron_definition, interval_definition, timezone, endpoint, payload,
-                                       auth_token, next_send_at, enabled, created_by, updated_by)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+                                       auth_token, next_send_at, enabled, created_by, updated_by, delivery_rate)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
                 RETURNING \(Self.columns)
-                """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID)])
+                """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID), String(rate)])
             guard let row = rows.first else { throw StoreError.unexpectedNull("schedules") }
             let schedule = try Self.schedule(row)
             try await onCreated(schedule, connection)
@@ -84,9 +90,10 @@ public struct ScheduleStore: Sendable {
 
     /// Reads the schedule under a row lock, lets `change` compute its new fields (or
     /// refuse them by throwing), and writes them: concurrent updates do not lose writes.
-    /// Returns nil when there is no such schedule.
+    /// With a `quota`, a change that adds to the delivery rate of its owner's enabled
+    /// schedules must stay within it (`QuotaExceeded`). Returns nil when there is no such schedule.
     public func update(
-        id: UUID, owner: Int64? = nil, by userID: Int64?, _ change: (ScheduleFields) throws -> ScheduleFields
+        id: UUID, owner: Int64? = nil, by userID: Int64?, quota: Quota? = nil, _ change: (ScheduleFields) throws -> ScheduleFields
     ) async throws -> Schedule? {
         try await pool.withTransaction { connection in
             guard
@@ -95,8 +102,15 @@ public struct ScheduleStore: Sendable {
                     [SQL.text(id), SQL.text(owner)]
                 ).first
             else { return nil }
-            let existing = try Self.schedule(row).fields
+            let stored = try Self.schedule(row)
+            let existing = stored.fields
             let fields = try change(existing)
+            let rate = fields.timing.deliveryRate
+            if let quota, let creator = stored.createdBy {
+                try await QuotaStore.admitChange(
+                    userID: creator, scheduleID: id, quota: quota, oldRate: existing.enabled ? existing.timing.deliveryRate : 0,
+                    newRate: fields.enabled ? rate : 0, connection: connection)
+            }
             if existing.enabled && !fields.enabled {
                 // Disabled: jobs already queued must not be POSTed.
                 try await DeliveryStore.cancelPending(scheduleID: id, connection: connection)
@@ -105,13 +119,13 @@ public struct ScheduleStore: Sendable {
                 """
                 UPDATE schedules SET frequency = $2, cron_definition = $3, interval_definition = $4, timezone = $5,
                     endpoint = $6, payload = $7, auth_token = $8, next_send_at = $9, enabled = $10,
-                    updated_by = $11, updated_at = now(),
+                    updated_by = $11, updated_at = now(), delivery_rate = $12,
                     disabled_reason = CASE WHEN $10::boolean OR $3 IS DISTINCT FROM cron_definition
                         OR $4 IS DISTINCT FROM interval_definition OR $5 IS DISTINCT FROM timezone
                         THEN NULL ELSE disabled_reason END
                 WHERE id = $1
                 RETURNING \(Self.columns)
-                """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID)])
+                """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID), String(rate)])
             return try updated.first.map(Self.schedule)
         }
     }

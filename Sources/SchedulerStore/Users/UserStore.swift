@@ -137,6 +137,13 @@ public struct UserStore: Sendable {
         }
     }
 
+    /// The user with this email (any case), or nil.
+    public func user(email: String) async throws -> User? {
+        try await pool.query(
+            "SELECT id, username, email, is_admin FROM auth_user WHERE lower(email) = lower($1)", [email]
+        ).first.map(Self.user)
+    }
+
     public func user(id: Int64) async throws -> User? {
         let rows = try await pool.query(
             """

@@ -1,5 +1,6 @@
 import Foundation
 import Postgres
+import SchedulerCore
 
 /// A subscription: when `event` happens, POST it to `target`.
 public struct Webhook: Sendable, Equatable {
@@ -24,12 +25,16 @@ public struct WebhookStore: Sendable {
 
     static let columns = "id, created, updated, user_id, event, target"
 
-    public func create(event: String, target: String, userID: Int64) async throws -> Webhook {
-        let rows = try await pool.query(
-            "INSERT INTO webhooks (user_id, event, target) VALUES ($1, $2, $3) RETURNING \(Self.columns)",
-            [String(userID), event, target])
-        guard let row = rows.first else { throw StoreError.unexpectedNull("webhooks") }
-        return try Self.webhook(row)
+    /// Registers a hook, within `quota`'s hooks when given (`QuotaExceeded` past it).
+    public func create(event: String, target: String, userID: Int64, quota: Quota? = nil) async throws -> Webhook {
+        try await pool.withTransaction { connection in
+            if let quota { try await QuotaStore.admitHook(userID: userID, quota: quota, connection: connection) }
+            let rows = try await connection.query(
+                "INSERT INTO webhooks (user_id, event, target) VALUES ($1, $2, $3) RETURNING \(Self.columns)",
+                [String(userID), event, target])
+            guard let row = rows.first else { throw StoreError.unexpectedNull("webhooks") }
+            return try Self.webhook(row)
+        }
     }
 
     public func webhooks(userID: Int64, limit: Int, offset: Int) async throws -> Page<Webhook> {

@@ -1,0 +1,32 @@
+-- Quotas per tenant. A user's own values (NULL: the default of their kind, from the
+-- QUOTA_* or ADMIN_QUOTA_* settings); the creates of the current minute, counted under the
+-- user's row lock so that several web processes count together; each schedule's delivery
+-- rate (deliveries a second when enabled), whose sum over a user's enabled schedules is
+-- bounded by their deliveries_per_second.
+CREATE TABLE user_quotas (
+    user_id                bigint PRIMARY KEY REFERENCES auth_user (id) ON DELETE CASCADE,
+    schedules              integer,
+    hooks                  integer,
+    creates_per_minute     integer,
+    deliveries_per_second  double precision,
+    min_interval_us        bigint,
+    updated_at             timestamptz NOT NULL DEFAULT now()
+);
+
+ALTER TABLE auth_user
+    ADD COLUMN IF NOT EXISTS creates_window_start timestamptz,
+    ADD COLUMN IF NOT EXISTS creates_in_window integer NOT NULL DEFAULT 0;
+
+ALTER TABLE schedules ADD COLUMN IF NOT EXISTS delivery_rate double precision NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS schedules_owner ON schedules (created_by);
+
+-- The rates of the schedules stored before: a crontab fires at most once a minute; an
+-- interval "<n> <unit>" n times a unit. What does not read counts as nothing (beat
+-- quarantines it).
+UPDATE schedules SET delivery_rate = CASE
+    WHEN nullif(btrim(cron_definition), '') IS NOT NULL THEN 1.0 / 60
+    WHEN interval_definition ~* '^\s*[0-9]{1,15}\s+(day|hour|minute|second|microsecond)s?\s*$' THEN
+        1.0 / greatest(1e-6, (substring(interval_definition FROM '[0-9]+'))::double precision
+            * CASE lower(substring(interval_definition FROM '(?i)(day|hour|minute|second|microsecond)'))
+                WHEN 'day' THEN 86400 WHEN 'hour' THEN 3600 WHEN 'minute' THEN 60 WHEN 'second' THEN 1 ELSE 1e-6 END)
+    ELSE 0 END;
