@@ -18,7 +18,8 @@ extension Beat {
         let metrics = MetricsServer(host: configuration.host, port: configuration.beatMetricsPort, logger: logger)
         let beat = Beat(configuration: configuration, pool: pool, logger: logger)
         let history = HistoryKeeper(
-            history: DeliveryHistory(pool: pool, retentionDays: configuration.deliveryRetentionDays), logger: logger)
+            history: DeliveryHistory(pool: pool, retentionDays: configuration.deliveryRetentionDays),
+            receivers: ReceiverStore(pool: pool), receiverRetentionDays: configuration.receiverRetentionDays, logger: logger)
         return ServiceGroup(services: [pool, metrics, beat, history], gracefulShutdownSignals: signals, logger: logger)
     }
 }

@@ -6,14 +6,22 @@ import ServiceLifecycle
 /// Keeps the delivery history bounded: adds the coming weeks' partitions of `deliveries`
 /// and drops those past `DELIVERY_RETENTION_DAYS`, when beat starts and then every
 /// `interval` seconds (a minute after a failure, such as a lock not granted in time).
-/// Several beats may run it: the database serialises them.
+/// Several beats may run it: the database serialises them. With `receivers`, it also
+/// deletes the receivers unseen for `receiverRetentionDays`.
 public struct HistoryKeeper: Service {
     let history: DeliveryHistory
+    let receivers: ReceiverStore?
+    let receiverRetentionDays: Int
     let interval: Double
     let logger: Logger
 
-    public init(history: DeliveryHistory, interval: Double = 3600, logger: Logger) {
+    public init(
+        history: DeliveryHistory, receivers: ReceiverStore? = nil, receiverRetentionDays: Int = 7, interval: Double = 3600,
+        logger: Logger
+    ) {
         self.history = history
+        self.receivers = receivers
+        self.receiverRetentionDays = receiverRetentionDays
         self.interval = interval
         self.logger = logger
     }
@@ -28,6 +36,9 @@ public struct HistoryKeeper: Service {
                         logger.info(
                             "delivery history maintained",
                             metadata: ["partitions.added": "\(done.added)", "partitions.dropped": "\(done.dropped)"])
+                    }
+                    if let receivers, case let pruned = try await receivers.prune(unseenForDays: receiverRetentionDays), pruned > 0 {
+                        logger.info("receivers unseen for a while deleted", metadata: ["receivers.deleted": "\(pruned)"])
                     }
                 } catch {
                     wait = min(interval, 60)

@@ -87,7 +87,7 @@ func buildRouter(
     let quotas = QuotaStore(pool: pool, defaults: settings.quotas)
     ScheduleController(store: ScheduleStore(pool: pool), quotas: quotas, deliveryStore: deliveries, pusher: pusher, settings: settings)
         .addRoutes(to: api)
-    QuotaController(store: quotas).addRoutes(to: api)
+    QuotaController(store: quotas, deliveries: deliveries, deadLetterBound: configuration.deadLettersPerTenant).addRoutes(to: api)
     let redriver = DeadLetterRedriver(
         brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: deliveries, logger: logger)
     DeadLetterController(store: deliveries, redriver: redriver, settings: settings).addRoutes(to: api)

@@ -23,6 +23,10 @@ final class DeliveryLoop: Sendable {
         var alertURL: String? = nil
         /// Seconds between writes of the receivers' state (and reads of operators' commands).
         var receiverSync: Double = 2
+        /// A schedule whose last this many occurrences failed for good is paused (0: never).
+        var pauseAfterFailures = 0
+        /// Dead letters a tenant may hold before their failing schedules are paused (0: no bound).
+        var deadLettersPerTenant = 0
     }
 
     private let settings: Settings
@@ -281,12 +285,34 @@ final class DeliveryLoop: Sendable {
                 input.yield(.settleFailed(batch: batch, reason: "\(error)"))
                 return
             }
+            let attempts = settlements.compactMap(\.attempt)
             do {
-                try await store.record(settlements.compactMap(\.attempt))
+                try await store.record(attempts)
                 input.yield(.settled(batch: batch))
             } catch {
                 input.yield(.settleFailed(batch: batch, reason: "\(error)", published: true))
+                return
             }
+            await pauseFailing(dead: attempts.filter { $0.state == .dead }.map(\.id))
+        }
+    }
+
+    /// After dead letters were recorded: pauses the schedules that keep failing, or whose
+    /// owner's dead letters reached their bound. A failure here is logged; the next dead
+    /// letter of the schedule looks again.
+    private func pauseFailing(dead: [UUID]) async {
+        guard !dead.isEmpty, settings.pauseAfterFailures > 0 || settings.deadLettersPerTenant > 0 else { return }
+        do {
+            for paused in try await store.pauseFailing(
+                deadIDs: dead, afterFailures: settings.pauseAfterFailures, tenantDeadLetters: settings.deadLettersPerTenant)
+            {
+                logger.warning(
+                    "schedule paused: its failures would pile up",
+                    metadata: ["schedule.id": "\(paused.scheduleID)", "reason": "\(paused.reason)"])
+                DeliveryMetrics.paused(paused.why.rawValue)
+            }
+        } catch {
+            logger.error("could not check failing schedules", metadata: ["error": "\(error)"])
         }
     }
 

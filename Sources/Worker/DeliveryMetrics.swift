@@ -21,6 +21,12 @@ enum DeliveryMetrics {
         deliveries(outcome: outcome, statusClass: statusClass).increment()
     }
 
+    /// `scheduler_schedules_paused_total{reason}`: schedules paused because their failures
+    /// would pile up (`failures`, `dead_letters`).
+    static func paused(_ reason: String) {
+        Counter(label: "scheduler_schedules_paused_total", dimensions: [("reason", reason)]).increment()
+    }
+
     static func skipped(_ outcome: String) {
         deliveries(outcome: outcome, statusClass: "none").increment()
     }

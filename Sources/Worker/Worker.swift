@@ -22,7 +22,8 @@ public final class Worker: Service, Sendable {
                         minimumFailures: configuration.breakerMinimumFailures, probeInterval: configuration.breakerProbeInterval,
                         maximumPause: configuration.receiverMaximumPause),
                     egress: configuration.scheduleLimits.egress),
-                alertURL: configuration.receiverAlertURL),
+                alertURL: configuration.receiverAlertURL, pauseAfterFailures: configuration.pauseAfterFailures,
+                deadLettersPerTenant: configuration.deadLettersPerTenant),
             pool: pool, logger: logger)
     }
 

@@ -92,6 +92,30 @@ struct DeliveryTests {
         }
     }
 
+    @Test(
+        "a schedule whose occurrences keep failing for good is paused after SCHEDULE_PAUSE_AFTER_FAILURES in a row, with the reason in the API"
+    )
+    func pausedAfterFailures() async throws {
+        try await Pipeline.run(environment: ["SCHEDULE_PAUSE_AFTER_FAILURES": "3"]) { pipeline in
+            pipeline.receiver.script("always-gone", Array(repeating: 404, count: 100))
+            let id = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("always-gone"))","interval_definition":"1 seconds"}"#)
+            let paused = try await pipeline.eventually(timeout: 20) {
+                let (_, body) = try await pipeline.send(.get, "/api/v1/schedule/\(id)/")
+                return body?.objectValue?["enabled"] == .bool(false)
+            }
+            #expect(paused)
+            let (_, body) = try await pipeline.send(.get, "/api/v1/schedule/\(id)/")
+            #expect(
+                body?.objectValue?["disabled_reason"]
+                    == .string("paused: its last 3 occurrences failed for good; fix the receiver, then enable it again"))
+            let sent = pipeline.receiver.received("always-gone").count
+            #expect((3...5).contains(sent), "\(sent) POSTs: the three that failed, and at most those already claimed")
+            try await Task.sleep(for: .seconds(3))
+            #expect(pipeline.receiver.received("always-gone").count == sent, "no POST once paused")
+        }
+    }
+
     @Test("a 404 is dead-lettered with its reason, listed in failed-tasks, and re-driven by POST")
     func deadLetters() async throws {
         try await Pipeline.run { pipeline in

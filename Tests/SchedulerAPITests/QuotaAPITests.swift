@@ -135,6 +135,7 @@ struct QuotaAPITests {
             #expect(object["min_interval"]?.objectValue?["limit"] == .string("1m"))
             #expect(object["creates_per_minute"]?.objectValue?["used"] == .int(2))
             #expect(object["overridden"] == .array([.string("schedules"), .string("min_interval")]))
+            #expect(object["dead_letters"] == .object(["limit": .int(10_000), "used": .int(0)]))
             // Back to the defaults.
             try await quotas.set(userID: user.id, override: QuotaOverride())
             #expect(try await Self.create(api).status == .forbidden)

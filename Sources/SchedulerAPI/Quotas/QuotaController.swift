@@ -5,6 +5,9 @@ import SchedulerStore
 /// `GET /api/v1/quota/`: the caller's quotas and how much of each they use.
 struct QuotaController: Sendable {
     let store: QuotaStore
+    let deliveries: DeliveryStore
+    /// `DEAD_LETTERS_PER_TENANT` (0: no bound).
+    let deadLetterBound: Int
 
     func addRoutes(to group: RouterGroup<SchedulerRequestContext>) {
         group.resource("v1/quota/", [.get: show])
@@ -13,7 +16,15 @@ struct QuotaController: Sendable {
     @Sendable func show(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         let user = try context.caller()
         guard let usage = try await store.usage(userID: user.id) else { throw APIError.notFound }
-        return JSONResponse.make(body: Self.json(usage))
+        var body = Self.json(usage)
+        if case .object(var object) = body {
+            // Counted up to the bound: the work is bounded too.
+            let bound = deadLetterBound
+            let used = try await deliveries.deadLetterCount(owner: user.id, limit: bound > 0 ? bound : 100_000)
+            object["dead_letters"] = .object(["limit": bound > 0 ? .int(bound) : .null, "used": .int(used)])
+            body = .object(object)
+        }
+        return JSONResponse.make(body: body)
     }
 
     static func json(_ usage: QuotaStore.Usage) -> JSONValue {

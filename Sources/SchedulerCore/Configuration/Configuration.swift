@@ -81,6 +81,12 @@ public struct Configuration: Sendable, Equatable {
     public var authFailuresPerMinute: Int
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`: CIDRs and addresses).
     public var trustedProxies: [EgressPolicy.Range]
+    /// A schedule whose last this many occurrences failed for good is paused (0: never).
+    public var pauseAfterFailures: Int
+    /// Dead letters a tenant may hold before their failing schedules are paused (0: no bound).
+    public var deadLettersPerTenant: Int
+    /// Days a receiver unseen by every worker is kept in `receivers`.
+    public var receiverRetentionDays: Int
     /// Normal users' and admins' quotas (`QUOTA_*`, `ADMIN_QUOTA_*`).
     public var userQuota: Quota
     public var adminQuota: Quota
@@ -184,6 +190,9 @@ public struct Configuration: Sendable, Equatable {
         let proxies = (reader.string("TRUSTED_PROXIES") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
         trustedProxies = proxies.compactMap { EgressPolicy.Range(cidr: $0, name: "trusted proxy") }
+        pauseAfterFailures = try reader.int("SCHEDULE_PAUSE_AFTER_FAILURES", default: 10, range: 0...10_000)
+        deadLettersPerTenant = try reader.int("DEAD_LETTERS_PER_TENANT", default: 10_000, range: 0...100_000_000)
+        receiverRetentionDays = try reader.int("RECEIVER_RETENTION_DAYS", default: 7, range: 1...36_500)
         userQuota = try reader.quota("QUOTA_", default: .user)
         adminQuota = try reader.quota("ADMIN_QUOTA_", default: .admin)
         guard trustedProxies.count == proxies.count else {

@@ -375,6 +375,82 @@ public struct DeliveryStore: Sendable {
             ])
     }
 
+    /// A schedule paused because its failures would otherwise pile up.
+    public struct Paused: Sendable, Equatable {
+        public enum Why: String, Sendable {
+            /// Its last `afterFailures` occurrences failed for good.
+            case failures
+            /// Its owner's dead letters reached their bound.
+            case deadLetters = "dead_letters"
+        }
+
+        public let scheduleID: UUID
+        public let why: Why
+        public let reason: String
+    }
+
+    /// After dead letters were recorded (`deadIDs`): pauses (disables, with the reason in
+    /// `disabled_reason`, and cancels its queued jobs) each of their schedules whose last
+    /// `afterFailures` finished occurrences all failed for good (0: never), and each whose
+    /// owner holds `tenantDeadLetters` dead letters or more (0: no bound). The dead letters
+    /// themselves are kept: nothing is dropped, the schedule stops adding to them.
+    public func pauseFailing(deadIDs: [UUID], afterFailures: Int, tenantDeadLetters: Int) async throws -> [Paused] {
+        guard !deadIDs.isEmpty, afterFailures > 0 || tenantDeadLetters > 0 else { return [] }
+        let rows = try await pool.query(
+            """
+            WITH dead AS (
+                SELECT DISTINCT d.schedule_id, s.created_by AS owner
+                FROM deliveries d JOIN schedules s ON s.id = d.schedule_id
+                WHERE d.id = ANY($1::uuid[]) AND d.kind = 'schedule' AND s.enabled),
+            streak AS (
+                SELECT dead.schedule_id FROM dead
+                WHERE $2::int > 0 AND (
+                    SELECT count(*) FILTER (WHERE t.state <> 'delivered') FROM (
+                        SELECT x.state FROM deliveries x
+                        WHERE x.schedule_id = dead.schedule_id AND x.kind = 'schedule' AND x.state IN ('delivered', 'dead', 'purged')
+                        ORDER BY x.scheduled_for DESC LIMIT $2) AS t) = $2),
+            owners AS (
+                SELECT o.owner FROM (SELECT DISTINCT owner FROM dead WHERE owner IS NOT NULL) AS o
+                WHERE $3::int > 0 AND (
+                    SELECT count(*) FROM (
+                        SELECT 1 FROM schedules mine JOIN deliveries x ON x.schedule_id = mine.id AND x.state = 'dead' AND x.kind = 'schedule'
+                        WHERE mine.created_by = o.owner LIMIT $3) AS c) >= $3),
+            chosen AS (
+                SELECT schedule_id, 'failures' AS why FROM streak
+                UNION ALL
+                SELECT dead.schedule_id, 'dead_letters' FROM dead JOIN owners ON owners.owner = dead.owner
+                WHERE dead.schedule_id NOT IN (SELECT schedule_id FROM streak)),
+            paused AS (
+                UPDATE schedules s SET enabled = false, updated_at = now(),
+                    disabled_reason = CASE chosen.why
+                        WHEN 'failures' THEN 'paused: its last ' || $2 || ' occurrences failed for good; fix the receiver, then enable it again'
+                        ELSE 'paused: its owner holds ' || $3 || ' dead letters or more (DEAD_LETTERS_PER_TENANT); re-drive or purge them, then enable it again'
+                    END
+                FROM chosen WHERE s.id = chosen.schedule_id AND s.enabled
+                RETURNING s.id, chosen.why, s.disabled_reason),
+            cancelled AS (
+                UPDATE deliveries d SET state = 'cancelled', finished_at = now(), updated_at = now()
+                FROM paused WHERE d.schedule_id = paused.id AND d.kind = 'schedule' AND d.state IN ('queued', 'retrying'))
+            SELECT id, why, disabled_reason FROM paused
+            """, [PostgresArray.literal(deadIDs.map(SQL.text)), String(afterFailures), String(tenantDeadLetters)])
+        return try rows.map {
+            Paused(
+                scheduleID: try $0.uuid("id"), why: Paused.Why(rawValue: try $0.requiredString("why")) ?? .failures,
+                reason: try $0.requiredString("disabled_reason"))
+        }
+    }
+
+    /// How many dead letters a user holds, counted up to `limit` (bounded work).
+    public func deadLetterCount(owner: Int64, limit: Int) async throws -> Int {
+        try await pool.query(
+            """
+            SELECT count(*) AS n FROM (
+                SELECT 1 FROM schedules mine JOIN deliveries x ON x.schedule_id = mine.id AND x.state = 'dead' AND x.kind = 'schedule'
+                WHERE mine.created_by = $1 LIMIT $2) AS c
+            """, [SQL.text(owner), String(limit)]
+        ).first?["n"].flatMap { Int($0) } ?? 0
+    }
+
     // MARK: API and operators
 
     /// Marks a schedule's pending deliveries cancelled (it was disabled or deleted), so

@@ -82,6 +82,16 @@ public struct ReceiverStore: Sendable {
     }
 
     /// Every receiver, open ones first.
+    /// Deletes the receivers no worker has written for `days` days (an operator's hold open
+    /// is kept); returns how many went. Without it, the table grows by every host a tenant
+    /// ever pointed a schedule at.
+    @discardableResult
+    public func prune(unseenForDays days: Int) async throws -> Int {
+        try await pool.query(
+            "DELETE FROM receivers WHERE updated_at < now() - make_interval(days => $1::int) AND NOT held_open", [String(days)]
+        ).affectedRows
+    }
+
     public func all() async throws -> [Report] {
         try await pool.query(
             """
