@@ -163,6 +163,20 @@ def fairness(nginx_path, slow_path, due, slow_count, fast_count, slow_seconds, w
     }
 
 
+def tenants(path, due, big_tag, big_count, small_tag, small_count, fair, peaks, cost="{}"):
+    """One tenant's big burst and another's few at the same instant: each tenant's lateness,
+    and where the small tenant's POSTs fell among all of the instant's."""
+    big, small = arrivals(path, big_tag), arrivals(path, small_tag)
+    order = sorted([(arrived, "big") for arrived, _, _ in big] + [(arrived, "small") for arrived, _, _ in small])
+    positions = [index for index, (_, who) in enumerate(order) if who == "small"]
+    def side(rows, expected):
+        keys = [key for _, key, _ in rows]
+        return {"expected": int(expected), "received": len(set(keys)), "duplicates": len(keys) - len(set(keys)),
+                "lateness": lateness_stats(rows)}
+    return {"phase": "tenants", "fair_slots": fair == "1", "big": side(big, big_count), "small": side(small, small_count),
+            "small_positions": positions, "peak_rss_mb": json.loads(peaks), "cost": json.loads(cost)}
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -210,6 +224,14 @@ def report(results_path, out_path):
             print(f"| fairness slow ({slow['answer_s']:.0f} s answers) | {slow['schedules']} | {slow['requests']} requests, "
                   f"{slow['delivered']} delivered in {r['window_s']} s | - | extra attempts {slow['extra_attempts']}, "
                   f"timeouts recorded {slow['timeouts_recorded']}, retrying/dead {slow['retrying_or_dead']} | {memory} |")
+        elif r["phase"] == "tenants":
+            for name in ("big", "small"):
+                x = r[name]
+                late = x["lateness"]
+                where = f", at {min(r['small_positions'], default='-')}-{max(r['small_positions'], default='-')} of the instant" if name == "small" else ""
+                print(f"| tenants{'' if r['fair_slots'] else ' (no fair slots)'}: {name} tenant{where} | {x['expected']} | "
+                      f"{x['received']} ({x['duplicates']}) | - | "
+                      f"{fmt(late['p50_ms'])} / {fmt(late['p95_ms'])} / {fmt(late['p99_ms'])} / {fmt(late['max_ms'])} | {memory} |")
         elif r["phase"] == "api":
             for name in ("get", "post"):
                 x = r[name]
@@ -291,4 +313,4 @@ if __name__ == "__main__":
     elif mode == "budget":
         print(json.dumps(budget(*args)))
     else:
-        print(json.dumps({"burst": burst, "steady": steady, "scale": scale, "fairness": fairness}[mode](*args)))
+        print(json.dumps({"burst": burst, "steady": steady, "scale": scale, "fairness": fairness, "tenants": tenants}[mode](*args)))

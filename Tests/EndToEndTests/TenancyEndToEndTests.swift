@@ -1,5 +1,7 @@
 import DeliveryQueues
 import Foundation
+import Hummingbird
+import NIOCore
 import SchedulerCore
 import SchedulerStore
 import Testing
@@ -124,6 +126,47 @@ struct TenancyEndToEndTests {
 
             let unknown = try ctl(pipeline, ["revoke-token", "--email", "nobody@example.org"], withSecret: true)
             #expect(unknown.status != 0 && unknown.output.contains("no user with email nobody@example.org"))
+        }
+    }
+
+    @Test("fair shares at one instant: a tenant's 10 due beside another's 2,000 are POSTed among the first, not at random behind them")
+    func fairSharesAtAnInstant() async throws {
+        // A window of 100 (200 held): most of the burst waits in the queue, as a burst larger than
+        // the workers' windows does.
+        try await Pipeline.run(environment: ["QUOTA_CREATES_PER_MINUTE": "100000", "WORKER_PREFETCH": "100"]) { pipeline in
+            let users = UserStore(pool: pipeline.pool, minter: TokenMinter(secretKey: Pipeline.secretKey))
+            let big = try await users.issueToken(email: "big@example.org", admin: false).token
+            let small = try await users.issueToken(email: "small@example.org", admin: false).token
+            let due = Date().addingTimeInterval(40)
+            // The small tenant's receiver is another host (localhost), as a tenant's own would be.
+            let smallURL = "http://localhost:\(pipeline.receiver.port)/hook/small"
+            try await pipeline.api { client in
+                func create(_ token: String, _ endpoint: String) async throws {
+                    let response = try await client.executeRequest(
+                        uri: "/api/v1/schedule/", method: .post,
+                        headers: [.authorization: "Token \(token)", .contentType: "application/json"],
+                        body: ByteBuffer(string: #"{"endpoint":"\#(endpoint)","next_send_at":"\#(Timestamp.format(due))"}"#))
+                    try #require(response.status == .created, "\(String(buffer: response.body))")
+                }
+                // Interleaved in time as real tenants' writes would be: the small tenant's are
+                // created after the large tenant has most of its schedules.
+                for index in 0..<2000 {
+                    try await create(big, pipeline.receiver.url("big"))
+                    if index >= 1500 && index % 50 == 0 && index < 2000 { try await create(small, smallURL) }
+                }
+            }
+            #expect(Date() < due.addingTimeInterval(-5), "created well before the instant")
+            let arrived = try await pipeline.eventually(timeout: 90) {
+                pipeline.receiver.received("small").count == 10 && pipeline.receiver.received("big").count == 2000
+            }
+            try #require(arrived, "all 2,010 POSTed")
+            let order = pipeline.receiver.state.requests.withLock { $0 }.filter { $0.path.hasSuffix("/big") || $0.path.hasSuffix("/small") }
+            let positions = order.enumerated().filter { $0.element.path.hasSuffix("/small") }.map(\.offset)
+            #expect(positions.count == 10)
+            // At random places among 2,010 the last would be near the end; fair slots put all ten first.
+            #expect((positions.max() ?? .max) < 200, "the small tenant's POSTs were at \(positions) of 2,010")
+            let lateness = pipeline.receiver.received("small").map { $0.arrived.timeIntervalSince(due) }
+            #expect(lateness.allSatisfy { $0 >= 0 } && (lateness.max() ?? 99) < 1, "lateness \(lateness)")
         }
     }
 }

@@ -57,6 +57,10 @@ public struct DeliveryStore: Sendable {
     /// With a `lookahead`, schedules due up to that many seconds after `now` are claimed
     /// too (their jobs are published early and held by the worker until their time); a
     /// next run is still computed from `now`, so a catch-up never skips one.
+    ///
+    /// Schedules due at the same instant are claimed in the order of their fair slot
+    /// (migration 0015): a tenant's are spread over as many slots as it has schedules, so
+    /// another tenant's few are published, and POSTed, among the first of a large burst.
     public func claimDue(now: Date, limit: Int, lookahead: Double = 0) async throws -> Claim {
         try await pool.withTransaction { connection in
             try await connection.execute("SET LOCAL scheduler.beat = 'on'")
@@ -66,7 +70,7 @@ public struct DeliveryStore: Sendable {
                     SELECT id, cron_definition, interval_definition, timezone, next_send_at::text AS next_send_at, frequency, triggered
                     FROM schedules
                     WHERE enabled AND next_send_at IS NOT NULL AND next_send_at <= $1
-                    ORDER BY next_send_at
+                    ORDER BY next_send_at, fair_slot
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED
                     """), [SQL.text(now.addingTimeInterval(max(0, lookahead))), String(limit)])

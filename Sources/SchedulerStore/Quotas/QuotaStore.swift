@@ -144,10 +144,11 @@ public struct QuotaStore: Sendable {
 
     /// A new schedule of `userID` with `rate` (deliveries a second, counted when `enabled`):
     /// within the schedules, creates-a-minute and deliveries-a-second quotas, or `QuotaExceeded`.
-    /// Counts the create.
+    /// Counts the create; returns how many schedules the user had before it.
+    @discardableResult
     public static func admitSchedule(
         userID: Int64, quota: Quota, rate: Double, enabled: Bool, connection: PostgresConnection
-    ) async throws {
+    ) async throws -> Int {
         try await lock(userID, connection: connection)
         let row = try await connection.query(
             """
@@ -159,7 +160,7 @@ public struct QuotaStore: Sendable {
             FROM auth_user WHERE id = $1
             """, [SQL.text(userID)]
         ).first
-        guard let row else { return }
+        guard let row else { return 0 }
         let schedules = Int(try row.requiredInt64("schedules"))
         let creates = Int(try row.requiredInt64("creates"))
         if creates >= quota.createsPerMinute {
@@ -178,6 +179,7 @@ public struct QuotaStore: Sendable {
                 creates_window_start = CASE WHEN creates_window_start > now() - interval '1 minute' THEN creates_window_start ELSE now() END
             WHERE id = $1
             """, [SQL.text(userID)])
+        return schedules
     }
 
     /// A change of one of `userID`'s schedules from `oldRate` to `newRate` (each counted when

@@ -42,17 +42,24 @@ public struct ScheduleStore: Sendable {
     ) async throws -> Schedule {
         try await pool.withTransaction { connection in
             let rate = fields.timing.deliveryRate
+            // The owner's schedules before this one: its fair slot is drawn below their count
+            // (see migration 0015), so a tenant with few is claimed first at a shared instant.
+            var owned = 0
             if let quota, let userID {
-                try await QuotaStore.admitSchedule(
+                owned = try await QuotaStore.admitSchedule(
                     userID: userID, quota: quota, rate: rate, enabled: fields.enabled, connection: connection)
+            } else if let userID {
+                owned =
+                    try await connection.query("SELECT count(*) AS n FROM schedules WHERE created_by = $1", [SQL.text(userID)])
+                    .first?["n"].flatMap { Int($0) } ?? 0
             }
             let rows = try await connection.query(
                 """
                 INSERT INTO schedules (id, frequency, cron_definition, interval_definition, timezone, endpoint, payload,
-                                       auth_token, next_send_at, enabled, created_by, updated_by, delivery_rate)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
+                                       auth_token, next_send_at, enabled, created_by, updated_by, delivery_rate, fair_slot)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, random() * $13::float8)
                 RETURNING \(Self.columns)
-                """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID), String(rate)])
+                """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID), String(rate), String(owned + 1)])
             guard let row = rows.first else { throw StoreError.unexpectedNull("schedules") }
             let schedule = try Self.schedule(row)
             try await onCreated(schedule, connection)
