@@ -107,6 +107,11 @@ struct WebServerTests {
     func authenticationThrottle() async throws {
         try await Pipeline.run(beat: false, worker: false) { pipeline in
             let (web, port) = try await Self.startWeb(pipeline, extra: ["AUTH_FAILURES_PER_MINUTE": "5"])
+            // Requests without credentials are plain 401s and count nothing.
+            for _ in 0..<10 {
+                let bare = try await RawSocket.exchange(port: port, Self.request("/api/v1/schedule/", host: "127.0.0.1"))
+                #expect(bare.hasPrefix("HTTP/1.1 401"))
+            }
             var statuses: [String] = []
             for index in 0..<8 {
                 let answer = try await RawSocket.exchange(

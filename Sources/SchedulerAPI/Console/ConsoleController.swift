@@ -68,9 +68,7 @@ struct ConsoleController: Sendable {
         guard request.headers[Self.csrfHeader] == "1" else { throw Self.crossSite }
         let client = AuthenticationMiddleware.clientAddress(request, peer: context.peerAddress, trusted: authentication.trustedProxies)
         if let client, let wait = authentication.throttle.retryAfter(client, now: AuthenticationMiddleware.now()) {
-            throw APIError(
-                .tooManyRequests, detail: "Too many failed authentications from this address; try again in \(wait) seconds.",
-                headers: [.retryAfter: String(wait)])
+            throw AuthenticationMiddleware.throttled(wait)
         }
         var request = request
         let body = try await request.jsonBody(context: context, limit: Self.signInBodyLimit)

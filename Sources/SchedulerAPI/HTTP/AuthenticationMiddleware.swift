@@ -21,23 +21,29 @@ struct AuthenticationMiddleware: RouterMiddleware {
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        let client = Self.clientAddress(request, peer: context.peerAddress, trusted: trustedProxies)
-        if let client, request.headers[.authorization] != nil || request.headers[.cookie] != nil,
-            let wait = throttle.retryAfter(client, now: Self.now())
-        {
-            throw APIError(
-                .tooManyRequests, detail: "Too many failed authentications from this address; try again in \(wait) seconds.",
-                headers: [.retryAfter: String(wait)])
-        }
+        // Only a request that presents credentials can fail to authenticate; one without any
+        // (a probe, a first look) is a plain 401 and costs no look-up.
+        let presented = request.headers[.authorization] != nil || request.headers[.cookie] != nil
+        let client = presented ? Self.clientAddress(request, peer: context.peerAddress, trusted: trustedProxies) : nil
+        if let client, let wait = throttle.retryAfter(client, now: Self.now()) { throw Self.throttled(wait) }
+        let user: User
         do {
-            return try await authenticated(request, context: context, next: next)
+            user = try await self.user(request)
         } catch let error as APIError where error.status == .unauthorized {
             if let client { throttle.failed(client, now: Self.now()) }
             throw error
         }
+        return try await next(request, Self.signedIn(user, context: context))
     }
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    /// The answer to an address past its failed authentications.
+    static func throttled(_ wait: Int) -> APIError {
+        APIError(
+            .tooManyRequests, detail: "Too many failed authentications from this address; try again in \(wait) seconds.",
+            headers: [.retryAfter: String(wait)])
+    }
 
     /// The client's address: the peer's, or, when the peer is a trusted proxy, the last
     /// address in `X-Forwarded-For` that is not one (what a client puts first is its word only).
@@ -56,12 +62,9 @@ struct AuthenticationMiddleware: RouterMiddleware {
         return peer
     }
 
-    private func authenticated(
-        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
-    ) async throws -> Response {
-        guard let header = request.headers[.authorization] else {
-            return try await sessionCookie(request, context: context, next: next)
-        }
+    /// The caller the request's token (or the console's session cookie) names, or a 401.
+    private func user(_ request: Request) async throws -> User {
+        guard let header = request.headers[.authorization] else { return try await sessionUser(request) }
         let parts = header.split(separator: " ", omittingEmptySubsequences: true)
         guard let scheme = parts.first, scheme.lowercased() == "token" else { throw APIError.notAuthenticated }
         guard parts.count == 2 else {
@@ -73,20 +76,18 @@ struct AuthenticationMiddleware: RouterMiddleware {
                 headers: [.wwwAuthenticate: "Token"])
         }
         guard let user = try await users.authenticate(token: String(parts[1])) else { throw APIError.invalidToken }
-        return try await next(request, Self.signedIn(user, context: context))
+        return user
     }
 
-    private func sessionCookie(
-        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
-    ) async throws -> Response {
-        guard let token = Self.cookie(ConsoleController.cookie, in: request.headers[values: .cookie]), !token.isEmpty else {
+    private func sessionUser(_ request: Request) async throws -> User {
+        guard let session = Self.cookie(ConsoleController.cookie, in: request.headers[values: .cookie]), !session.isEmpty else {
             throw APIError.notAuthenticated
         }
         if ![.get, .head, .options].contains(request.method), request.headers[ConsoleController.csrfHeader] != "1" {
             throw ConsoleController.crossSite
         }
-        guard let user = try await users.session(token) else { throw Self.sessionEnded }
-        return try await next(request, Self.signedIn(user, context: context))
+        guard let user = try await users.session(session) else { throw Self.sessionEnded }
+        return user
     }
 
     static let sessionEnded = APIError(.unauthorized, detail: "The console session has ended: sign in again.")
