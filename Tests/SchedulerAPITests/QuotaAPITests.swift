@@ -141,4 +141,41 @@ struct QuotaAPITests {
             #expect(try await Self.create(api).status == .forbidden)
         }
     }
+
+    @Test("a user's count of schedules and their enabled rate, kept on their row, follow every change; deleting the user still works")
+    func countersFollowEveryChange() async throws {
+        try await APIHarness.run(environment: ["QUOTA_MIN_INTERVAL": "1s"]) { api in
+            func counters() async throws -> (kept: String, counted: String) {
+                let kept =
+                    try await api.pool.query(
+                        "SELECT schedules_owned || '/' || round(delivery_rate_enabled::numeric, 6) AS v FROM auth_user WHERE email = 'user@example.org'"
+                    ).first?["v"] ?? ""
+                let counted =
+                    try await api.pool.query(
+                        """
+                        SELECT count(*) || '/' || round(coalesce(sum(delivery_rate) FILTER (WHERE enabled), 0)::numeric, 6) AS v
+                        FROM schedules WHERE created_by = (SELECT id FROM auth_user WHERE email = 'user@example.org')
+                        """
+                    ).first?["v"] ?? ""
+                return (kept, counted)
+            }
+            var ids: [String] = []
+            for extra in [
+                #","interval_definition":"2 seconds""#, #","interval_definition":"4 seconds""#, #","cron_definition":"* * * * *""#, "",
+            ] {
+                ids.append(try #require(try await Self.create(api, extra).object?["id"]?.stringValue))
+            }
+            var now = try await counters()
+            #expect(now.kept == now.counted && now.kept == "4/0.766667", "\(now)")
+            #expect(try await api.send(.patch, "/api/v1/schedule/\(ids[0])/", json: #"{"enabled":false}"#).status == .ok)
+            #expect(try await api.send(.patch, "/api/v1/schedule/\(ids[1])/", json: #"{"interval_definition":"1 seconds"}"#).status == .ok)
+            #expect(try await api.send(.delete, "/api/v1/schedule/\(ids[2])/").status == .noContent)
+            // As beat disables one whose frequency ran out, or a worker pauses one.
+            try await api.pool.query("UPDATE schedules SET enabled = false WHERE id = $1", [ids[1]])
+            now = try await counters()
+            #expect(now.kept == now.counted && now.kept == "3/0.000000", "\(now)")
+            try await api.pool.query("DELETE FROM auth_user WHERE email = 'user@example.org'")
+            #expect(try await api.pool.query("SELECT count(*) AS n FROM schedules WHERE created_by IS NULL").first?["n"] == "3")
+        }
+    }
 }

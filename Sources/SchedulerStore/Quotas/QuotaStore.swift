@@ -78,9 +78,8 @@ public struct QuotaStore: Sendable {
                 """
                 SELECT u.is_admin, q.schedules AS q_schedules, q.hooks AS q_hooks, q.creates_per_minute AS q_creates,
                        q.deliveries_per_second AS q_rate, q.min_interval_us AS q_interval,
-                       (SELECT count(*) FROM schedules WHERE created_by = u.id) AS schedules,
+                       u.schedules_owned AS schedules, u.delivery_rate_enabled AS rate,
                        (SELECT count(*) FROM webhooks WHERE user_id = u.id) AS hooks,
-                       (SELECT coalesce(sum(delivery_rate), 0) FROM schedules WHERE created_by = u.id AND enabled) AS rate,
                        CASE WHEN u.creates_window_start > now() - interval '1 minute' THEN u.creates_in_window ELSE 0 END AS creates,
                        CASE WHEN u.creates_window_start > now() - interval '1 minute'
                             THEN ceil(extract(epoch FROM u.creates_window_start + interval '1 minute' - now()))::int END AS window_ends_in
@@ -152,8 +151,7 @@ public struct QuotaStore: Sendable {
         try await lock(userID, connection: connection)
         let row = try await connection.query(
             """
-            SELECT (SELECT count(*) FROM schedules WHERE created_by = $1) AS schedules,
-                   (SELECT coalesce(sum(delivery_rate), 0) FROM schedules WHERE created_by = $1 AND enabled) AS rate,
+            SELECT schedules_owned AS schedules, delivery_rate_enabled AS rate,
                    CASE WHEN creates_window_start > now() - interval '1 minute' THEN creates_in_window ELSE 0 END AS creates,
                    CASE WHEN creates_window_start > now() - interval '1 minute'
                         THEN ceil(extract(epoch FROM creates_window_start + interval '1 minute' - now()))::int END AS window_ends_in
@@ -184,17 +182,16 @@ public struct QuotaStore: Sendable {
 
     /// A change of one of `userID`'s schedules from `oldRate` to `newRate` (each counted when
     /// enabled): within the deliveries-a-second quota, unless it does not add to the rate.
+    /// The user's sum is kept on their row (migration 0013's trigger).
     public static func admitChange(
-        userID: Int64, scheduleID: UUID, quota: Quota, oldRate: Double, newRate: Double, connection: PostgresConnection
+        userID: Int64, quota: Quota, oldRate: Double, newRate: Double, connection: PostgresConnection
     ) async throws {
         guard newRate > oldRate else { return }
         try await lock(userID, connection: connection)
-        let used =
-            try await connection.query(
-                "SELECT coalesce(sum(delivery_rate), 0) AS rate FROM schedules WHERE created_by = $1 AND enabled AND id <> $2",
-                [SQL.text(userID), SQL.text(scheduleID)]
-            ).first?["rate"].flatMap(Double.init) ?? 0
-        try checkRate(used: used, adding: newRate, quota: quota)
+        let all =
+            try await connection.query("SELECT delivery_rate_enabled AS rate FROM auth_user WHERE id = $1", [SQL.text(userID)])
+            .first?["rate"].flatMap(Double.init) ?? 0
+        try checkRate(used: max(0, all - oldRate), adding: newRate, quota: quota)
     }
 
     static func checkRate(used: Double, adding: Double, quota: Quota) throws {

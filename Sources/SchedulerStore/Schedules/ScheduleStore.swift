@@ -50,7 +50,7 @@ public struct ScheduleStore: Sendable {
                     userID: userID, quota: quota, rate: rate, enabled: fields.enabled, connection: connection)
             } else if let userID {
                 owned =
-                    try await connection.query("SELECT count(*) AS n FROM schedules WHERE created_by = $1", [SQL.text(userID)])
+                    try await connection.query("SELECT schedules_owned AS n FROM auth_user WHERE id = $1", [SQL.text(userID)])
                     .first?["n"].flatMap { Int($0) } ?? 0
             }
             let rows = try await connection.query(
@@ -115,7 +115,7 @@ public struct ScheduleStore: Sendable {
             let rate = fields.timing.deliveryRate
             if let quota, let creator = stored.createdBy {
                 try await QuotaStore.admitChange(
-                    userID: creator, scheduleID: id, quota: quota, oldRate: existing.enabled ? existing.timing.deliveryRate : 0,
+                    userID: creator, quota: quota, oldRate: existing.enabled ? existing.timing.deliveryRate : 0,
                     newRate: fields.enabled ? rate : 0, connection: connection)
             }
             if existing.enabled && !fields.enabled {
