@@ -19,7 +19,7 @@ extension Beat {
         let beat = Beat(configuration: configuration, pool: pool, logger: logger)
         let history = HistoryKeeper(
             history: DeliveryHistory(pool: pool, retentionDays: configuration.deliveryRetentionDays),
-            receivers: ReceiverStore(pool: pool), receiverRetentionDays: configuration.receiverRetentionDays, logger: logger)
+            receivers: ReceiverStore(pool: pool), receiverRetentionDays: configuration.receiverRetentionDays, owners: pool, logger: logger)
         return ServiceGroup(services: [pool, metrics, beat, history], gracefulShutdownSignals: signals, logger: logger)
     }
 }

@@ -431,17 +431,25 @@ extension Migrator {
                   FROM schedules WHERE created_by IS NOT NULL GROUP BY created_by) AS t
             WHERE u.id = t.created_by;
 
+            -- Each change to a user's count or enabled rate is appended here by a trigger and folded
+            -- into their row under the quota check's lock. Updating the user's row itself from the
+            -- trigger would make a statement that touches many of one user's schedules (a bulk insert,
+            -- beat disabling a burst whose frequency ran out) rewrite that one row once per schedule,
+            -- each time walking the versions before it: quadratic. Appending is linear.
+            CREATE TABLE schedule_owner_deltas (
+                user_id    bigint NOT NULL,
+                schedules  integer NOT NULL,
+                rate       double precision NOT NULL
+            );
+            CREATE INDEX schedule_owner_deltas_user ON schedule_owner_deltas (user_id);
+
             CREATE OR REPLACE FUNCTION scheduler_owner_counts() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.created_by IS NOT NULL THEN
-                    UPDATE auth_user SET schedules_owned = schedules_owned - 1,
-                        delivery_rate_enabled = greatest(0, delivery_rate_enabled - CASE WHEN OLD.enabled THEN OLD.delivery_rate ELSE 0 END)
-                    WHERE id = OLD.created_by;
+                    INSERT INTO schedule_owner_deltas VALUES (OLD.created_by, -1, CASE WHEN OLD.enabled THEN -OLD.delivery_rate ELSE 0 END);
                 END IF;
                 IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.created_by IS NOT NULL THEN
-                    UPDATE auth_user SET schedules_owned = schedules_owned + 1,
-                        delivery_rate_enabled = delivery_rate_enabled + CASE WHEN NEW.enabled THEN NEW.delivery_rate ELSE 0 END
-                    WHERE id = NEW.created_by;
+                    INSERT INTO schedule_owner_deltas VALUES (NEW.created_by, 1, CASE WHEN NEW.enabled THEN NEW.delivery_rate ELSE 0 END);
                 END IF;
                 RETURN NULL;
             END $$;

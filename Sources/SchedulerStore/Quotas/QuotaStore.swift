@@ -78,12 +78,16 @@ public struct QuotaStore: Sendable {
                 """
                 SELECT u.is_admin, q.schedules AS q_schedules, q.hooks AS q_hooks, q.creates_per_minute AS q_creates,
                        q.deliveries_per_second AS q_rate, q.min_interval_us AS q_interval,
-                       u.schedules_owned AS schedules, u.delivery_rate_enabled AS rate,
+                       u.schedules_owned + coalesce(d.schedules, 0) AS schedules,
+                       greatest(0, u.delivery_rate_enabled + coalesce(d.rate, 0)) AS rate,
                        (SELECT count(*) FROM webhooks WHERE user_id = u.id) AS hooks,
                        CASE WHEN u.creates_window_start > now() - interval '1 minute' THEN u.creates_in_window ELSE 0 END AS creates,
                        CASE WHEN u.creates_window_start > now() - interval '1 minute'
                             THEN ceil(extract(epoch FROM u.creates_window_start + interval '1 minute' - now()))::int END AS window_ends_in
-                FROM auth_user u LEFT JOIN user_quotas q ON q.user_id = u.id WHERE u.id = $1
+                FROM auth_user u LEFT JOIN user_quotas q ON q.user_id = u.id
+                LEFT JOIN LATERAL (
+                    SELECT sum(schedules) AS schedules, sum(rate) AS rate FROM schedule_owner_deltas WHERE user_id = u.id) AS d ON true
+                WHERE u.id = $1
                 """, [SQL.text(userID)]
             ).first
         else { return nil }
@@ -136,9 +140,31 @@ public struct QuotaStore: Sendable {
 
     // MARK: Checks inside a write's transaction
 
-    /// Locks the user's row (so that this user's writes are counted one at a time).
+    /// Locks the user's row (so that this user's writes are counted one at a time) and folds
+    /// the changes to their count and rate that the trigger appended since (migration 0013).
     static func lock(_ userID: Int64, connection: PostgresConnection) async throws {
         try await connection.query("SELECT 1 FROM auth_user WHERE id = $1 FOR UPDATE", [SQL.text(userID)])
+        try await connection.query(
+            """
+            WITH folded AS (DELETE FROM schedule_owner_deltas WHERE user_id = $1 RETURNING schedules, rate)
+            UPDATE auth_user SET schedules_owned = schedules_owned + t.schedules,
+                delivery_rate_enabled = greatest(0, delivery_rate_enabled + t.rate)
+            FROM (SELECT sum(schedules) AS schedules, sum(rate) AS rate FROM folded) AS t
+            WHERE id = $1 AND t.schedules IS NOT NULL
+            """, [SQL.text(userID)])
+    }
+
+    /// Folds every user's appended changes into their rows (beat does it hourly, so that a
+    /// user who stopped writing does not keep a long list to sum on every read).
+    public static func foldAll(pool: PostgresPool) async throws {
+        try await pool.query(
+            """
+            WITH folded AS (DELETE FROM schedule_owner_deltas RETURNING user_id, schedules, rate)
+            UPDATE auth_user u SET schedules_owned = u.schedules_owned + t.schedules,
+                delivery_rate_enabled = greatest(0, u.delivery_rate_enabled + t.rate)
+            FROM (SELECT user_id, sum(schedules) AS schedules, sum(rate) AS rate FROM folded GROUP BY user_id) AS t
+            WHERE u.id = t.user_id
+            """)
     }
 
     /// A new schedule of `userID` with `rate` (deliveries a second, counted when `enabled`):

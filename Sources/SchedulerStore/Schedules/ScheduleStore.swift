@@ -50,8 +50,12 @@ public struct ScheduleStore: Sendable {
                     userID: userID, quota: quota, rate: rate, enabled: fields.enabled, connection: connection)
             } else if let userID {
                 owned =
-                    try await connection.query("SELECT schedules_owned AS n FROM auth_user WHERE id = $1", [SQL.text(userID)])
-                    .first?["n"].flatMap { Int($0) } ?? 0
+                    try await connection.query(
+                        """
+                        SELECT schedules_owned + coalesce((SELECT sum(schedules) FROM schedule_owner_deltas WHERE user_id = $1), 0) AS n
+                        FROM auth_user WHERE id = $1
+                        """, [SQL.text(userID)]
+                    ).first?["n"].flatMap { Int($0) } ?? 0
             }
             let rows = try await connection.query(
                 """
