@@ -83,6 +83,24 @@ struct ConfigurationTests {
                 ["DELIVERY_RETENTION_DAYS": "99999999999999999999"],
                 "DELIVERY_RETENTION_DAYS must be an integer from 0 to 36500, got '99999999999999999999'"
             ),
+            (["HTTP_HEADER_TIMEOUT": "0"], "HTTP_HEADER_TIMEOUT must be an integer from 1 to 600, got '0'"),
+            (["HTTP_MAX_CONNECTIONS": "-1"], "HTTP_MAX_CONNECTIONS must be an integer from 16 to 1000000, got '-1'"),
+            (["AUTH_FAILURES_PER_MINUTE": "0"], "AUTH_FAILURES_PER_MINUTE must be an integer from 1 to 1000000, got '0'"),
+            (
+                ["TRUSTED_PROXIES": "10.0.0.0/8,proxy.example"],
+                "TRUSTED_PROXIES must be comma-separated CIDRs and addresses (10.0.0.0/8, 127.0.0.1), got '10.0.0.0/8,proxy.example'"
+            ),
+            (
+                ["ALLOWED_HOSTS": "a b"],
+                "ALLOWED_HOSTS must be comma-separated host names (example.org, .example.org, *) and PUBLIC_URL an http(s) URL without query, got 'a b' and ''"
+            ),
+            (
+                ["QUOTA_DELIVERIES_PER_SECOND": "nan"],
+                "QUOTA_DELIVERIES_PER_SECOND must be a number of deliveries a second above 0, at most 1000000, got 'nan'"
+            ),
+            (["QUOTA_SCHEDULES": "-5"], "QUOTA_SCHEDULES must be an integer from 0 to 100000000, got '-5'"),
+            (["ADMIN_QUOTA_CREATES_PER_MINUTE": "0"], "ADMIN_QUOTA_CREATES_PER_MINUTE must be an integer from 1 to 10000000, got '0'"),
+            (["SCHEDULE_PAUSE_AFTER_FAILURES": "-1"], "SCHEDULE_PAUSE_AFTER_FAILURES must be an integer from 0 to 10000, got '-1'"),
         ] as [([String: String], String)])
     func malformed(environment: [String: String], message: String) {
         let base = environment["SECRET_KEY"] == nil && !environment.isEmpty ? secret : [:]
