@@ -1,3 +1,4 @@
+import Foundation
 import Postgres
 
 /// Users, groups and tokens.
@@ -28,7 +29,7 @@ public struct UserStore: Sendable {
     /// user's expired sessions, and their oldest past `sessionsPerUser`, are ended.
     public func startSession(user: User, seconds: Int) async throws -> String {
         var generator = SystemRandomNumberGenerator()
-        let id = (0..<4).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
+        let id = TokenMinter.hex(Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }))
         try await pool.withTransaction { connection in
             let inserted = try await connection.query(
                 """
@@ -178,11 +179,5 @@ public struct UserStore: Sendable {
 
     static func group(_ row: PostgresRow) throws -> Group {
         Group(id: Int(try row.requiredInt64("id")), name: try row.requiredString("name"))
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to length: Int) -> String {
-        count >= length ? self : String(repeating: "0", count: length - count) + self
     }
 }
