@@ -69,6 +69,36 @@ start_postgres() {
     PG_URL_BASE="postgres://postgres@127.0.0.1:$port"
 }
 
+# start_postgres_standby NAME PORT PRIMARY_PORT: a streaming standby of the PostgreSQL on
+# 127.0.0.1:PRIMARY_PORT in .data/NAME on 127.0.0.1:PORT, copied with pg_basebackup (-R:
+# it follows the primary and can be promoted). Sets PG_DIR to its folder.
+start_postgres_standby() {
+    local name=$1 port=$2 primary=$3 bin dir
+    bin=$(pg_bin)
+    dir="$DATA/$name"
+    if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$DATA"; then
+        dir="/tmp/seed-scheduler-$(echo "$ROOT" | md5sum | cut -c1-8)/$name"
+    fi
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        mkdir -p "$dir"
+        [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir" && chmod 700 "$dir"
+        log "copying the primary on port $primary into a standby in $dir"
+        # (It warns of the primary's socket in its data folder: the output is kept for a failure.)
+        as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary" -U postgres -D "$dir" -R -X stream -c fast > "$DATA/$name.basebackup.log" 2>&1 \
+            || { cat "$DATA/$name.basebackup.log" >&2; die "pg_basebackup failed"; }
+        # The primary's synchronous_standby_names came with the copy: promoted, this server
+        # has no standby of its own, and with the setting every commit would wait for one.
+        as_pg sed -i '/^synchronous_standby_names/d' "$dir/postgresql.auto.conf"
+    fi
+    if ! as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        log "starting the standby on 127.0.0.1:$port"
+        as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=${PG_FSYNC:-on}" start >/dev/null \
+            || { cat "$dir/server.log" >&2; die "the standby did not start"; }
+    fi
+    PG_DIR="$dir"
+}
+
 stop_postgres() {
     local dir=${1:-$PG_DIR}
     [ -f "$dir/postmaster.pid" ] && as_pg "$(pg_bin)/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
@@ -103,7 +133,7 @@ start_rabbitmq() {
         RABBITMQ_MNESIA_BASE="$dir/mnesia"
         RABBITMQ_LOG_BASE="$dir/log"
         RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
-        RABBITMQ_CONFIG_FILE="$ROOT/rabbitmq/rabbitmq.conf"
+        RABBITMQ_CONFIG_FILE="${RABBIT_CONFIG_FILE:-$ROOT/rabbitmq/rabbitmq.conf}"
         RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
         RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
     )
@@ -123,7 +153,10 @@ start_rabbitmq() {
 }
 
 # start_rabbitmq_cluster PREFIX PORT: three RabbitMQ nodes PREFIX-1..3 on 127.0.0.1:PORT..PORT+2
-# (data in .data/PREFIX-N), one cluster: a shared Erlang cookie, nodes 2 and 3 joined to 1.
+# (data in .data/PREFIX-N), one cluster, configured as operators run one: rabbitmq.conf and
+# rabbitmq/cluster.conf (peer discovery, pause_minority, leaders balanced over the nodes),
+# with the nodes' names of this machine; a shared Erlang cookie; nodes 2 and 3 joined to 1
+# if discovery did not join them.
 # Writes PREFIX-ctl (rabbitmqctl on node N: `PREFIX-ctl N args...`), PREFIX-kill (kill -9 of
 # node N) and PREFIX-start (start node N again) into .data, and sets CLUSTER_AMQP_URL
 # (all three nodes, comma-separated, without a virtual host) and CLUSTER_CTL.
@@ -133,6 +166,10 @@ start_rabbitmq_cluster() {
     local RABBIT_ENV RABBIT_DIR RABBIT_NODE AMQP_URL
     cookie="$DATA/$prefix.cookie"
     [ -s "$cookie" ] || head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr 'a-f' 'A-F' > "$cookie"
+    local RABBIT_CONFIG_FILE="$DATA/$prefix.conf"
+    { cat "$ROOT/rabbitmq/rabbitmq.conf"
+      sed -e "s/= rabbit@rabbitmq-\([23]\)\$/= $prefix-\1@localhost/" -e "s/= rabbit@rabbitmq\$/= $prefix-1@localhost/" \
+          "$ROOT/rabbitmq/cluster.conf"; } > "$RABBIT_CONFIG_FILE"
     for n in 1 2 3; do
         mkdir -p "$DATA/$prefix-$n"
         install -m 400 "$cookie" "$DATA/$prefix-$n/.erlang.cookie"

@@ -24,7 +24,7 @@ func ctl(
     return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
 }
 
-@Suite("scheduler-ctl")
+@Suite("scheduler-ctl", .scratch)
 struct SchedulerCtlTests {
     static let secret = "ctl-tests-secret-key-0123456789"
 

@@ -6,7 +6,7 @@ import Testing
 
 @testable import AMQP
 
-@Suite("The consumer box against RabbitMQ", .timeLimit(.minutes(2)))
+@Suite("The consumer box against RabbitMQ", .scratch, .timeLimit(.minutes(2)))
 struct AMQPConsumerTests {
     @Test("acks out of order settle exactly the acked deliveries; a stray or repeated ack does not close the channel")
     func acksOutOfOrder() async throws {

@@ -20,7 +20,6 @@ struct EgressEndToEndTests {
             let proxyBase = "http://\(allowed.host):\(allowed.port)"
             let worker = try pipeline.launch(
                 "worker", extra: ["EGRESS_ALLOW": "127.0.0.2", "http_proxy": proxyBase, "ALL_PROXY": proxyBase])
-            defer { worker.terminate() }
             let named = pipeline.receiver.url("named").replacingOccurrences(of: "127.0.0.1", with: "localhost")
             let literal = pipeline.receiver.url("literal")
             let open = allowed.url("open")

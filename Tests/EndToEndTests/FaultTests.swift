@@ -40,8 +40,7 @@ struct FaultTests {
             try await Task.sleep(for: .milliseconds(1500))
             // Jobs not yet taken by the worker (ready in the queue), just before the kill.
             let notTaken = try pipeline.depth(DeliveryTopology.queue)
-            kill(first.processIdentifier, SIGKILL)
-            first.waitUntilExit()
+            await pipeline.kill9(first)
             #expect(first.terminationReason == .uncaughtSignal)
             // The dead worker's statements still waiting on the lock die with it.
             try await lock.execute(
@@ -58,7 +57,6 @@ struct FaultTests {
             #expect(!inFlight.isEmpty, "some jobs were POSTed but not recorded at the kill")
             #expect(notTaken > 0, "some jobs were not taken yet: \(notTaken)")
             let second = try pipeline.launch("worker")
-            defer { second.terminate() }
             let all = try await pipeline.eventually(timeout: 120) { try await pipeline.states()["delivered"] == count }
             let states = try await pipeline.states()
             #expect(all, "every occurrence delivered: \(states)")
@@ -74,51 +72,85 @@ struct FaultTests {
         }
     }
 
-    @Test("RabbitMQ stopped and started while schedules fall due: nothing delivered during the outage, all delivered once after")
+    @Test(
+        "RabbitMQ stopped and started with POSTs in flight and schedules falling due: nothing delivered during the outage, all delivered after; repeats only of the jobs in flight at the stop, at most once more each, with their keys"
+    )
     func brokerRestart() async throws {
         try await Pipeline.run { pipeline in
             let count = 100
             try await pipeline.createDue(count, name: "before", due: Date())
             let before = try await pipeline.eventually(timeout: 20) { pipeline.receiver.keys("before").count == count }
             try #require(before)
-            // The broker stops first, then the jobs fall due (rabbitmqctl takes a second or
-            // more to start on a busy machine: made due before it, they could be delivered
-            // before the broker stopped).
+            // Jobs in flight at the stop: POSTed, their answers 3 s away, not yet acked. The
+            // worker cannot ack them once the connection is gone: it lets them go, and the
+            // broker hands them out again.
+            let held = 20
+            pipeline.receiver.delay("inflight", seconds: 3)
+            try await pipeline.createDue(held, name: "inflight", due: Date())
+            let sent = try await pipeline.receiver.waitFor("inflight", count: held, timeout: 20)
+            try #require(sent.count == held, "the jobs are in flight")
+            let inFlight = Set(sent.compactMap { $0.header("Idempotency-Key") })
             _ = try TestBroker.rabbitmqctl(["stop_app"])
             let outageDue = Date().addingTimeInterval(1)
             try await pipeline.createDue(count, name: "outage", due: outageDue)
-            try await Task.sleep(for: .seconds(4))
-            // The outage was real: the jobs fell due while the broker was down, and none arrived.
-            #expect(Date() > outageDue.addingTimeInterval(2))
+            // The outage's occurrences fall due and beat claims them while the broker is down.
+            let claimed = try await pipeline.eventually(timeout: 30) {
+                try await pipeline.pool.query(
+                    "SELECT count(*) FROM deliveries d JOIN schedules s ON s.id = d.schedule_id WHERE s.endpoint LIKE '%/outage'"
+                ).first?[0] == String(count)
+            }
+            #expect(claimed, "beat claimed the outage's occurrences while the broker was down")
             #expect(pipeline.receiver.keys("outage").isEmpty, "nothing was delivered while the broker was down")
             #expect(throws: AMQPError.self, "the broker refuses connections") {
                 try AMQPConnection(url: pipeline.configuration.brokerURL, heartbeat: 0)
             }
+            let restarted = Date()
             _ = try TestBroker.rabbitmqctl(["start_app"])
             let all = try await pipeline.eventually(timeout: 120) { pipeline.receiver.keys("outage").count == count }
             #expect(all, "every occurrence due during the outage arrived: \(pipeline.receiver.keys("outage").count)")
-            let recorded = try await pipeline.eventually(timeout: 20) { try await pipeline.states()["delivered"] == 2 * count }
+            #expect(pipeline.receiver.received("outage").allSatisfy { $0.arrived > restarted }, "none before the restart")
+            let recorded = try await pipeline.eventually(timeout: 30) { try await pipeline.states()["delivered"] == 2 * count + held }
             let states = try await pipeline.states()
-            #expect(recorded, "\(states)")
+            #expect(recorded, "every occurrence recorded as delivered: \(states)")
             try await Task.sleep(for: .seconds(2))
-            #expect(pipeline.receiver.received("outage").count == count, "none twice")
-            #expect(pipeline.receiver.received("before").count == count)
+            let keys = pipeline.receiver.keys("inflight")
+            let repeated = Set(keys.filter { $0.value > 1 }.map(\.key))
+            #expect(Set(keys.keys) == inFlight, "the jobs in flight arrived under their own keys")
+            #expect(keys.values.allSatisfy { $0 <= 2 }, "a job in flight at the stop is POSTed at most once more")
+            #expect(repeated.isSubset(of: inFlight))
+            #expect(pipeline.receiver.received("outage").count == count, "none due during the outage twice")
+            #expect(pipeline.receiver.received("before").count == count, "none delivered before the stop again")
+            #expect(
+                try pipeline.depth(DeliveryTopology.queue) == 0 && pipeline.unacknowledged(DeliveryTopology.queue) == 0,
+                "the queue is empty")
+            print("broker restart: \(repeated.count) of the \(held) jobs in flight at the stop POSTed again")
         }
     }
 
-    @Test("two beats at once over thousands of occurrences: each delivered exactly once")
+    @Test("two beats at once over thousands of occurrences: both claim some, each delivered exactly once")
     func twoBeats() async throws {
-        try await Pipeline.run(environment: ["BEAT_BATCH_SIZE": "100", "WORKER_PREFETCH": "300"], beat: false) { pipeline in
-            let count = 3000
-            try await pipeline.createDue(count, name: "race", due: Date().addingTimeInterval(1))
-            await pipeline.startBeat(name: "beat-1")
-            await pipeline.startBeat(name: "beat-2")
+        try await Pipeline.run(environment: ["BEAT_BATCH_SIZE": "50", "WORKER_PREFETCH": "300"], beat: false) { pipeline in
+            // Both beats run and listen before the occurrences are written, so both wake for them.
+            let ports = [try ProgramTests.freePort(), try ProgramTests.freePort()]
+            for port in ports { _ = try pipeline.launch("beat", extra: ["BEAT_METRICS_PORT": String(port)]) }
+            let listening = try await pipeline.eventually(timeout: 30) {
+                try await pipeline.pool.query(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'seed-scheduler listener'"
+                ).first?[0] == "2"
+            }
+            try #require(listening, "both beats listen")
+            let count = 5000
+            try await pipeline.createDue(count, name: "race", due: Date().addingTimeInterval(2))
             let all = try await pipeline.eventually(timeout: 120) { pipeline.receiver.keys("race").count == count }
             #expect(all, "\(pipeline.receiver.keys("race").count) of \(count)")
             try await Task.sleep(for: .seconds(1))
             #expect(pipeline.receiver.received("race").count == count, "no occurrence twice")
             let rows = try await pipeline.pool.query("SELECT count(*) FROM deliveries").first?[0]
             #expect(rows == String(count))
+            // The race was real: each beat published a share, and the shares add up.
+            let published = try ports.map { try ProgramTests.scrape(port: $0).value("scheduler_occurrences_published_total") ?? 0 }
+            #expect(published.allSatisfy { $0 > 0 }, "both beats claimed and published some: \(published)")
+            #expect(published.reduce(0, +) == Double(count), "the beats' counts add up to the occurrences: \(published)")
         }
     }
 
@@ -137,10 +169,7 @@ struct FaultTests {
                 try await pipeline.pool.query("SELECT count(*) FROM deliveries").first?[0].flatMap { Int($0) } ?? 0 >= 50
             }
             try? await Task.sleep(for: .seconds(1))
-            if let first {
-                kill(first.processIdentifier, SIGKILL)
-                first.waitUntilExit()
-            }
+            if let first { await pipeline.kill9(first) }
             _ = try TestBroker.rabbitmqctl(["set_vm_memory_high_watermark", "0.4"])
             try #require(first != nil)
             // The kill landed between commit and confirm: recorded jobs not marked published.
@@ -149,8 +178,7 @@ struct FaultTests {
             let recordedAtKill = try await pipeline.pool.query("SELECT count(*) FROM deliveries").first?[0].flatMap { Int($0) } ?? 0
             #expect(!unpublished.isEmpty, "some recorded jobs were not yet marked published at the kill")
             #expect(recordedAtKill < count, "some schedules were not yet claimed at the kill: \(recordedAtKill)")
-            let second = try pipeline.launch("beat")
-            defer { second.terminate() }
+            _ = try pipeline.launch("beat")
             let all = try await pipeline.eventually(timeout: 120) { try await pipeline.states()["delivered"] == count }
             let states = try await pipeline.states()
             #expect(all, "\(states)")
@@ -173,7 +201,18 @@ struct FaultTests {
         }
         @Sendable func control(_ verb: String) throws { _ = try runTool(pgctl, [verb]) }
         // The publish lease is left at its default (60 s): nothing may wait for it.
-        try await Pipeline.run(environment: ["BEAT_BATCH_SIZE": "100"]) { pipeline in
+        // Eight requests at once, 5 ms each: the burst takes about two seconds, so the stop
+        // lands in the middle of it.
+        try await Pipeline.run(environment: ["BEAT_BATCH_SIZE": "100", "RECEIVER_CONCURRENCY": "8"]) { pipeline in
+            pipeline.receiver.delay("pg", seconds: 0.005)
+            // The scheduler-web program, as clients reach it.
+            let (_, webPort) = try await WebServerTests.startWeb(pipeline)
+            @Sendable func webStatus() async -> String {
+                let answer = try? await RawSocket.exchange(
+                    port: webPort, WebServerTests.request("/api/v1/schedule/", host: "127.0.0.1", token: pipeline.adminToken), timeout: 10)
+                return String(answer?.prefix(12) ?? "no answer")
+            }
+            #expect(await webStatus() == "HTTP/1.1 200")
             let count = 3000
             // All due at once: beat claims and publishes batch after batch, and PostgreSQL
             // goes away as the first arrive, while beat is in the middle of them.
@@ -182,15 +221,15 @@ struct FaultTests {
             try #require(!begun.isEmpty, "the burst began")
             let stopped = Date()
             try control("stop")
-            let (down, _) = try await pipeline.send(.get, "/api/v1/schedule/")
-            #expect(down == .serviceUnavailable, "web answers 503 while the database is down")
+            // The stop came mid-burst: some arrived, not all.
+            let arrivedAtStop = pipeline.receiver.keys("pg").count
+            #expect(arrivedAtStop > 0 && arrivedAtStop < count, "the stop came mid-burst: \(arrivedAtStop) of \(count) had arrived")
+            #expect(await webStatus() == "HTTP/1.1 503", "scheduler-web answers 503 while the database is down")
             try await Task.sleep(for: .seconds(1))
             try control("start")
             let outage = Date().timeIntervalSince(stopped)
-            let webBack = try await pipeline.eventually(timeout: 15) {
-                (try? await pipeline.send(.get, "/api/v1/schedule/").0) == .ok
-            }
-            #expect(webBack, "web recovers by itself")
+            let webBack = try await pipeline.eventually(timeout: 15) { await webStatus() == "HTTP/1.1 200" }
+            #expect(webBack, "scheduler-web recovers by itself")
 
             let all = try await pipeline.eventually(timeout: 90) { pipeline.receiver.keys("pg").count == count }
             #expect(all, "every occurrence arrived: \(pipeline.receiver.keys("pg").count) of \(count)")

@@ -30,6 +30,9 @@ final class Pipeline: Sendable {
     let adminToken: String
     let logger: Logger
     private let processes = Mutex<[String: Process]>([:])
+    /// Every program started with `launch`, and whether the test ended it itself on purpose
+    /// (`kill9`): each is stopped, waited for and its exit checked when the pipeline stops.
+    private let launched = Mutex<[(process: Process, name: String, killed: Bool)]>([])
     private let workers = Mutex(0)
 
     static let secretKey = "end-to-end-secret-key-0123456789"
@@ -46,12 +49,15 @@ final class Pipeline: Sendable {
         self.logger = logger
     }
 
+    /// With a `databaseURL` the pipeline uses that (migrated) database, and leaves it; by
+    /// default a fresh one, dropped at the end.
     static func run(
-        environment: [String: String] = [:], beat: Bool = true, worker: Bool = true,
+        environment: [String: String] = [:], databaseURL given: String? = nil, beat: Bool = true, worker: Bool = true,
         _ body: @Sendable (Pipeline) async throws -> Void
     ) async throws {
         Telemetry.bootstrap()
-        let databaseURL = try await TestDatabase.fresh()
+        let databaseURL: String
+        if let given { databaseURL = given } else { databaseURL = try await TestDatabase.fresh() }
         let brokerURL = try TestBroker.freshURL()
         let settings = [
             "SCHEDULER_DATABASE": databaseURL, "BROKER_URL": brokerURL, "SECRET_KEY": secretKey, "RETRY_DELAYS": "1s,2s",
@@ -74,9 +80,22 @@ final class Pipeline: Sendable {
             try await body(pipeline)
         } catch {
             await pipeline.stopAll()
+            await Self.dropScratch(databaseURL: given == nil ? databaseURL : nil, brokerURL: brokerURL)
             throw error
         }
         await pipeline.stopAll()
+        await Self.dropScratch(databaseURL: given == nil ? databaseURL : nil, brokerURL: brokerURL)
+    }
+
+    /// Drops the test's database and virtual host (its quorum queues would load the broker
+    /// for every later test).
+    private static func dropScratch(databaseURL: String?, brokerURL: String) async {
+        do {
+            if let databaseURL { try await TestDatabase.drop(databaseURL) }
+            try TestBroker.deleteVirtualHost(of: brokerURL)
+        } catch {
+            Issue.record("could not drop the test's database or virtual host: \(error)")
+        }
     }
 
     /// Starts `scheduler-beat` as a process of its own (the built executable, as it runs in
@@ -146,11 +165,35 @@ final class Pipeline: Sendable {
 
     func stopAll() async {
         for name in processes.withLock({ Array($0.keys) }) { await stop(name) }
+        for entry in launched.withLock({ $0 }) where !entry.killed {
+            await Self.end(entry.process, name: entry.name)
+        }
         await receiver.stop()
         pool.close()
     }
 
+    /// Ends a program the test started with `launch`: SIGTERM if it still runs, then waits
+    /// for it; a program that died, or exits with anything but 0, fails the test.
+    private static func end(_ process: Process, name: String) async {
+        if process.isRunning {
+            process.terminate()
+            let deadline = Date().addingTimeInterval(45)
+            while process.isRunning, Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+            if process.isRunning {
+                Issue.record("\(name) did not stop within 45 s of SIGTERM")
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                return
+            }
+        }
+        if process.terminationReason != .exit || process.terminationStatus != 0 {
+            Issue.record("\(name) ended with status \(process.terminationStatus) (\(process.terminationReason))")
+        }
+    }
+
     /// Starts `scheduler-<program>` as a process of its own, with this pipeline's settings.
+    /// The pipeline stops it at the end (SIGTERM, waited for, exit status 0 required) unless
+    /// the test killed it with `kill9`.
     func launch(_ program: String, extra: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = productsDirectory.appendingPathComponent("scheduler-\(program)")
@@ -158,7 +201,26 @@ final class Pipeline: Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = ProcessInfo.processInfo.environment["E2E_DEBUG"] == nil ? FileHandle.nullDevice : FileHandle.standardError
         try process.run()
+        launched.withLock { $0.append((process, "scheduler-\(program) (pid \(process.processIdentifier))", false)) }
         return process
+    }
+
+    /// `kill -9` of a program started with `launch`, waited for: the fault a test means.
+    func kill9(_ process: Process) async {
+        launched.withLock { entries in
+            for index in entries.indices where entries[index].process === process { entries[index].killed = true }
+        }
+        kill(process.processIdentifier, SIGKILL)
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+    }
+
+    /// SIGTERM to a program started with `launch`, waited for (up to `timeout` seconds):
+    /// true when it exited with status 0.
+    func terminate(_ process: Process, within timeout: Double = 45) async -> Bool {
+        process.terminate()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        return !process.isRunning && process.terminationReason == .exit && process.terminationStatus == 0
     }
 
     /// Creates `count` schedules due at `due` that POST to the receiver's `name`.

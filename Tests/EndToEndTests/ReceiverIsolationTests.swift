@@ -132,7 +132,6 @@ struct ReceiverIsolationTests {
             let metricsPort = try ProgramTests.freePort()
             let worker = try pipeline.launch(
                 "worker", extra: ["RECEIVER_ALERT_URL": pipeline.receiver.url("alerts"), "WORKER_METRICS_PORT": String(metricsPort)])
-            defer { worker.terminate() }
             let endpoint = "http://127.0.0.1:\(port)/hook/back"
             try await Self.schedules(pipeline, count: 5, endpoint: endpoint, due: Date().addingTimeInterval(1))
 

@@ -4,7 +4,7 @@ import Testing
 
 @testable import AMQP
 
-@Suite("Broker URL with several nodes")
+@Suite("Broker URL with several nodes", .scratch)
 struct SeveralNodesTests {
     @Test("a connection goes to the first node that answers")
     func firstThatAnswers() throws {
@@ -27,7 +27,7 @@ struct SeveralNodesTests {
     }
 }
 
-@Suite("A consumer the broker cancels")
+@Suite("A consumer the broker cancels", .scratch)
 struct ConsumerCancelledTests {
     @Test("a consumer whose queue goes away is told so (an error, so that its owner consumes again), not left waiting")
     func cancelledConsumerIsAnError() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import SchedulerCore
 import TestSupport
 import Testing
@@ -127,6 +128,28 @@ struct WebServerTests {
             let right = try await RawSocket.exchange(
                 port: port, Self.request("/api/v1/schedule/", host: "127.0.0.1", token: pipeline.adminToken))
             #expect(right.hasPrefix("HTTP/1.1 429"))
+            await Self.stop(web)
+        }
+    }
+
+    @Test("a statement past DATABASE_STATEMENT_TIMEOUT is a 503 with Retry-After, answered at the timeout, and the next request is served")
+    func slowStatement() async throws {
+        try await Pipeline.run(beat: false, worker: false) { pipeline in
+            let (web, port) = try await Self.startWeb(pipeline, extra: ["DATABASE_STATEMENT_TIMEOUT": "1"])
+            // Another session holds the schedules table: the list's statement waits for it.
+            let holder = try await PostgresConnection.connect(url: pipeline.configuration.databaseURL, logger: pipeline.logger)
+            try await holder.execute("BEGIN; LOCK TABLE schedules IN ACCESS EXCLUSIVE MODE")
+            let started = Date()
+            let answer = try await RawSocket.exchange(
+                port: port, Self.request("/api/v1/schedule/", host: "127.0.0.1", token: pipeline.adminToken), timeout: 20)
+            let took = Date().timeIntervalSince(started)
+            try await holder.execute("ROLLBACK")
+            #expect(answer.hasPrefix("HTTP/1.1 503"), "\(answer.prefix(200))")
+            #expect(answer.lowercased().contains("retry-after:"), "\(answer.prefix(300))")
+            #expect(took >= 0.9 && took < 4, "answered at the statement timeout (1 s), in \(took) s")
+            let after = try await RawSocket.exchange(
+                port: port, Self.request("/api/v1/schedule/", host: "127.0.0.1", token: pipeline.adminToken))
+            #expect(after.hasPrefix("HTTP/1.1 200"))
             await Self.stop(web)
         }
     }

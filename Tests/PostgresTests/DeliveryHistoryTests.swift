@@ -5,7 +5,7 @@ import SchedulerStore
 import TestSupport
 import Testing
 
-@Suite("Delivery history: week partitions and retention")
+@Suite("Delivery history: week partitions and retention", .scratch)
 struct DeliveryHistoryTests {
     static let day: TimeInterval = 86_400
 

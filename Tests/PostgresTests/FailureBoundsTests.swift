@@ -7,7 +7,7 @@ import Testing
 
 /// Failures that cannot pile up: schedules that keep failing are paused, a tenant's dead
 /// letters are bounded, receivers unseen for a while are pruned.
-@Suite("Failure bounds")
+@Suite("Failure bounds", .scratch)
 struct FailureBoundsTests {
     /// A user and one of their schedules.
     static func schedule(_ pool: PostgresPool, owner email: String) async throws -> (UUID, Int64) {

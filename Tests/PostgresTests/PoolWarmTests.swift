@@ -5,7 +5,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-@Suite("Connections warmed before their first use")
+@Suite("Connections warmed before their first use", .scratch)
 struct PoolWarmTests {
     struct Refused: Error {}
 

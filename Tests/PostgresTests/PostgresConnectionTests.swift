@@ -4,7 +4,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-@Suite("PostgreSQL through libpq")
+@Suite("PostgreSQL through libpq", .scratch)
 struct PostgresConnectionTests {
     @Test("parameters go as text, NULL as nil, and rows come back by name")
     func parameters() async throws {
@@ -134,7 +134,7 @@ struct PostgresConnectionTests {
     }
 }
 
-@Suite("Connection pool")
+@Suite("Connection pool", .scratch)
 struct PostgresPoolTests {
     @Test("many tasks share a few connections, each alone on its connection")
     func sharing() async throws {

@@ -11,7 +11,7 @@ import Testing
 /// empty (a new week's partition, a new install): such a plan used to scan `schedules` and
 /// the partitions whole on every read until the next ANALYZE (36-46 ms a read in the bench's
 /// steady phase), and the record's scanned the new week's partition.
-@Suite("The worker's read of targets and record of outcomes")
+@Suite("The worker's read of targets and record of outcomes", .scratch)
 struct TargetsPlanTests {
     /// The generic plan of `statement`, made on a fresh database's empty tables on a
     /// connection with the worker's settings (`DeliveryStore.workerSettings`).

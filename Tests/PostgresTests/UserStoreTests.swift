@@ -4,7 +4,7 @@ import SchedulerStore
 import TestSupport
 import Testing
 
-@Suite("Users and tokens")
+@Suite("Users and tokens", .scratch)
 struct UserStoreTests {
     @Test("the same email gets the same token, stored only as a hash")
     func sameToken() async throws {

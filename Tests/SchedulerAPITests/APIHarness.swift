@@ -20,8 +20,12 @@ struct APIHarness: Sendable {
     static func run(
         environment: [String: String] = [:], _ test: @escaping @Sendable (APIHarness) async throws -> Void
     ) async throws {
-        let pool = try await TestDatabase.freshPool()
-        defer { pool.close() }
+        try await TestDatabase.withFreshPool { pool in try await run(pool: pool, environment: environment, test) }
+    }
+
+    private static func run(
+        pool: PostgresPool, environment: [String: String], _ test: @escaping @Sendable (APIHarness) async throws -> Void
+    ) async throws {
         let users = UserStore(pool: pool, minter: TokenMinter(secretKey: secretKey))
         let admin = try await users.issueToken(email: "admin@example.org", admin: true).token
         let user = try await users.issueToken(email: "user@example.org", admin: false).token

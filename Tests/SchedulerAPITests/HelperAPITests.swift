@@ -4,7 +4,7 @@ import SchedulerCore
 import TestSupport
 import Testing
 
-@Suite("Webhooks, health and metrics")
+@Suite("Webhooks, health and metrics", .scratch)
 struct HelperAPITests {
     @Test("webhooks: create, list, update and delete; each user sees only their own")
     func webhooks() async throws {

@@ -11,7 +11,7 @@ import Testing
 
 /// The API's bounds: what a client gets when it crosses one (a 400 naming the field, or
 /// a clamped page), and never a trap of the server.
-@Suite("Limits and bad input, through the API")
+@Suite("Limits and bad input, through the API", .scratch)
 struct LimitsAPITests {
     @Test(
         "every list answers a page for offsets and limits at Int64's edges",

@@ -237,13 +237,24 @@ struct ScheduleAPITests {
         try await APIHarness.run { api in
             let created = try await api.createSchedule(#"{"endpoint":"http://e.org/1"}"#)
             let uri = "/api/v1/schedule/\(try #require(created["id"]?.stringValue))/"
-            async let first = api.send(.patch, uri, json: #"{"auth_token":"secret"}"#)
-            async let second = api.send(.patch, uri, json: #"{"frequency":3}"#)
-            #expect(try await first.status == .ok)
-            #expect(try await second.status == .ok)
-            let final = try #require(try await api.send(.get, uri).object)
-            #expect(final["auth_token"] == .string("secret"))
-            #expect(final["frequency"] == .int(3))
+            // Rounds of four PATCHes at once, each naming another field: an update that
+            // rewrote the row from a stale read would lose another's field in some round.
+            for round in 1...40 {
+                let bodies = [
+                    #"{"auth_token":"secret\#(round)"}"#, #"{"frequency":\#(round)}"#, #"{"payload":{"round":\#(round)}}"#,
+                    #"{"endpoint":"http://e.org/\#(round)"}"#,
+                ]
+                let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                    for body in bodies { group.addTask { try await api.send(.patch, uri, json: body).status } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(statuses == [.ok, .ok, .ok, .ok])
+                let final = try #require(try await api.send(.get, uri).object)
+                #expect(final["auth_token"] == .string("secret\(round)"), "round \(round)")
+                #expect(final["frequency"] == .int(round), "round \(round)")
+                #expect(final["payload"]?.objectValue?["round"] == .int(round), "round \(round)")
+                #expect(final["endpoint"] == .string("http://e.org/\(round)"), "round \(round)")
+            }
         }
     }
 

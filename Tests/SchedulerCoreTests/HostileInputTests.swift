@@ -47,6 +47,18 @@ struct HostileInputTests {
                 }
             }
         }
+        // And the other half: what is well formed parses, to the value it says.
+        let units: [(String, Int64)] = [
+            ("days", 86_400_000_000), ("hours", 3_600_000_000), ("minutes", 60_000_000), ("seconds", 1_000_000),
+        ]
+        for _ in 0..<Self.rounds {
+            let (name, unit) = random.pick(units)
+            let every = Int64(random.int(in: 1...1_000_000))
+            let singular = every == 1 && random.bool()
+            let text = "\(every) \(singular ? String(name.dropLast()) : name)"
+            let parsed = IntervalDefinition(parsing: text)
+            #expect(parsed?.microseconds == every * unit, "\(text) parses to \(every * unit) µs")
+        }
     }
 
     @Test("the interval of the report (106751991 days) is refused by the API and cannot be fired")
@@ -78,6 +90,20 @@ struct HostileInputTests {
             if let milliseconds = RetryPolicy.milliseconds(retryAfter: value, now: now) {
                 #expect((0...RetryPolicy.maximumRetryAfter).contains(milliseconds), "\(value) → \(milliseconds)")
             }
+        }
+        // What is well formed is read as what it says: seconds, and HTTP dates within the bound.
+        for _ in 0..<Self.rounds {
+            let seconds = random.int(in: 0...(RetryPolicy.maximumRetryAfter / 1000))
+            #expect(RetryPolicy.milliseconds(retryAfter: String(seconds), now: now) == seconds * 1000, "\(seconds)")
+            let later = now.addingTimeInterval(Double(random.int(in: 0...2_000_000)))
+            let formatter = DateFormatter()
+            formatter.locale = Locale(identifier: "en_US_POSIX")
+            formatter.timeZone = TimeZone(identifier: "GMT")
+            formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+            let header = formatter.string(from: later)
+            #expect(
+                RetryPolicy.milliseconds(retryAfter: header, now: now) == Int(later.timeIntervalSince(now).rounded(.down)) * 1000,
+                "\(header)")
         }
         #expect(RetryPolicy.milliseconds(retryAfter: "99999999999999999", now: now) == RetryPolicy.maximumRetryAfter)
         #expect(RetryPolicy.milliseconds(retryAfter: "-5", now: now) == nil)
@@ -117,7 +143,7 @@ struct HostileInputTests {
     }
 
     @Test("timestamps: any text parses within 0001-9999 or not at all; any Date converts without trapping")
-    func timestamps() {
+    func timestamps() throws {
         var random = SeededRandom(seed: 4)
         var texts =
             Self.garbage + [
@@ -135,6 +161,22 @@ struct HostileInputTests {
         for instant in Self.extremeDates(&random) + [Date(timeIntervalSince1970: .nan), Date(timeIntervalSince1970: .infinity)] {
             _ = Timestamp.format(instant)
             _ = Timestamp.seconds(instant)
+        }
+        // The other half: the text of every instant of the range parses. Within 136 years of
+        // 2001 (where a Date holds each microsecond) back to the same instant and text;
+        // further out within the 32 µs a Date can tell apart there.
+        let exact: ClosedRange<Int64> = -3_312_000_000...5_268_000_000
+        for round in 0..<Self.rounds {
+            let seconds =
+                round.isMultiple(of: 2) ? random.int(in: -62_000_000_000...253_402_300_799) : random.int(in: -3_000_000_000...5_000_000_000)
+            let micros = Int64(seconds) * 1_000_000 + Int64(random.int(in: 0...999_999))
+            let text = Timestamp.format(Timestamp.date(microseconds: micros))
+            let parsed = try #require(Timestamp.parse(text), "\(text) parses")
+            if exact.contains(Int64(seconds)) {
+                #expect(Timestamp.microseconds(parsed) == micros && Timestamp.format(parsed) == text, "\(text): \(micros)")
+            } else {
+                #expect(abs(Timestamp.microseconds(parsed) - micros) <= 32, "\(text): \(micros)")
+            }
         }
         #expect(Timestamp.microseconds(Date(timeIntervalSince1970: .infinity)) == .max)
         #expect(Timestamp.microseconds(Date(timeIntervalSince1970: -.infinity)) == .min)
@@ -161,6 +203,31 @@ struct HostileInputTests {
                 if let next = cron.nextDate(after: after, in: zone(random.pick(zones))) {
                     #expect(next > after, "\(text) after \(after)")
                 }
+            }
+        }
+        // The other half: a well-formed "minute hour * * *" parses, and its next run falls on
+        // that minute and hour of its zone, within a day.
+        for _ in 0..<Self.rounds {
+            let (minute, hour) = (random.int(in: 0...59), random.int(in: 0...23))
+            let name = random.pick(zones)
+            let text = "\(minute) \(hour) * * *"
+            let after = Self.randomNow(&random)
+            let cron = try? CronExpression(parsing: text)
+            #expect(cron != nil, "\(text) parses")
+            guard let next = cron?.nextDate(after: after, in: zone(name)) else {
+                Issue.record("\(text) has a next run after \(after) in \(name)")
+                continue
+            }
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = zone(name)
+            let parts = calendar.dateComponents([.hour, .minute], from: next)
+            // A daylight-saving gap may move a run that falls into it; otherwise it is exact.
+            #expect(next > after && next.timeIntervalSince(after) <= 2 * 86_400, "\(text) after \(after): \(next)")
+            if parts.minute != minute || parts.hour != hour {
+                let gap =
+                    zone(name).daylightSavingTimeOffset(for: next)
+                    != zone(name).daylightSavingTimeOffset(for: next.addingTimeInterval(-86_400))
+                #expect(gap, "\(text) in \(name) after \(after): \(next) is \(parts.hour ?? -1):\(parts.minute ?? -1)")
             }
         }
     }
@@ -235,6 +302,24 @@ struct HostileInputTests {
             if case .success(let fields) = result, let next = fields.nextSendAt {
                 #expect(ScheduleLimits.contains(instant: Timestamp.microseconds(next)))
             }
+        }
+        // The other half: a well-formed body is accepted, with the fields it names.
+        for round in 0..<Self.rounds {
+            var object = JSONObject()
+            object["endpoint"] = .string("https://example.org/hook/\(round)")
+            if random.bool() {
+                object["interval_definition"] = .string("\(random.int(in: 1...1000)) \(random.pick(["minutes", "hours", "days"]))")
+            } else {
+                object["cron_definition"] = .string("\(random.int(in: 0...59)) \(random.int(in: 0...23)) * * *")
+            }
+            if random.bool() { object["payload"] = .object(["round": .int(round)]) }
+            if random.bool() { object["frequency"] = .int(random.int(in: 1...1000)) }
+            let result = ScheduleValidation.fields(from: .object(object), existing: nil, partial: false, now: Self.randomNow(&random))
+            guard case .success(let fields) = result else {
+                Issue.record("a well-formed body is refused: \(JSONValue.object(object).serialized): \(result)")
+                continue
+            }
+            #expect(fields.endpoint == "https://example.org/hook/\(round)")
         }
     }
 

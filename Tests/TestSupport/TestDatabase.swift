@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Postgres
 import SchedulerStore
+import Testing
 
 /// Fresh, migrated databases on the test PostgreSQL that `scripts/test` starts
 /// (`SCHEDULER_TEST_DATABASE`, a URL of its maintenance database). Each test that writes
@@ -37,7 +38,35 @@ public enum TestDatabase {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
         let admin = try await PostgresConnection.connect(url: try adminURL, logger: logger)
         try await admin.execute("CREATE DATABASE \(name) TEMPLATE \(template)")
-        return try url(database: String(name))
+        let made = try url(database: String(name))
+        Scratch.made?.add(database: made)
+        return made
+    }
+
+    /// Drops a database `fresh` made (its connections ended first).
+    public static func drop(_ url: String) async throws {
+        guard let name = URLComponents(string: url)?.path.dropFirst(), name.hasPrefix("t_") else {
+            throw TestSetupError("not a test database: \(url)")
+        }
+        let admin = try await PostgresConnection.connect(url: try adminURL, logger: logger)
+        try await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+
+    /// Runs `body` with a pool on a fresh database, dropped afterwards.
+    public static func withFreshPool<T>(size: Int = 4, _ body: (PostgresPool) async throws -> T) async throws -> T {
+        let url = try await fresh()
+        let pool = PostgresPool(url: url, size: size, logger: logger)
+        let result: T
+        do {
+            result = try await body(pool)
+        } catch {
+            pool.close()
+            try? await drop(url)
+            throw error
+        }
+        pool.close()
+        try await drop(url)
+        return result
     }
 
     /// A pool on a fresh database.
@@ -115,7 +144,16 @@ public enum TestBroker {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
         _ = try rabbitmqctl(["add_vhost", name])
         _ = try rabbitmqctl(["set_permissions", "-p", name, "guest", ".*", ".*", ".*"])
-        return try baseURL + "/" + name
+        let made = try baseURL + "/" + name
+        Scratch.made?.add(virtualHost: made)
+        return made
+    }
+
+    /// Deletes the virtual host of a URL `freshURL` made, with its queues.
+    public static func deleteVirtualHost(of url: String) throws {
+        let vhost = String(url.split(separator: "/").last ?? "")
+        guard vhost.hasPrefix("t_") else { throw TestSetupError("not a test virtual host: \(url)") }
+        _ = try rabbitmqctl(["delete_vhost", vhost])
     }
 
     /// Messages of `queue` in the virtual host of `url` that consumers hold unacknowledged,
@@ -156,4 +194,52 @@ public func runTool(_ path: String, _ arguments: [String]) throws -> String {
         throw TestSetupError("\((path as NSString).lastPathComponent) \(arguments) failed with status \(process.terminationStatus)")
     }
     return String(decoding: data, as: UTF8.self)
+}
+
+/// The databases and virtual hosts the current test made, dropped when it ends (the
+/// `.scratch` trait): leftovers would load the servers for every later test.
+public struct Scratch: TestTrait, SuiteTrait, TestScoping {
+    final class Made: @unchecked Sendable {
+        private let lock = NSLock()
+        private var databases: [String] = []
+        private var virtualHosts: [String] = []
+
+        func add(database url: String) { lock.withLock { databases.append(url) } }
+        func add(virtualHost url: String) { lock.withLock { virtualHosts.append(url) } }
+        func taken() -> (databases: [String], virtualHosts: [String]) {
+            lock.withLock {
+                defer { (databases, virtualHosts) = ([], []) }
+                return (databases, virtualHosts)
+            }
+        }
+    }
+
+    @TaskLocal static var made: Made?
+
+    public var isRecursive: Bool { true }
+
+    public func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        guard testCase != nil else { return try await function() }
+        let made = Made()
+        do {
+            try await Scratch.$made.withValue(made) { try await function() }
+        } catch {
+            await Self.drop(made)
+            throw error
+        }
+        await Self.drop(made)
+    }
+
+    private static func drop(_ made: Made) async {
+        let (databases, virtualHosts) = made.taken()
+        for url in virtualHosts { try? TestBroker.deleteVirtualHost(of: url) }
+        for url in databases { try? await TestDatabase.drop(url) }
+    }
+}
+
+extension Trait where Self == Scratch {
+    /// Drops the databases and virtual hosts each test of the suite made when it ends.
+    public static var scratch: Scratch { Scratch() }
 }

@@ -5,9 +5,20 @@ public enum Timestamp {
     /// Rounds to the microsecond, the precision PostgreSQL stores. Never traps: an
     /// instant beyond what `Int64` microseconds can hold (or not a number) is clamped to
     /// the nearest end (NaN to 0).
+    /// Counted from the reference date `Date` keeps (2001), not from 1970: a `Date` holds
+    /// every microsecond exactly only within 2^32 s (136 years) of 2001, and adding the 31
+    /// years in floating point first would cost instants after 2106 their last one. Further
+    /// out a `Date` is a few microseconds off (9999: up to 32).
     public static func microseconds(_ date: Date) -> Int64 {
-        clamped((date.timeIntervalSince1970 * 1_000_000).rounded())
+        if date.timeIntervalSinceReferenceDate.isNaN { return 0 }
+        let sinceReference = clamped((date.timeIntervalSinceReferenceDate * 1_000_000).rounded())
+        if sinceReference == .min { return .min }
+        let (sum, overflow) = sinceReference.addingReportingOverflow(referenceMicroseconds)
+        return overflow ? .max : sum
     }
+
+    /// 2001-01-01 (the reference date of `Date`) in microseconds since 1970.
+    static let referenceMicroseconds: Int64 = 978_307_200_000_000
 
     /// Whole seconds since the epoch, rounded down, clamped as `microseconds(_:)` is.
     public static func seconds(_ date: Date) -> Int64 {
@@ -24,7 +35,8 @@ public enum Timestamp {
     }
 
     public static func date(microseconds: Int64) -> Date {
-        Date(timeIntervalSince1970: Double(microseconds) / 1_000_000)
+        let (sinceReference, overflow) = microseconds.subtractingReportingOverflow(referenceMicroseconds)
+        return Date(timeIntervalSinceReferenceDate: (overflow ? Double(Int64.min) : Double(sinceReference)) / 1_000_000)
     }
 
     /// `2026-11-30T16:32:09.123456Z`; the fraction only when it is not zero.
