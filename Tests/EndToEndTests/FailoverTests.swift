@@ -54,11 +54,7 @@ extension FaultTests {
         try await Pipeline.run(environment: settings, databaseURL: databaseURL) { pipeline in
             pipeline.receiver.delay("failover", seconds: 0.02)
             let (_, webPort) = try await WebServerTests.startWeb(pipeline)
-            @Sendable func webStatus() async -> String {
-                let answer = try? await RawSocket.exchange(
-                    port: webPort, WebServerTests.request("/api/v1/schedule/", host: "127.0.0.1", token: pipeline.adminToken), timeout: 10)
-                return String(answer?.prefix(12) ?? "no answer")
-            }
+            @Sendable func webStatus() async -> String { await WebServerTests.status(port: webPort, token: pipeline.adminToken) }
             #expect(await webStatus() == "HTTP/1.1 200")
             let count = 3000
             try await pipeline.createDue(count, name: "failover", due: Date().addingTimeInterval(1))

@@ -207,11 +207,7 @@ struct FaultTests {
             pipeline.receiver.delay("pg", seconds: 0.005)
             // The scheduler-web program, as clients reach it.
             let (_, webPort) = try await WebServerTests.startWeb(pipeline)
-            @Sendable func webStatus() async -> String {
-                let answer = try? await RawSocket.exchange(
-                    port: webPort, WebServerTests.request("/api/v1/schedule/", host: "127.0.0.1", token: pipeline.adminToken), timeout: 10)
-                return String(answer?.prefix(12) ?? "no answer")
-            }
+            @Sendable func webStatus() async -> String { await WebServerTests.status(port: webPort, token: pipeline.adminToken) }
             #expect(await webStatus() == "HTTP/1.1 200")
             let count = 3000
             // All due at once: beat claims and publishes batch after batch, and PostgreSQL

@@ -152,15 +152,7 @@ final class Pipeline: Sendable {
             Issue.record("\(name) died during the test (status \(process.terminationStatus), \(process.terminationReason))")
             return
         }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(45)
-        while process.isRunning, Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning {
-            Issue.record("\(name) did not stop within 45 s of SIGTERM")
-            kill(process.processIdentifier, SIGKILL)
-        } else if process.terminationReason != .exit || process.terminationStatus != 0 {
-            Issue.record("\(name) exited with status \(process.terminationStatus) (\(process.terminationReason)) on SIGTERM")
-        }
+        await Self.end(process, name: name)
     }
 
     func stopAll() async {

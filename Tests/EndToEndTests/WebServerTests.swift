@@ -30,6 +30,12 @@ struct WebServerTests {
         "GET \(path) HTTP/1.1\r\nHost: \(host)\r\n" + (token.map { "Authorization: Token \($0)\r\n" } ?? "") + "Connection: close\r\n\r\n"
     }
 
+    /// The status line's start of a normal list request ("HTTP/1.1 200"), or "no answer".
+    static func status(port: Int, token: String) async -> String {
+        let answer = try? await RawSocket.exchange(port: port, request("/api/v1/schedule/", host: "127.0.0.1", token: token), timeout: 10)
+        return String(answer?.prefix(12) ?? "no answer")
+    }
+
     /// The time one normal request takes, in seconds.
     static func timed(port: Int, token: String) async throws -> (seconds: Double, answer: String) {
         let started = Date()
