@@ -116,44 +116,13 @@ extension FaultTests {
                 !ports.isEmpty && ports.allSatisfy { $0 == cluster.ports[clients - 1] }, "the programs are on node \(clients): \(ports)")
             #expect(try Self.leader(cluster, vhost: vhost, queue: DeliveryTopology.queue, via: clients) == leaderNode)
 
-            // The instant of the fault: what was recorded, POSTed and not yet recorded (in
-            // flight), still queued (ready, counted live by the broker over AMQP).
             let killed = victim == .leader ? leaderNode : clients
-            let notTaken = try pipeline.depth(DeliveryTopology.queue) + pipeline.depth(DeliveryTopology.heldQueue)
-            let recorded = Set(try await pipeline.pool.query("SELECT id FROM deliveries WHERE state = 'delivered'").compactMap { $0["id"] })
-            try cluster.run(killed, ["kill"])
-            // POSTs the worker sent until it noticed the loss count as in flight too.
-            try await Task.sleep(for: .milliseconds(500))
-            let inFlight = Set(pipeline.receiver.keys("cluster").keys).subtracting(recorded)
-            #expect(!recorded.isEmpty && recorded.count < count, "some jobs were recorded at the kill: \(recorded.count)")
-            #expect(!inFlight.isEmpty, "some jobs were POSTed and not recorded at the kill")
-            // Not yet POSTed at the kill: queued, unpublished or waiting in the worker's window.
-            let notYetSent = count - pipeline.receiver.keys("cluster").count
-            #expect(notYetSent > 0, "some jobs were not yet sent at the kill (\(notTaken) of them queued)")
+            let instant = try await pipeline.fault(during: "cluster", count: count) { try cluster.run(killed, ["kill"]) }
             try await Task.sleep(for: .seconds(3))
             try cluster.run(killed, ["start", cluster.ports[killed - 1]])
-
-            let all = try await pipeline.eventually(timeout: 180) { pipeline.receiver.keys("cluster").count >= count }
-            let delivered = try await pipeline.eventually(timeout: 60) { try await pipeline.states()["delivered"] == count }
-            try await Task.sleep(for: .seconds(2))
-            let states = try await pipeline.states()
-            #expect(all && delivered, "every occurrence arrived and was recorded: \(pipeline.receiver.keys("cluster").count), \(states)")
-            let rows = try await pipeline.pool.query("SELECT count(*) FROM deliveries").first?[0]
-            #expect(rows == String(count), "one delivery record per occurrence")
-            let requests = pipeline.receiver.received("cluster")
-            var keysBySchedule: [String: Set<String>] = [:]
-            for request in requests {
-                keysBySchedule[request.header("X-Scheduler-Schedule-Id") ?? "", default: []].insert(request.header("Idempotency-Key") ?? "")
-            }
-            #expect(keysBySchedule.count == count, "every schedule's occurrence arrived")
-            #expect(keysBySchedule.values.allSatisfy { $0.count == 1 }, "a repeat carries the first POST's Idempotency-Key")
-            let keys = pipeline.receiver.keys("cluster")
-            let repeated = Set(keys.filter { $0.value > 1 }.map(\.key))
-            #expect(keys.values.allSatisfy { $0 <= 2 }, "none POSTed three times")
-            #expect(repeated.isDisjoint(with: recorded), "a job recorded as delivered before the kill is never POSTed again")
-            #expect(repeated.isSubset(of: inFlight), "repeats only of jobs in flight at the kill: \(repeated.count) of \(inFlight.count)")
+            let (requests, repeated) = try await pipeline.expectEachOnce("cluster", count: count, after: instant)
             print(
-                "cluster, \(victim.rawValue) killed (node \(killed), programs on \(clients), leader \(leaderNode)): recorded \(recorded.count), in flight \(inFlight.count), queued \(notTaken) at the kill; \(requests.count) requests, \(repeated.count) repeated"
+                "cluster, \(victim.rawValue) killed (node \(killed), programs on \(clients), leader \(leaderNode)): recorded \(instant.recorded.count), in flight \(instant.inFlight.count), queued \(instant.queued) at the kill; \(requests.count) requests, \(repeated.count) repeated"
             )
         }
         try cluster.run(1, ["delete_vhost", vhost])

@@ -61,44 +61,18 @@ extension FaultTests {
             let begun = try await pipeline.eventually(timeout: 60) { try await pipeline.states()["delivered", default: 0] >= 300 }
             try #require(begun, "the burst began")
 
-            // The instant of the fault: what was recorded, POSTed and not yet recorded (in
-            // flight), still queued (ready, counted live by the broker over AMQP).
-            let notTaken = try pipeline.depth(DeliveryTopology.queue) + pipeline.depth(DeliveryTopology.heldQueue)
-            let recorded = Set(try await pipeline.pool.query("SELECT id FROM deliveries WHERE state = 'delivered'").compactMap { $0["id"] })
-            _ = try runTool(failover.control, ["kill-primary"])
-            let killed = Date()
-            try await Task.sleep(for: .milliseconds(500))
-            let inFlight = Set(pipeline.receiver.keys("failover").keys).subtracting(recorded)
-            #expect(recorded.count < count, "some jobs were not yet recorded at the kill: \(recorded.count)")
-            #expect(!inFlight.isEmpty, "some jobs were POSTed and not recorded at the kill")
-            // Not yet POSTed at the kill: queued, unpublished or waiting in the worker's window.
-            let notYetSent = count - pipeline.receiver.keys("failover").count
-            #expect(notYetSent > 0, "some jobs were not yet sent at the kill (\(notTaken) of them queued)")
+            var killed = Date()
+            let instant = try await pipeline.fault(during: "failover", count: count) {
+                _ = try runTool(failover.control, ["kill-primary"])
+                killed = Date()
+            }
             #expect(await webStatus() == "HTTP/1.1 503", "scheduler-web answers 503 while there is no primary")
             try await Task.sleep(for: .seconds(1))
             _ = try runTool(failover.control, ["promote"])
             let webBack = try await pipeline.eventually(timeout: 30) { await webStatus() == "HTTP/1.1 200" }
             #expect(webBack, "scheduler-web carries on against the new primary")
 
-            let all = try await pipeline.eventually(timeout: 180) { pipeline.receiver.keys("failover").count >= count }
-            let delivered = try await pipeline.eventually(timeout: 60) { (try? await pipeline.states()["delivered"]) == count }
-            try await Task.sleep(for: .seconds(2))
-            let states = try await pipeline.states()
-            #expect(all && delivered, "every occurrence arrived and was recorded: \(pipeline.receiver.keys("failover").count), \(states)")
-            let rows = try await pipeline.pool.query("SELECT count(*) FROM deliveries").first?[0]
-            #expect(rows == String(count), "one delivery record per occurrence")
-            let requests = pipeline.receiver.received("failover")
-            var keysBySchedule: [String: Set<String>] = [:]
-            for request in requests {
-                keysBySchedule[request.header("X-Scheduler-Schedule-Id") ?? "", default: []].insert(request.header("Idempotency-Key") ?? "")
-            }
-            #expect(keysBySchedule.count == count, "every schedule's occurrence arrived")
-            #expect(keysBySchedule.values.allSatisfy { $0.count == 1 }, "a repeat carries the first POST's Idempotency-Key")
-            let keys = pipeline.receiver.keys("failover")
-            let repeated = Set(keys.filter { $0.value > 1 }.map(\.key))
-            #expect(keys.values.allSatisfy { $0 <= 2 }, "none POSTed three times")
-            #expect(repeated.isDisjoint(with: recorded), "a job recorded as delivered before the kill is never POSTed again")
-            #expect(repeated.isSubset(of: inFlight), "repeats only of jobs in flight at the kill: \(repeated.count) of \(inFlight.count)")
+            let (requests, repeated) = try await pipeline.expectEachOnce("failover", count: count, after: instant)
             let primary = try await pipeline.pool.query("SELECT inet_server_port() AS port, pg_is_in_recovery() AS standby").first
             #expect(primary?["standby"] == "f", "the pool writes to the promoted standby")
             let worst =
@@ -106,7 +80,7 @@ extension FaultTests {
                     request.header("X-Scheduler-Scheduled-For").flatMap(Timestamp.parse).map { request.arrived.timeIntervalSince($0) }
                 }.max() ?? 0
             print(
-                "PostgreSQL failover: recorded \(recorded.count), in flight \(inFlight.count), queued \(notTaken) at the kill; \(requests.count) requests, \(repeated.count) repeated; latest \(worst) s after its due time, \(Date().timeIntervalSince(killed)) s after the kill; now on port \(primary?["port"] ?? "?")"
+                "PostgreSQL failover: recorded \(instant.recorded.count), in flight \(instant.inFlight.count), queued \(instant.queued) at the kill; \(requests.count) requests, \(repeated.count) repeated; latest \(worst) s after its due time, \(Date().timeIntervalSince(killed)) s after the kill; now on port \(primary?["port"] ?? "?")"
             )
         }
     }

@@ -127,6 +127,75 @@ struct FaultTests {
         }
     }
 
+    @Test(
+        "the broker cancels a worker's consumer mid-burst (its held queue deleted): the same worker consumes again from both queues; none lost, repeats only of what was in flight"
+    )
+    func consumerCancelled() async throws {
+        let settings = ["WORKER_PREFETCH": "100", "DELIVERY_TIMEOUT": "30", "RECEIVER_CONCURRENCY": "8"]
+        try await Pipeline.run(environment: settings, worker: false) { pipeline in
+            pipeline.receiver.delay("burst", seconds: 0.04)
+            let count = 1200
+            try await pipeline.createDue(count, name: "burst", due: Date())
+            let worker = try pipeline.launch("worker")
+            let started = try await pipeline.eventually(timeout: 60) { try await pipeline.states()["delivered", default: 0] >= 200 }
+            try #require(started, "the worker delivered its first jobs")
+            // Outcomes held back (the records locked), so that at the cancel the worker holds
+            // jobs it POSTed whose outcome is not recorded.
+            let lock = try await PostgresConnection.connect(url: pipeline.configuration.databaseURL, logger: pipeline.logger)
+            try await lock.execute("BEGIN; LOCK TABLE deliveries IN EXCLUSIVE MODE")
+            try await Task.sleep(for: .milliseconds(1500))
+            let recorded = Set(
+                try await pipeline.pool.query("SELECT id FROM deliveries WHERE state = 'delivered'").compactMap { $0["id"] })
+            let notTaken = try pipeline.depth(DeliveryTopology.queue)
+            // Deleting the (empty) held queue makes the broker send basic.cancel to the
+            // worker's consumer of it; the burst stays on the main queue.
+            let vhost = String(pipeline.configuration.brokerURL.split(separator: "/").last ?? "")
+            _ = try TestBroker.rabbitmqctl(["delete_queue", "-p", vhost, DeliveryTopology.heldQueue])
+            let consumers: @Sendable (String) throws -> Int = { queue in
+                let connection = try AMQPConnection(url: pipeline.configuration.brokerURL, heartbeat: 0)
+                defer { connection.close() }
+                try connection.openChannel(1)
+                do {
+                    return try connection.declareQueue(queue, passive: true, channel: 1).consumers
+                } catch let error as AMQPError where error.code == 404 {
+                    return 0
+                }
+            }
+            let again = try await pipeline.eventually(timeout: 30) {
+                try consumers(DeliveryTopology.heldQueue) == 1 && consumers(DeliveryTopology.queue) == 1
+            }
+            let sentAtCancel = Set(pipeline.receiver.keys("burst").keys)
+            try await lock.execute("ROLLBACK")
+            let counted = (try consumers(DeliveryTopology.heldQueue), try consumers(DeliveryTopology.queue))
+            #expect(again, "the worker declared the held queue again and consumes from both queues: \(counted)")
+            let inFlight = sentAtCancel.subtracting(recorded)
+            #expect(!recorded.isEmpty && recorded.count < count, "some jobs were recorded at the cancel: \(recorded.count)")
+            #expect(!inFlight.isEmpty, "some jobs were POSTed but not recorded at the cancel")
+            #expect(notTaken > 0, "some jobs were not taken yet: \(notTaken)")
+            let all = try await pipeline.eventually(timeout: 120) { try await pipeline.states()["delivered"] == count }
+            let states = try await pipeline.states()
+            #expect(all, "every occurrence delivered: \(states)")
+            // Jobs published ahead of their time after the cancel (to the held queue the
+            // worker declared again) arrive on time.
+            let heldDue = Date().addingTimeInterval(4)
+            try await pipeline.createDue(50, name: "held", due: heldDue)
+            let held = try await pipeline.eventually(timeout: 30) { pipeline.receiver.keys("held").count == 50 }
+            #expect(held, "the jobs published to the held queue after the cancel arrived: \(pipeline.receiver.keys("held").count)")
+            let latest = pipeline.receiver.received("held").map { $0.arrived.timeIntervalSince(heldDue) }.max() ?? 0
+            #expect(latest < 2, "they arrived on time, from the held queue: the last \(latest) s after its due time")
+            try await Task.sleep(for: .seconds(2))
+            let keys = pipeline.receiver.keys("burst")
+            #expect(keys.count == count, "every occurrence arrived: \(keys.count)")
+            let repeated = Set(keys.filter { $0.value > 1 }.map(\.key))
+            #expect(repeated.isSubset(of: inFlight), "only jobs in flight at the cancel are sent again")
+            #expect(repeated.isDisjoint(with: recorded), "a job recorded as delivered is never POSTed again")
+            #expect(keys.values.allSatisfy { $0 <= 2 })
+            #expect(pipeline.receiver.received("held").count == 50, "none held twice")
+            #expect(worker.isRunning, "the same worker carried on")
+            print("consumer cancelled: \(repeated.count) of \(inFlight.count) jobs in flight at the cancel POSTed again")
+        }
+    }
+
     @Test("two beats at once over thousands of occurrences: both claim some, each delivered exactly once")
     func twoBeats() async throws {
         try await Pipeline.run(environment: ["BEAT_BATCH_SIZE": "50", "WORKER_PREFETCH": "300"], beat: false) { pipeline in

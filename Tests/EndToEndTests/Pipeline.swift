@@ -309,6 +309,63 @@ final class Pipeline: Sendable {
         try TestBroker.counts(of: queue, url: configuration.brokerURL).unacked
     }
 
+    /// What a fault found: the jobs recorded as delivered, the ones POSTed and not recorded
+    /// (in flight), and how many were ready in the queues.
+    struct FaultInstant: Sendable {
+        var recorded: Set<String>
+        var inFlight: Set<String>
+        var queued: Int
+    }
+
+    /// Runs `fault` in the middle of the burst of `count` jobs POSTed to `name`, and checks
+    /// that it landed where the promises are at stake: some jobs recorded, some in flight
+    /// (POSTs the worker sent until it noticed the fault count too), some not yet sent.
+    func fault(during name: String, count: Int, _ fault: () async throws -> Void) async throws -> FaultInstant {
+        let queued = try depth(DeliveryTopology.queue) + depth(DeliveryTopology.heldQueue)
+        let recorded = Set(try await pool.query("SELECT id FROM deliveries WHERE state = 'delivered'").compactMap { $0["id"] })
+        try await fault()
+        try await Task.sleep(for: .milliseconds(500))
+        let sent = receiver.keys(name)
+        let inFlight = Set(sent.keys).subtracting(recorded)
+        #expect(!recorded.isEmpty && recorded.count < count, "some jobs were recorded at the fault: \(recorded.count)")
+        #expect(!inFlight.isEmpty, "some jobs were POSTed and not recorded at the fault")
+        // Not yet POSTed at the fault: queued, unpublished or waiting in the worker's window.
+        #expect(sent.count < count, "some jobs were not yet sent at the fault (\(queued) of them queued)")
+        return FaultInstant(recorded: recorded, inFlight: inFlight, queued: queued)
+    }
+
+    /// The exact count after a fault: every one of the `count` occurrences POSTed to `name`
+    /// arrives and is recorded once, each schedule under one `Idempotency-Key`; repeats only
+    /// of the jobs in flight at the fault, at most once more each. Returns what arrived and
+    /// the keys POSTed twice.
+    func expectEachOnce(
+        _ name: String, count: Int, after instant: FaultInstant, timeout: Double = 180
+    ) async throws -> (requests: [Receiver.Request], repeated: Set<String>) {
+        let all = try await eventually(timeout: timeout) { receiver.keys(name).count >= count }
+        let delivered = try await eventually(timeout: 60) { (try? await states()["delivered"]) == count }
+        // Settle, then count exactly: a late repeat must show up too.
+        try await Task.sleep(for: .seconds(2))
+        let counts = try await states()
+        #expect(all && delivered, "every occurrence arrived and was recorded: \(receiver.keys(name).count), \(counts)")
+        let rows = try await pool.query("SELECT count(*) FROM deliveries").first?[0]
+        #expect(rows == String(count), "one delivery record per occurrence")
+        let requests = receiver.received(name)
+        var keysBySchedule: [String: Set<String>] = [:]
+        for request in requests {
+            keysBySchedule[request.header("X-Scheduler-Schedule-Id") ?? "", default: []].insert(request.header("Idempotency-Key") ?? "")
+        }
+        #expect(keysBySchedule.count == count, "every schedule's occurrence arrived")
+        #expect(keysBySchedule.values.allSatisfy { $0.count == 1 }, "a repeat carries the first POST's Idempotency-Key")
+        let keys = receiver.keys(name)
+        let repeated = Set(keys.filter { $0.value > 1 }.map(\.key))
+        #expect(keys.values.allSatisfy { $0 <= 2 }, "none POSTed three times")
+        #expect(repeated.isDisjoint(with: instant.recorded), "a job recorded as delivered before the fault is never POSTed again")
+        #expect(
+            repeated.isSubset(of: instant.inFlight),
+            "repeats only of jobs in flight at the fault: \(repeated.count) of \(instant.inFlight.count)")
+        return (requests, repeated)
+    }
+
     /// Waits until `check` holds (or the time is up).
     func eventually(timeout: Double, _ check: @Sendable () async throws -> Bool) async throws -> Bool {
         try await EndToEndTests.eventually(timeout: timeout, check)
