@@ -33,4 +33,7 @@ ENV SCHEDULER_MIGRATIONS=/app/migrations \
     PORT=8000
 USER 10001
 EXPOSE 8000 9101 9102
+# Ready when the program's /readyz answers 200: web's on PORT by default; beat and worker
+# set PROBE_URL to theirs (http://127.0.0.1:9101/readyz, :9102), as compose does.
+HEALTHCHECK --interval=10s --timeout=6s --start-period=20s --retries=3 CMD ["scheduler-ctl", "probe"]
 CMD ["scheduler-web"]

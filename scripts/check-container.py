@@ -122,6 +122,26 @@ for plugin in ["rabbitmq_management", "rabbitmq_prometheus"]:
     if plugin not in plugins:
         problems.append(f"rabbitmq/enabled_plugins: {plugin} is not enabled")
 
+# Probes: the image checks readiness itself (no curl in it), and compose knows each
+# program's probe and lets it drain before killing it.
+health = [arguments for keyword, arguments in run_steps if keyword == "HEALTHCHECK"]
+if not health or "scheduler-ctl" not in health[-1] or "probe" not in health[-1]:
+    problems.append("Dockerfile: the run stage needs a HEALTHCHECK running scheduler-ctl probe")
+
+
+def seconds(text):
+    match = re.fullmatch(r"(\d+)(s|m)", str(text))
+    return int(match.group(1)) * (60 if match.group(2) == "m" else 1) if match else 0
+
+
+for name, (port, least) in {"web": (8000, 15), "beat": (9101, 15), "worker": (9102, 45)}.items():
+    service = services.get(name, {})
+    test = " ".join(service.get("healthcheck", {}).get("test", []))
+    if "scheduler-ctl probe" not in test or f":{port}/readyz" not in test:
+        problems.append(f"docker-compose.yml: {name} needs a healthcheck probing its /readyz on port {port}")
+    if seconds(service.get("stop_grace_period", "")) <= least:
+        problems.append(f"docker-compose.yml: {name}'s stop_grace_period must exceed its drain ({least} s)")
+
 if problems:
     print("\n".join(problems))
     sys.exit(1)

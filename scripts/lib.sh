@@ -11,7 +11,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the project needs to build, run and test.
-DEBIAN_PACKAGES=(pkg-config libpq-dev postgresql postgresql-contrib librabbitmq-dev rabbitmq-server libcurl4-openssl-dev python3-venv curl iproute2 libjs-chart.js)
+DEBIAN_PACKAGES=(pkg-config libpq-dev postgresql postgresql-contrib librabbitmq-dev rabbitmq-server libcurl4-openssl-dev python3-venv curl iproute2 libjs-chart.js prometheus)
 
 ensure_packages() {
     local missing=()
@@ -42,8 +42,35 @@ as_pg() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# make_test_certificates DIR: a throw-away CA, a server certificate it signed for the name
+# localhost (not the address 127.0.0.1: the tests check host names), a client certificate,
+# and a second CA that signed neither, in DIR (kept if already there). For the TLS tests.
+make_test_certificates() {
+    local dir=$1
+    [ -s "$dir/server.crt" ] && [ -s "$dir/client.crt" ] && [ -s "$dir/other-ca.crt" ] && return 0
+    mkdir -p "$dir"
+    log "making a test CA and certificates in $dir"
+    (
+        cd "$dir"
+        for ca in ca other-ca; do
+            openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=seed-scheduler test $ca" \
+                -keyout "$ca.key" -out "$ca.crt" 2>/dev/null
+        done
+        printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' > server.ext
+        printf 'extendedKeyUsage=clientAuth\n' > client.ext
+        for who in server client; do
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=$([ $who = server ] && echo localhost || echo scheduler)" \
+                -keyout "$who.key" -out "$who.csr" 2>/dev/null
+            openssl x509 -req -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+                -extfile "$who.ext" -out "$who.crt" 2>/dev/null
+        done
+        chmod 644 ./*.crt ./*.key
+    ) || die "openssl could not make the test certificates"
+}
+
 # start_postgres NAME PORT: a cluster in .data/NAME on 127.0.0.1:PORT, trust auth for
-# local connections only. Prints nothing; sets PG_URL_BASE (no database name).
+# local connections only. Prints nothing; sets PG_URL_BASE (no database name). With
+# PG_TLS_DIR (make_test_certificates), it also takes TLS connections (ssl = on).
 start_postgres() {
     local name=$1 port=$2 bin dir
     bin=$(pg_bin)
@@ -59,10 +86,18 @@ start_postgres() {
         log "creating a PostgreSQL cluster in $dir"
         as_pg "$bin/initdb" -D "$dir" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     fi
+    local tls=""
+    if [ -n "${PG_TLS_DIR:-}" ]; then
+        # The key must belong to the server's user and be readable by it alone.
+        install -m 600 "$PG_TLS_DIR/server.key" "$dir/server.key"
+        install -m 644 "$PG_TLS_DIR/server.crt" "$dir/server.crt"
+        [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir/server.key" "$dir/server.crt"
+        tls="-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+    fi
     if ! as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
         log "starting PostgreSQL on 127.0.0.1:$port"
         as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=${PG_FSYNC:-on}" start >/dev/null \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=${PG_FSYNC:-on} $tls" start >/dev/null \
             || { cat "$dir/server.log" >&2; die "PostgreSQL did not start"; }
     fi
     PG_DIR="$dir"
@@ -118,11 +153,23 @@ local_secret_key() {
 
 # start_rabbitmq NAME PORT: a RabbitMQ node whose data and logs live in .data/NAME, on
 # 127.0.0.1:PORT, configured by rabbitmq/rabbitmq.conf. Sets AMQP_URL and RABBIT_ENV.
+# With RABBIT_TLS_PORT and RABBIT_TLS_DIR (make_test_certificates), it also listens for
+# amqps:// on that port (client certificates asked for, not required).
 start_rabbitmq() {
     local name=$1 port=$2 dir
     dir="$DATA/$name"
     mkdir -p "$dir/mnesia" "$dir/log"
     [ -f "$dir/enabled_plugins" ] || echo "[]." > "$dir/enabled_plugins"
+    local RABBIT_CONFIG_FILE=${RABBIT_CONFIG_FILE:-$ROOT/rabbitmq/rabbitmq.conf}
+    if [ -n "${RABBIT_TLS_PORT:-}" ]; then
+        { cat "$RABBIT_CONFIG_FILE"
+          printf 'listeners.ssl.default = 127.0.0.1:%s\n' "$RABBIT_TLS_PORT"
+          printf 'ssl_options.cacertfile = %s/ca.crt\nssl_options.certfile = %s/server.crt\nssl_options.keyfile = %s/server.key\n' \
+              "$RABBIT_TLS_DIR" "$RABBIT_TLS_DIR" "$RABBIT_TLS_DIR"
+          printf 'ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n'
+        } > "$dir/rabbitmq.conf"
+        RABBIT_CONFIG_FILE="$dir/rabbitmq.conf"
+    fi
     # The node's environment, also needed by rabbitmqctl to reach it.
     RABBIT_ENV=(
         HOME="$dir"
@@ -133,7 +180,7 @@ start_rabbitmq() {
         RABBITMQ_MNESIA_BASE="$dir/mnesia"
         RABBITMQ_LOG_BASE="$dir/log"
         RABBITMQ_PID_FILE="$dir/rabbitmq.pid"
-        RABBITMQ_CONFIG_FILE="${RABBIT_CONFIG_FILE:-$ROOT/rabbitmq/rabbitmq.conf}"
+        RABBITMQ_CONFIG_FILE="$RABBIT_CONFIG_FILE"
         RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
         RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
     )

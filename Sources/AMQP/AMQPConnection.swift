@@ -54,9 +54,12 @@ final class AMQPConnection: @unchecked Sendable {
         guard let state = amqp_new_connection() else {
             throw AMQPError(kind: .connection, message: "librabbitmq could not allocate a connection")
         }
-        guard let socket = amqp_tcp_socket_new(state) else {
+        let socket: OpaquePointer
+        do {
+            socket = try Self.socket(state, tls: endpoint.tls)
+        } catch {
             amqp_destroy_connection(state)
-            throw AMQPError(kind: .connection, message: "librabbitmq could not create a socket")
+            throw error
         }
         var connectTimeout = Self.timeval(seconds: timeout)
         let status = amqp_socket_open_noblock(socket, node.host, Int32(node.port), &connectTimeout)
@@ -73,6 +76,43 @@ final class AMQPConnection: @unchecked Sendable {
             throw error
         }
         return state
+    }
+
+    /// A plain TCP socket, or a TLS one that verifies the broker's certificate and host name
+    /// against the CA file (the system's bundle by default), with the client certificate if
+    /// one is given. A file that cannot be read is a usage error, the same on every node.
+    private static func socket(_ state: amqp_connection_state_t, tls: AMQPEndpoint.TLS?) throws -> OpaquePointer {
+        guard let tls else {
+            guard let socket = amqp_tcp_socket_new(state) else {
+                throw AMQPError(kind: .connection, message: "librabbitmq could not create a socket")
+            }
+            return socket
+        }
+        guard let socket = amqp_ssl_socket_new(state) else {
+            throw AMQPError(kind: .connection, message: "librabbitmq could not create a TLS socket")
+        }
+        amqp_ssl_socket_set_verify_peer(socket, tls.verify ? 1 : 0)
+        amqp_ssl_socket_set_verify_hostname(socket, tls.verify ? 1 : 0)
+        _ = amqp_ssl_socket_set_ssl_versions(socket, AMQP_TLSv1_2, AMQP_TLSvLATEST)
+        let caFile = tls.caFile ?? AMQPEndpoint.TLS.systemCAFile
+        if tls.verify || tls.caFile != nil {
+            let status = amqp_ssl_socket_set_cacert(socket, caFile)
+            guard status == AMQP_STATUS_OK.rawValue else {
+                throw AMQPError(
+                    kind: .usage, code: Int(status),
+                    message: "cannot read the broker CA file \(caFile): \(String(cString: amqp_error_string2(status)))")
+            }
+        }
+        if let certificate = tls.certificateFile, let key = tls.keyFile {
+            let status = amqp_ssl_socket_set_key(socket, certificate, key)
+            guard status == AMQP_STATUS_OK.rawValue else {
+                throw AMQPError(
+                    kind: .usage, code: Int(status),
+                    message:
+                        "cannot read the client certificate \(certificate) or key \(key): \(String(cString: amqp_error_string2(status)))")
+            }
+        }
+        return socket
     }
 
     deinit {

@@ -3,7 +3,23 @@ import Foundation
 /// The parts of an `amqp://user:password@host:port/vhost` URL (vhost `%2f` is `/`). A
 /// cluster's nodes are listed as several hosts, comma-separated, as libpq does:
 /// `amqp://user:password@node1:5672,node2:5672,node3:5672/vhost`.
+///
+/// `amqps://` is TLS (port 5671 by default), with the peer's certificate and host name
+/// verified; RabbitMQ's URI query parameters say how: `cacertfile` (the CA bundle; the
+/// system's by default), `certfile` and `keyfile` (a client certificate, both or neither),
+/// `verify=verify_none` (no verification: never in production).
 public struct AMQPEndpoint: Sendable, Equatable {
+    /// How a TLS connection verifies the broker and shows itself.
+    public struct TLS: Sendable, Equatable {
+        public var caFile: String?
+        public var certificateFile: String?
+        public var keyFile: String?
+        public var verify: Bool
+
+        /// Debian's (and most distributions') bundle of trusted CAs.
+        public static let systemCAFile = "/etc/ssl/certs/ca-certificates.crt"
+    }
+
     public struct Node: Sendable, Hashable, CustomStringConvertible {
         public let host: String
         public let port: Int
@@ -16,18 +32,25 @@ public struct AMQPEndpoint: Sendable, Equatable {
     public let virtualHost: String
     public let user: String
     public let password: String
+    /// nil for `amqp://`.
+    public let tls: TLS?
 
     public init(url: String) throws {
         guard let separator = url.range(of: "://") else { throw AMQPError(kind: .usage, message: "'\(url)' is not an amqp:// URL") }
         let scheme = url[..<separator.lowerBound].lowercased()
-        guard scheme == "amqp" else {
-            throw AMQPError(kind: .usage, message: "only amqp:// URLs are supported (TLS is not), got \(scheme)://")
+        guard scheme == "amqp" || scheme == "amqps" else {
+            throw AMQPError(kind: .usage, message: "the broker URL must be amqp:// or amqps://, got \(scheme)://")
         }
         let rest = url[separator.upperBound...]
         let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
         let authority = rest[..<authorityEnd]
         var path = rest[authorityEnd...]
-        if let query = path.firstIndex(where: { $0 == "?" || $0 == "#" }) { path = path[..<query] }
+        var query: Substring = ""
+        if let start = path.firstIndex(where: { $0 == "?" || $0 == "#" }) {
+            if path[start] == "?" { query = path[path.index(after: start)...].prefix { $0 != "#" } }
+            path = path[..<start]
+        }
+        tls = scheme == "amqps" ? try Self.tls(query) : nil
         var hosts = authority
         var (user, password) = ("guest", "guest")
         if let at = authority.lastIndex(of: "@") {
@@ -41,7 +64,7 @@ public struct AMQPEndpoint: Sendable, Equatable {
         self.password = password
         var nodes: [Node] = []
         for spelled in hosts.split(separator: ",", omittingEmptySubsequences: false) {
-            nodes.append(try Self.node(String(spelled)))
+            nodes.append(try Self.node(String(spelled), defaultPort: tls == nil ? 5672 : 5671))
         }
         self.nodes = nodes
         if path.isEmpty || path == "/" {
@@ -60,10 +83,38 @@ public struct AMQPEndpoint: Sendable, Equatable {
         return [preferred] + order
     }
 
+    /// The TLS parameters of an `amqps://` URL's query; other parameters are ignored.
+    private static func tls(_ query: Substring) throws -> TLS {
+        var tls = TLS(caFile: nil, certificateFile: nil, keyFile: nil, verify: true)
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = String(parts[0])
+            let value = parts.count > 1 ? (String(parts[1]).removingPercentEncoding ?? String(parts[1])) : ""
+            guard !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                throw AMQPError(kind: .usage, message: "the broker URL's \(name) has a control character")
+            }
+            switch name {
+            case "cacertfile": tls.caFile = value
+            case "certfile": tls.certificateFile = value
+            case "keyfile": tls.keyFile = value
+            case "verify":
+                guard value == "verify_peer" || value == "verify_none" else {
+                    throw AMQPError(kind: .usage, message: "the broker URL's verify must be verify_peer or verify_none, got '\(value)'")
+                }
+                tls.verify = value == "verify_peer"
+            default: continue
+            }
+        }
+        guard (tls.certificateFile == nil) == (tls.keyFile == nil) else {
+            throw AMQPError(kind: .usage, message: "the broker URL needs both certfile and keyfile for a client certificate, or neither")
+        }
+        return tls
+    }
+
     /// `host`, `host:port`, `[v6]` or `[v6]:port`; an empty host is localhost.
-    private static func node(_ spelled: String) throws -> Node {
+    private static func node(_ spelled: String, defaultPort: Int) throws -> Node {
         var host = spelled
-        var port = 5672
+        var port = defaultPort
         if spelled.hasPrefix("["), let close = spelled.firstIndex(of: "]") {
             host = String(spelled[spelled.index(after: spelled.startIndex)..<close])
             let after = spelled[spelled.index(after: close)...]

@@ -8,6 +8,7 @@ import SchedulerCore
 import SchedulerStore
 import ServiceLifecycle
 import Synchronization
+import Telemetry
 
 /// scheduler-beat: publishes one job per due occurrence, then sleeps until the next due
 /// time or until PostgreSQL says a schedule changed. With `BEAT_LOOKAHEAD` (default 1.5 s)
@@ -93,10 +94,19 @@ public final class Beat: Service, Sendable {
             listener.withLock { $0?.stop() }
             publisher.close()
         }
+        Readiness.shared.expect(["database", "broker"])
         await withGracefulShutdownHandler {
             var failures = 0
             while !stopping.withLock({ $0 }) {
                 do {
+                    // `/readyz`: a round needs both servers; an idle beat checks the broker here.
+                    do {
+                        try await publisher.connect()
+                        Readiness.shared.ready("broker")
+                    } catch {
+                        Readiness.shared.failing("broker", "unreachable")
+                        throw error
+                    }
                     var current = listener.withLock { $0 }
                     if current == nil {
                         let opened = try await PostgresListener(url: databaseURL, channel: "scheduler_schedules", logger: logger)
@@ -104,6 +114,7 @@ public final class Beat: Service, Sendable {
                         current = opened
                     }
                     try await runRound()
+                    Readiness.shared.ready("database")
                     failures = 0
                     let next = try await store.nextWake()
                     var deadline = min(try await wake(next: next), Date().addingTimeInterval(idleWake))
@@ -114,6 +125,11 @@ public final class Beat: Service, Sendable {
                         _ = try await current?.wait(until: deadline)
                     }
                 } catch {
+                    if error is AMQPError {
+                        Readiness.shared.failing("broker", "unreachable")
+                    } else {
+                        Readiness.shared.failing("database", "unreachable")
+                    }
                     failures += 1
                     let delay = min(30.0, 0.25 * pow(2.0, Double(min(failures, 7))))
                     logger.error("beat round failed; retrying", metadata: ["error": "\(error)", "retry.in.s": "\(delay)"])

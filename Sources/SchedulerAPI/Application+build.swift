@@ -68,7 +68,8 @@ func buildRouter(
     router.add(middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
     router.add(middleware: HostMiddleware(hosts: configuration.hostPolicy))
     router.add(middleware: MetricsMiddleware())
-    if configuration.debug { router.add(middleware: LogRequestsMiddleware(.info)) }
+    // Every request logged at `LOG_LEVEL` debug or trace (`DEBUG=true` alone means debug).
+    if [.debug, .trace].contains(configuration.logLevel) { router.add(middleware: LogRequestsMiddleware(.info)) }
     let status =
         status ?? OperationsStatus(pool: pool, brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, logger: logger)
     PrometheusController(status: status).addRoutes(to: router)

@@ -7,6 +7,7 @@ import Postgres
 import SchedulerCore
 import SchedulerStore
 import Synchronization
+import Telemetry
 
 /// The I/O around `DeliveryMachine`, and nothing else: it feeds the machine the events of
 /// the consuming connection (`AMQPConsumer`), of the POSTs (`HTTPPoster`), of the database
@@ -59,13 +60,6 @@ final class DeliveryLoop: Sendable {
         input.yield(.stop)
     }
 
-    /// How long before a held job's due time the reads' idle connections are warmed again
-    /// (`DeliveryStore.warmReads`), at most once a second: anything that invalidated the
-    /// server's plans and caches since their last read (autovacuum's `ANALYZE` of a
-    /// partition, a partition created or dropped, a `TRUNCATE`) would otherwise cost the
-    /// read at the due instant 1.5-3 ms of planning and catalog loads (measured).
-    static let warmAhead = 0.05
-
     /// The held queue's window: twice the main one, so that the jobs of a steady load the
     /// lookahead publishes ahead (1,000 a second, 1.5 s ahead) are all taken when beat
     /// publishes them, not as the jobs due before them are acked, at their due instant.
@@ -74,6 +68,7 @@ final class DeliveryLoop: Sendable {
     func run() async {
         let input = input
         let logger = logger
+        Readiness.shared.expect(["broker", "database"])
         let consumer = AMQPConsumer(
             settings: .init(
                 // Jobs due now, and jobs published ahead of their time (held until then), each
@@ -85,10 +80,12 @@ final class DeliveryLoop: Sendable {
         ) { event in
             switch event {
             case .connected(let generation):
+                Readiness.shared.ready("broker")
                 input.yield(.connected(generation: generation))
             case .deliveries(let deliveries, let generation):
                 input.yield(.deliveries(deliveries, generation: generation))
             case .lost(let generation, let error):
+                Readiness.shared.failing("broker", "connection lost")
                 logger.error("lost the broker connection; unacked jobs return to the queue", metadata: ["error": "\(error)"])
                 input.yield(.lost(generation: generation))
             }
@@ -119,12 +116,12 @@ final class DeliveryLoop: Sendable {
         }
         var machine = DeliveryMachine(settings: settings.machine)
         var lastSync = Date.distantPast
-        // A tick at the due time of the next held job (the 100 ms clock is too coarse).
-        var alarm: (at: Date, task: Task<Void, Never>)?
-        defer { alarm?.task.cancel() }
-        // The reads' connections warmed again shortly before that time (see `warmAhead`).
-        var prewarm: (at: Date, task: Task<Void, Never>)?
-        defer { prewarm?.task.cancel() }
+        // A tick at the next held job's due time, and a warm-up just before (`HoldTimers`).
+        var timers = HoldTimers()
+        var alarm: Task<Void, Never>?
+        defer { alarm?.cancel() }
+        var prewarm: Task<Void, Never>?
+        defer { prewarm?.cancel() }
         for await event in events {
             let now = Date()
             if now.timeIntervalSince(lastSync) >= settings.receiverSync {
@@ -161,26 +158,21 @@ final class DeliveryLoop: Sendable {
                 input.yield(.posted(HTTPOutcome(id: post.id, status: nil, failure: .other, error: "\(error)", retryAfter: nil, seconds: 0)))
             }
             if finished { break }
-            if let due = machine.nextHold, alarm.map({ $0.at > due || $0.at <= now }) ?? true {
-                alarm?.task.cancel()
-                let delay = max(0, due.timeIntervalSinceNow)
-                alarm = (
-                    due,
-                    Task {
+            // The time now, not the event's: the alarm counts from when it is set.
+            for action in timers.plan(nextHold: machine.nextHold, now: Date()) {
+                switch action {
+                case .alarm(_, let delay):
+                    alarm?.cancel()
+                    alarm = Task {
                         try? await Task.sleep(for: .seconds(delay), tolerance: .zero)
                         if !Task.isCancelled { input.yield(.tick) }
                     }
-                )
-                let warmAt = due.addingTimeInterval(-Self.warmAhead)
-                if delay > 2 * Self.warmAhead, prewarm.map({ warmAt.timeIntervalSince($0.at) >= 1 }) ?? true {
-                    prewarm?.task.cancel()
-                    prewarm = (
-                        warmAt,
-                        Task { [store] in
-                            try? await Task.sleep(for: .seconds(delay - Self.warmAhead), tolerance: .zero)
-                            if !Task.isCancelled { await store.warmReads() }
-                        }
-                    )
+                case .warm(_, let delay):
+                    prewarm?.cancel()
+                    prewarm = Task { [store] in
+                        try? await Task.sleep(for: .seconds(delay), tolerance: .zero)
+                        if !Task.isCancelled { await store.warmReads() }
+                    }
                 }
             }
         }
@@ -217,7 +209,9 @@ final class DeliveryLoop: Sendable {
         Task { [self] in
             defer { sync.withLock { $0.running = false } }
             do {
+                // Every sync is a write: `/readyz` learns of PostgreSQL from it when idle.
                 try await store.write(reports)
+                Readiness.shared.ready("database")
                 let since = sync.withLock { $0.commandsSince }
                 for command in try await store.commands(since: since) {
                     sync.withLock { $0.commandsSince = max($0.commandsSince, command.at) }
@@ -225,6 +219,7 @@ final class DeliveryLoop: Sendable {
                     input.yield(.command(receiver: command.receiver, kind))
                 }
             } catch {
+                Readiness.shared.failing("database", "unreachable")
                 logger.warning("cannot sync the receivers' state and commands", metadata: ["error": "\(error)"])
             }
         }

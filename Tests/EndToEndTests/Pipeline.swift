@@ -51,16 +51,22 @@ final class Pipeline: Sendable {
 
     /// With a `databaseURL` the pipeline uses that (migrated) database, and leaves it; by
     /// default a fresh one, dropped at the end.
+    /// With `tls`, the programs reach both servers over TLS, verifying them against the
+    /// test CA (`TestTLS`); the test's own connections stay plain.
     static func run(
         environment: [String: String] = [:], databaseURL given: String? = nil, beat: Bool = true, worker: Bool = true,
-        _ body: @Sendable (Pipeline) async throws -> Void
+        tls: Bool = false, _ body: @Sendable (Pipeline) async throws -> Void
     ) async throws {
         Telemetry.bootstrap()
         let databaseURL: String
         if let given { databaseURL = given } else { databaseURL = try await TestDatabase.fresh() }
         let brokerURL = try TestBroker.freshURL()
+        let programs =
+            tls
+            ? (try TestTLS.databaseURL(databaseURL), try TestTLS.brokerURL(brokerURL, query: "cacertfile=" + TestTLS.file("ca.crt")))
+            : (databaseURL, brokerURL)
         let settings = [
-            "SCHEDULER_DATABASE": databaseURL, "BROKER_URL": brokerURL, "SECRET_KEY": secretKey, "RETRY_DELAYS": "1s,2s",
+            "SCHEDULER_DATABASE": programs.0, "BROKER_URL": programs.1, "SECRET_KEY": secretKey, "RETRY_DELAYS": "1s,2s",
             "DELIVERY_ATTEMPTS": "4", "DELIVERY_TIMEOUT": "5", "BEAT_METRICS_PORT": "0", "WORKER_METRICS_PORT": "0",
             // The receivers of these tests are on loopback, which the egress guard refuses by default.
             "EGRESS_ALLOW": "127.0.0.0/8,::1,localhost",
@@ -68,7 +74,9 @@ final class Pipeline: Sendable {
         let configuration = try Configuration(environment: settings)
         var logger = Logger(label: "e2e")
         logger.logLevel = ProcessInfo.processInfo.environment["E2E_DEBUG"] == nil ? .error : .debug
-        let pool = PostgresPool(url: databaseURL, size: 4, logger: logger)
+        // Named apart from the programs' sessions (`seed-scheduler`), which tests look for.
+        let pool = PostgresPool(
+            url: databaseURL + (databaseURL.contains("?") ? "&" : "?") + "application_name=e2e-test", size: 4, logger: logger)
         let admin = try await UserStore(pool: pool, minter: TokenMinter(secretKey: secretKey)).issueToken(
             email: "e2e@example.org", admin: true)
         let receiver = try await Receiver.start()
@@ -186,12 +194,18 @@ final class Pipeline: Sendable {
     /// Starts `scheduler-<program>` as a process of its own, with this pipeline's settings.
     /// The pipeline stops it at the end (SIGTERM, waited for, exit status 0 required) unless
     /// the test killed it with `kill9`.
-    func launch(_ program: String, extra: [String: String] = [:]) throws -> Process {
+    /// Its standard error goes to `standardError` when given.
+    func launch(_ program: String, extra: [String: String] = [:], standardError: Pipe? = nil) throws -> Process {
         let process = Process()
         process.executableURL = productsDirectory.appendingPathComponent("scheduler-\(program)")
         process.environment = ["PATH": "/usr/bin:/bin"].merging(environment.merging(extra) { $1 }) { $1 }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = ProcessInfo.processInfo.environment["E2E_DEBUG"] == nil ? FileHandle.nullDevice : FileHandle.standardError
+        if let standardError {
+            process.standardError = standardError
+        } else {
+            process.standardError =
+                ProcessInfo.processInfo.environment["E2E_DEBUG"] == nil ? FileHandle.nullDevice : FileHandle.standardError
+        }
         try process.run()
         launched.withLock { $0.append((process, "scheduler-\(program) (pid \(process.processIdentifier))", false)) }
         return process

@@ -57,6 +57,47 @@ struct WebServerTests {
             #expect(fine.contains("http://api.example.org:8443/api/v1/user/"), "\(fine)")
             let scrape = try await RawSocket.exchange(port: port, Self.request("/metrics", host: "10.9.8.7:8000"))
             #expect(scrape.hasPrefix("HTTP/1.1 200"))
+            let probe = try await RawSocket.exchange(port: port, Self.request("/readyz", host: "10.9.8.7:8000"))
+            #expect(probe.hasPrefix("HTTP/1.1 200"), "\(probe)")
+            await Self.stop(web)
+        }
+    }
+
+    @Test(
+        "probes without a token: /livez 200; /readyz 200 while PostgreSQL and RabbitMQ answer, 503 naming the broker when it does not (no host in the answer); scheduler-ctl probe reads PORT"
+    )
+    func probes() async throws {
+        try await Pipeline.run(beat: false, worker: false) { pipeline in
+            let (web, port) = try await Self.startWeb(pipeline)
+            let live = try await RawSocket.exchange(port: port, Self.request("/livez", host: "127.0.0.1"))
+            #expect(live.hasPrefix("HTTP/1.1 200") && live.contains(#"{"live":true}"#), "\(live)")
+            let ready = try await RawSocket.exchange(port: port, Self.request("/readyz", host: "127.0.0.1"))
+            #expect(
+                ready.hasPrefix("HTTP/1.1 200") && ready.contains(#"{"ready":true,"checks":{"broker":"ok","database":"ok"}}"#), "\(ready)")
+            // The default URL: this host's PORT.
+            let process = Process()
+            process.executableURL = productsDirectory.appendingPathComponent("scheduler-ctl")
+            process.arguments = ["probe"]
+            process.environment = ["PORT": String(port)]
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "scheduler-ctl probe with PORT set reaches web's /readyz")
+            // Web's /metrics, with API requests counted, as Prometheus' own linter wants it.
+            _ = try await RawSocket.exchange(port: port, Self.request("/api/v1/schedule/", host: "127.0.0.1", token: pipeline.adminToken))
+            let lint = try ProgramTests.promtool(port: port)
+            #expect(lint.status == 0 && lint.output.isEmpty, "promtool check metrics: \(lint.output)")
+            #expect(try ProgramTests.scrape(port: port).types["hb_requests_total"] == "counter")
+
+            let nobody = try ProgramTests.freePort()
+            let (lost, lostPort) = try await Self.startWeb(pipeline, extra: ["BROKER_URL": "amqp://guest:guest@127.0.0.1:\(nobody)/%2f"])
+            let notReady = try await RawSocket.exchange(port: lostPort, Self.request("/readyz", host: "127.0.0.1"))
+            #expect(notReady.hasPrefix("HTTP/1.1 503"), "\(notReady)")
+            #expect(notReady.contains(#""database":"ok""#) && !notReady.contains(#""broker":"ok""#), "\(notReady)")
+            #expect(!notReady.contains(String(nobody)), "no host or port in the answer")
+            let stillLive = try await RawSocket.exchange(port: lostPort, Self.request("/livez", host: "127.0.0.1"))
+            #expect(stillLive.hasPrefix("HTTP/1.1 200"))
+            await Self.stop(lost)
             await Self.stop(web)
         }
     }

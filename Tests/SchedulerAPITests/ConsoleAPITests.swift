@@ -30,10 +30,10 @@ import Testing
             #expect(whoami.status == .ok && whoami.object?["email"] == .string("admin@example.org"))
             // A change through the cookie needs the header; with a token it does not.
             let noHeader = try await api.send(
-                .post, "/api/v1/console/dead-letters/retry/", json: #"{"dry_run": true}"#, token: .some(nil), headers: [.cookie: session])
+                .post, "/api/v1/console/dead-letters/redrive/", json: #"{"dry_run": true}"#, token: .some(nil), headers: [.cookie: session])
             #expect(noHeader.status == .forbidden)
             let withToken = try await api.send(
-                .post, "/api/v1/console/dead-letters/retry/", json: #"{"dry_run": true}"#, token: api.adminToken)
+                .post, "/api/v1/console/dead-letters/redrive/", json: #"{"dry_run": true}"#, token: api.adminToken)
             #expect(withToken.status == .ok && withToken.object?["matched"] == .int(0))
             let wrong = try await api.send(.get, "/api/v1/console/whoami/", token: .some(nil), headers: [.cookie: "scheduler_session=nope"])
             #expect(wrong.status == .unauthorized)
@@ -121,7 +121,7 @@ import Testing
     ])
     func aMalformedRetryIsA400(_ body: String) async throws {
         try await APIHarness.run { api in
-            let reply = try await api.send(.post, "/api/v1/console/dead-letters/retry/", json: body)
+            let reply = try await api.send(.post, "/api/v1/console/dead-letters/redrive/", json: body)
             #expect(reply.status == .badRequest, "\(reply.text)")
         }
     }
@@ -180,12 +180,12 @@ import Testing
     @Test func aWalkOfTheDeadLettersReportsHowFarItGotAndOnlyOneRunsAtATime() {
         let walks = WalkProgress()
         #expect(walks.current == nil)
-        #expect(walks.begin(.retry, matched: 10, owner: nil))
+        #expect(walks.begin(.redrive, matched: 10, owner: nil))
         #expect(!walks.begin(.purge, matched: 3, owner: 7), "a second walk waits for the first")
         walks.advance(to: 4)
         #expect(walks.current?.done == 4 && walks.current?.finishedAt == nil)
         walks.end(done: 10, error: nil)
-        #expect(walks.current?.done == 10 && walks.current?.finishedAt != nil && walks.current?.action == .retry)
+        #expect(walks.current?.done == 10 && walks.current?.finishedAt != nil && walks.current?.action == .redrive)
         #expect(walks.begin(.purge, matched: 3, owner: 7), "the next may start once it ended")
         walks.end(done: nil, error: "The broker is unavailable.")
         #expect(walks.current?.done == 0 && walks.current?.error == "The broker is unavailable." && walks.current?.owner == 7)

@@ -18,12 +18,14 @@ struct OpenAPIRoutesTests {
         let pool = PostgresPool(url: "postgres://postgres@127.0.0.1:1/none", size: 1, logger: Logger(label: "openapi"))
         defer { pool.close() }
         let router = buildRouter(configuration: configuration, pool: pool, logger: Logger(label: "openapi"))
-        // `:id` in the router is `{id}` in the document; paths keep their trailing slash.
+        // `:id` in the router is `{id}` in the document; paths keep their trailing slash, but
+        // for the scrape and probe paths (`/metrics`, `/livez`, `/readyz`) and files.
         let routed = Set(
             router.routes.map { route -> String in
                 let path = "\(route.path)".split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }
                     .joined(separator: "/")
-                let file = path.hasSuffix("metrics") && !path.hasPrefix("api") || path.split(separator: "/").last?.contains(".") == true
+                let file =
+                    ["metrics", "livez", "readyz"].contains(path) || path.split(separator: "/").last?.contains(".") == true
                 return "/" + path + (file ? "" : "/")
             })
         try await APIHarness.run { api in

@@ -36,6 +36,26 @@ struct ConfigurationTests {
         #expect(configuration.port == 9000 && configuration.pageSize == 20)
     }
 
+    @Test("LOG_FORMAT and LOG_LEVEL: text and info by default, DEBUG alone means debug, LOG_LEVEL wins, anything else refused by name")
+    func logging() throws {
+        func configured(_ values: [String: String]) throws -> Configuration {
+            try Configuration(environment: secret.merging(values) { $1 })
+        }
+        let plain = try configured([:])
+        #expect(plain.logFormat == .text && plain.logLevel == .info)
+        #expect(try configured(["DEBUG": "true"]).logLevel == .debug)
+        #expect(try configured(["DEBUG": "true", "LOG_LEVEL": "warning"]).logLevel == .warning)
+        #expect(try configured(["LOG_FORMAT": "JSON", "LOG_LEVEL": "Error"]).logFormat == .json)
+        #expect(try configured(["LOG_LEVEL": "critical"]).logLevel == .critical)
+        for (name, value) in [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "verbose"), ("LOG_LEVEL", "info\u{0}")] {
+            #expect {
+                try configured([name: value])
+            } throws: { error in
+                "\(error)".contains(name)
+            }
+        }
+    }
+
     @Test("SCHEDULER_DATABASE may name several hosts, as libpq takes them")
     func severalDatabaseHosts() throws {
         let url = "postgres://u:p@primary:5432,standby:5433/seed?target_session_attrs=read-write"

@@ -243,3 +243,40 @@ extension Trait where Self == Scratch {
     /// Drops the databases and virtual hosts each test of the suite made when it ends.
     public static var scratch: Scratch { Scratch() }
 }
+
+/// The TLS side of the test servers `scripts/test` starts: a CA it made
+/// (`SCHEDULER_TEST_TLS_DIR`: ca.crt, client.crt and .key, other-ca.crt), PostgreSQL with
+/// `ssl = on` and RabbitMQ's amqps listener (`SCHEDULER_TEST_BROKER_TLS`), both with a
+/// certificate for the name localhost.
+public enum TestTLS {
+    public static var directory: String {
+        get throws {
+            guard let path = ProcessInfo.processInfo.environment["SCHEDULER_TEST_TLS_DIR"], !path.isEmpty else {
+                throw TestSetupError("SCHEDULER_TEST_TLS_DIR is not set: run the tests with scripts/test, which makes the certificates")
+            }
+            return path
+        }
+    }
+
+    public static func file(_ name: String) throws -> String { try directory + "/" + name }
+
+    /// `url` (a test database's) over TLS, verified against `ca` with `sslmode=verify-full`,
+    /// reached as `host` (localhost, the certificate's name, by default).
+    public static func databaseURL(_ url: String, host: String = "localhost", ca: String = "ca.crt") throws -> String {
+        guard var components = URLComponents(string: url) else { throw TestSetupError("bad database URL \(url)") }
+        components.host = host
+        components.queryItems = [
+            URLQueryItem(name: "sslmode", value: "verify-full"), URLQueryItem(name: "sslrootcert", value: try file(ca)),
+        ]
+        return components.string!
+    }
+
+    /// The amqps:// URL of the virtual host of `url` (a `TestBroker.freshURL()`), with `query`.
+    public static func brokerURL(_ url: String, query: String) throws -> String {
+        guard let base = ProcessInfo.processInfo.environment["SCHEDULER_TEST_BROKER_TLS"], !base.isEmpty else {
+            throw TestSetupError("SCHEDULER_TEST_BROKER_TLS is not set: run the tests with scripts/test")
+        }
+        let vhost = String(url.split(separator: "/").last ?? "")
+        return base + "/" + vhost + (query.isEmpty ? "" : "?" + query)
+    }
+}

@@ -216,11 +216,11 @@ def test_a_cookie_without_the_console_header_cannot_change_anything(stack):
     session = stack.session(stack.admin)
     assert stack.admin not in session and len(session) == 64
     headers = {"Cookie": f"scheduler_session={session}"}
-    status, body = stack.api("POST", "/api/v1/console/dead-letters/retry/", None, {"filter": {}}, headers)
+    status, body = stack.api("POST", "/api/v1/console/dead-letters/redrive/", None, {"filter": {}}, headers)
     assert status == 403, body
     status, _ = stack.api("GET", "/api/v1/console/whoami/", None, None, headers)
     assert status == 200
-    status, body = stack.api("POST", "/api/v1/console/dead-letters/retry/", None, {"dry_run": True}, {**headers, "X-Scheduler-Console": "1"})
+    status, body = stack.api("POST", "/api/v1/console/dead-letters/redrive/", None, {"dry_run": True}, {**headers, "X-Scheduler-Console": "1"})
     assert status == 200 and body["matched"] == 0
 
 
@@ -254,7 +254,7 @@ def test_the_queue_rises_while_the_worker_is_stopped_and_falls_when_it_starts(st
     shot(browser, "overview")
 
 
-def test_a_failing_receivers_dead_letters_are_retried_with_a_filter_and_delivered(stack, browser, receivers):
+def test_a_failing_receivers_dead_letters_are_redriven_with_a_filter_and_delivered(stack, browser, receivers):
     failing = receivers["failing"]
     for _ in range(5):
         stack.schedule(stack.admin, f"http://127.0.0.1:{failing.port}/flaky")
@@ -280,16 +280,16 @@ def test_a_failing_receivers_dead_letters_are_retried_with_a_filter_and_delivere
     rows[0].find_elements(By.TAG_NAME, "td")[1].click()
     wait(browser, lambda b: '"last_status": 500' in b.find_element(By.ID, "dead-detail-body").text)
     shot(browser, "dead-letters")
-    # The receiver is fixed; retry what the filter matches (the page asks first, with the count).
+    # The receiver is fixed; re-drive what the filter matches (the page asks first, with the count).
     failing.status = 200
-    browser.find_element(By.ID, "retry-matching").click()
+    browser.find_element(By.ID, "redrive-matching").click()
     alert = wait(browser, expected_conditions.alert_is_present())
-    assert "Retry 5 dead letter(s)?" in alert.text
+    assert "Re-drive 5 dead letter(s)?" in alert.text
     alert.accept()
-    wait(browser, lambda b: b.find_element(By.ID, "message").text == "Retried 5 of 5.", seconds=60)
-    # The walk's progress, as the page polled it while the retry ran.
+    wait(browser, lambda b: b.find_element(By.ID, "message").text == "Re-driven: 5 of 5.", seconds=60)
+    # The walk's progress, as the page polled it while the re-drive ran.
     _, progress = stack.api("GET", "/api/v1/console/dead-letters/progress/", stack.admin)
-    assert progress["running"] is False and progress["action"] == "retry", progress
+    assert progress["running"] is False and progress["action"] == "redrive", progress
     assert progress["matched"] == 5 and progress["done"] == 5 and progress["error"] is None, progress
     wait(browser, lambda b: len(failing.got("/flaky", 200)) == 5, message="the five delivered")
     # The other receiver's two stay dead; nothing else moved.

@@ -46,7 +46,7 @@ struct ConsoleController: Sendable {
         group.resource("v1/console/overview/", [.get: overview])
         group.resource("v1/console/endpoints/", [.get: endpoints])
         group.resource("v1/console/dead-letters/", [.get: deadLetters])
-        group.resource("v1/console/dead-letters/retry/", [.post: retry])
+        group.resource("v1/console/dead-letters/redrive/", [.post: redrive])
         group.resource("v1/console/dead-letters/purge/", [.post: purge])
         group.resource("v1/console/dead-letters/progress/", [.get: progress])
     }
@@ -298,7 +298,7 @@ struct ConsoleController: Sendable {
         return JSONResponse.make(body: .object(["count": .int(count), "results": .array(letters.map(Self.deadLetterJSON))]))
     }
 
-    /// What a retry or purge applies to: `{"filter": {...}, "ids": [...], "dry_run": bool,
+    /// What a re-drive or purge applies to: `{"filter": {...}, "ids": [...], "dry_run": bool,
     /// "confirm": bool}`; `ids` (delivery ids, optional) narrows the filter's matches.
     struct Selection {
         var filter: DeliveryStore.DeadFilter
@@ -357,11 +357,11 @@ struct ConsoleController: Sendable {
 
     /// Re-drives the dead letters a filter matches (a dry run says how many would move). A
     /// job leaves the dead-letter queue only after its republish is confirmed.
-    @Sendable func retry(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+    @Sendable func redrive(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         let selection = try await action(request, context: context)
         let ids = try await matches(selection)
         if selection.dryRun || ids.isEmpty { return JSONResponse.make(body: .object(["matched": .int(ids.count), "moved": .int(0)])) }
-        let moved = try await walk(.retry, matched: ids.count, user: try context.caller(), logger: context.logger) { progress in
+        let moved = try await walk(.redrive, matched: ids.count, user: try context.caller(), logger: context.logger) { progress in
             try await redriver.redrive(progress: progress, where: { $0.messageID.map { ids.contains($0.lowercased()) } ?? false })
         }
         context.logger.info("dead letters re-driven from the console", metadata: ["count": "\(moved.count)"])
@@ -429,7 +429,7 @@ struct ConsoleController: Sendable {
 /// The console's walk of the dead-letter queue (one at a time per process) and how far it got.
 final class WalkProgress: Sendable {
     enum Action: String, Sendable {
-        case retry, purge
+        case redrive, purge
     }
 
     struct Walk: Sendable {

@@ -9,7 +9,7 @@ struct HostMiddleware: RouterMiddleware {
     typealias Context = SchedulerRequestContext
     let hosts: HostPolicy
 
-    static let exempt: Set<String> = ["/metrics", "/api/health/"]
+    static let exempt: Set<String> = ["/metrics", "/api/health/", "/livez", "/readyz"]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if let authority = request.head.authority, !hosts.allows(authority: authority), !Self.exempt.contains(request.uri.path) {

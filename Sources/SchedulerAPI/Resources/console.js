@@ -194,15 +194,15 @@ function say(text, good = true) {
   box.className = good ? "good" : "bad";
 }
 
-async function retry(ids) {
+async function redrive(ids) {
   const body = { filter: state.deadFilter };
   if (ids) body.ids = ids;
-  const preview = await api("/api/v1/console/dead-letters/retry/", { method: "POST", body: { ...body, dry_run: true } });
-  if (preview.matched === 0) { say("Nothing to retry."); return; }
-  if (!confirm(`Retry ${preview.matched} dead letter(s)? They go back to the delivery queue with fresh attempts.`)) return;
-  say(`Retrying ${preview.matched}...`);
-  const done = await whileWatching(api("/api/v1/console/dead-letters/retry/", { method: "POST", body }), "Retried");
-  say(`Retried ${done.moved} of ${done.matched}.`);
+  const preview = await api("/api/v1/console/dead-letters/redrive/", { method: "POST", body: { ...body, dry_run: true } });
+  if (preview.matched === 0) { say("Nothing to re-drive."); return; }
+  if (!confirm(`Re-drive ${preview.matched} dead letter(s)? They go back to the delivery queue with fresh attempts.`)) return;
+  say(`Re-driving ${preview.matched}...`);
+  const done = await whileWatching(api("/api/v1/console/dead-letters/redrive/", { method: "POST", body }), "Re-driven");
+  say(`Re-driven: ${done.moved} of ${done.matched}.`);
   await loadDead();
 }
 
@@ -290,11 +290,11 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("signout").addEventListener("click", () => signOut().catch(report));
   document.getElementById("dead-filters").addEventListener("submit", event => { event.preventDefault(); loadDead().catch(report); });
   document.getElementById("schedule-filters").addEventListener("submit", event => { event.preventDefault(); loadSchedules().catch(report); });
-  document.getElementById("retry-matching").addEventListener("click", () => retry(null).catch(report));
-  document.getElementById("retry-selected").addEventListener("click", () => {
+  document.getElementById("redrive-matching").addEventListener("click", () => redrive(null).catch(report));
+  document.getElementById("redrive-selected").addEventListener("click", () => {
     const ids = [...document.querySelectorAll("#dead tbody input:checked")].map(box => box.dataset.id);
     if (ids.length === 0) { say("Select dead letters first.", false); return; }
-    retry(ids).catch(report);
+    redrive(ids).catch(report);
   });
   document.getElementById("purge-matching").addEventListener("click", () => purge().catch(report));
   window.addEventListener("hashchange", route);

@@ -7,6 +7,10 @@ public struct Configuration: Sendable, Equatable {
     public var brokerURL: String
     public var secretKey: String
     public var debug: Bool
+    /// `LOG_FORMAT`: text lines, or one JSON object a line.
+    public var logFormat: LogFormat
+    /// `LOG_LEVEL`: the least severe level logged (`DEBUG=true` alone means `debug`).
+    public var logLevel: LogLevel
     public var useSSL: Bool
     public var hookAuthToken: String?
     public var metricsURL: String?
@@ -110,6 +114,17 @@ public struct Configuration: Sendable, Equatable {
         }
         secretKey = secret
         debug = try reader.bool("DEBUG", default: false)
+        let format = reader.string("LOG_FORMAT") ?? "text"
+        guard let logFormat = LogFormat(rawValue: format.lowercased()) else {
+            throw ConfigurationError("LOG_FORMAT must be text or json, got '\(format)'")
+        }
+        self.logFormat = logFormat
+        let level = reader.string("LOG_LEVEL") ?? (debug ? "debug" : "info")
+        guard let logLevel = LogLevel(rawValue: level.lowercased()) else {
+            let names = LogLevel.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ConfigurationError("LOG_LEVEL must be one of \(names), got '\(level)'")
+        }
+        self.logLevel = logLevel
         useSSL = try reader.bool("USE_SSL", default: false)
         hookAuthToken = reader.string("HOOK_AUTH_TOKEN")
         metricsURL = try reader.optionalURL("METRICS_URL", schemes: ["http", "https"])
@@ -304,4 +319,14 @@ extension Configuration {
             exit(78)
         }
     }
+}
+
+/// How log lines are written (`LOG_FORMAT`).
+public enum LogFormat: String, Sendable, Equatable, CaseIterable {
+    case text, json
+}
+
+/// The least severe level logged (`LOG_LEVEL`), as swift-log names them.
+public enum LogLevel: String, Sendable, Equatable, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
 }
