@@ -117,6 +117,17 @@ for name in ["rabbitmq-2", "rabbitmq-3"]:
         problems.append(f"docker-compose.yml: {name} belongs to the cluster profile")
     if "cluster.conf" not in " ".join(service.get("volumes", [])):
         problems.append(f"docker-compose.yml: {name} does not mount rabbitmq/cluster.conf")
+# A supported RabbitMQ (4.x), and the topology's policies imported before the programs start.
+for name in ["rabbitmq", "rabbitmq-definitions"]:
+    image = str(services.get(name, {}).get("image", ""))
+    if not re.match(r"rabbitmq:4\.", image):
+        problems.append(f"docker-compose.yml: {name} should run a RabbitMQ 4.x image, runs '{image}'")
+if "import_definitions" not in " ".join(services.get("rabbitmq-definitions", {}).get("command", [])):
+    problems.append("docker-compose.yml: rabbitmq-definitions should import rabbitmq/definitions.json")
+for name in ["web", "beat", "worker"]:
+    depends = services.get(name, {}).get("depends_on", {})
+    if depends.get("rabbitmq-definitions", {}).get("condition") != "service_completed_successfully":
+        problems.append(f"docker-compose.yml: {name} should wait for the definitions to be imported")
 plugins = open("rabbitmq/enabled_plugins").read()
 for plugin in ["rabbitmq_management", "rabbitmq_prometheus"]:
     if plugin not in plugins:

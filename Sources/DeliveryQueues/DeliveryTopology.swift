@@ -11,7 +11,12 @@ import SchedulerCore
 ///   whose messages expire after D and dead-letter back to `scheduler.deliveries` with their
 ///   original routing key (at-least-once dead-lettering);
 /// - per park delay D: `scheduler.park.D`, built like a retry queue (see `parkDelays`);
-/// - fanout exchange `scheduler.dead` → quorum queue `scheduler.dead-letters`.
+/// - fanout exchange `scheduler.dead` → quorum queue `scheduler.dead-letters` (with a delivery
+///   limit never reached: see `DeliveryLimits.deadLetterDeliveryLimit`).
+///
+/// `rabbitmq/definitions.json` declares the same queues with their type only and gives the
+/// rest (TTL, dead-lettering, limits) as policies, which an operator can change on a running
+/// broker; a queue that exists with other arguments is kept as it is (`AMQPConnection.declare`).
 public enum DeliveryTopology {
     public static let exchange = "scheduler.deliveries"
     public static let queue = "scheduler.deliveries"
@@ -49,7 +54,9 @@ public enum DeliveryTopology {
         ]) { $1 }
         var queues = [
             AMQPTopology.Queue(name: queue, arguments: consumed), AMQPTopology.Queue(name: heldQueue, arguments: consumed),
-            AMQPTopology.Queue(name: deadQueue, arguments: quorum),
+            AMQPTopology.Queue(
+                name: deadQueue, arguments: quorum.merging(["x-delivery-limit": .int(Int64(DeliveryLimits.deadLetterDeliveryLimit))]) { $1 }
+            ),
         ]
         var bindings = [
             AMQPTopology.Binding(queue: queue, exchange: exchange, routingKey: "schedule.#"),

@@ -4,6 +4,12 @@ public enum DeliveryLimits {
     /// dead-letters a job (a backstop; workers dead-letter poison jobs sooner, at
     /// `MAX_REDELIVERIES`, with a reason and a record).
     public static let brokerDeliveryLimit = 20
+    /// `x-delivery-limit` on `scheduler.dead-letters`. Listing, re-driving or purging by a
+    /// filter takes every dead letter and hands back the ones it leaves; RabbitMQ 4.0 to 4.2
+    /// count each hand-back toward a quorum queue's delivery limit, 20 by default, and past it
+    /// would drop the message. An explicit limit this high is never reached (3.x counts, and
+    /// takes, only non-negative limits, so not -1).
+    public static let deadLetterDeliveryLimit = 1_000_000
     /// The highest attempt number a message header may claim; larger is read as this.
     public static let maximumAttempt = 1000
     /// Bytes of a receiver's answer body read at most; past it the answer's status is
