@@ -99,13 +99,14 @@ public final class Beat: Service, Sendable {
             var failures = 0
             while !stopping.withLock({ $0 }) {
                 do {
-                    // `/readyz`: a round needs both servers; an idle beat checks the broker here.
+                    // `/readyz`: an idle beat learns of the broker here. The round goes on
+                    // without it: occurrences falling due during a broker outage are claimed
+                    // and recorded, and published once it is back.
                     do {
                         try await publisher.connect()
                         Readiness.shared.ready("broker")
                     } catch {
                         Readiness.shared.failing("broker", "unreachable")
-                        throw error
                     }
                     var current = listener.withLock { $0 }
                     if current == nil {
