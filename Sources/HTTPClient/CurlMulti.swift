@@ -21,7 +21,8 @@ final class CurlMulti: @unchecked Sendable {
     /// Idle handles kept at most (each keeps its buffers: tens of kilobytes).
     static let idleLimit = 128
 
-    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+    /// libcurl's one global set-up, before the first handle of this process (`SimpleGet` too).
+    static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
     /// Bytes of an answer's body read at most; past it the transfer stops, and its status
     /// (already received) is its outcome.

@@ -6,12 +6,12 @@ import Foundation
 /// on a queue this box owns, never on the caller's thread or the cooperative pool.
 public enum SimpleGet {
     private static let queue = DispatchQueue(label: "http.simple-get")
-    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
     /// Bytes of the body kept at most (a probe's answer is small).
     public static let maximumBodyBytes = 65_536
 
-    /// The status and (the first `maximumBodyBytes` of) the body; throws `CurlError` when
-    /// there was no answer within `timeout` seconds.
+    /// The status and (the first `maximumBodyBytes` of) the body; throws `HTTPPostError` for a
+    /// URL with a space or control character, `CurlError` when there was no answer within
+    /// `timeout` seconds.
     public static func fetch(url: String, timeout: Double) async throws -> (status: Int, body: [UInt8]) {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { continuation.resume(with: Result { try fetchBlocking(url: url, timeout: timeout) }) }
@@ -23,10 +23,9 @@ public enum SimpleGet {
     }
 
     static func fetchBlocking(url: String, timeout: Double) throws -> (status: Int, body: [UInt8]) {
-        _ = globalInit
-        guard url.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
-            throw CurlError(code: -1, message: "the URL has a space or control character")
-        }
+        _ = CurlMulti.globalInit
+        // The POSTs' rule for URLs: no space or control character.
+        try HTTPPost(id: 0, url: url, headers: [], body: [], timeout: timeout).validate()
         guard let easy = curl_easy_init() else { throw CurlError(code: -1, message: "curl_easy_init failed") }
         defer { curl_easy_cleanup(easy) }
         let body = Body()

@@ -35,9 +35,7 @@ struct FaultTests {
             // Hold the outcomes back for a moment (the delivery records are locked), so that
             // at the kill the worker holds jobs it POSTed whose outcome is not recorded: a
             // worker that acked before recording would lose them.
-            let lock = try await PostgresConnection.connect(url: pipeline.configuration.databaseURL, logger: pipeline.logger)
-            try await lock.execute("BEGIN; LOCK TABLE deliveries IN EXCLUSIVE MODE")
-            try await Task.sleep(for: .milliseconds(1500))
+            let lock = try await pipeline.holdOutcomes()
             // Jobs not yet taken by the worker (ready in the queue), just before the kill.
             let notTaken = try pipeline.depth(DeliveryTopology.queue)
             await pipeline.kill9(first)
@@ -141,9 +139,7 @@ struct FaultTests {
             try #require(started, "the worker delivered its first jobs")
             // Outcomes held back (the records locked), so that at the cancel the worker holds
             // jobs it POSTed whose outcome is not recorded.
-            let lock = try await PostgresConnection.connect(url: pipeline.configuration.databaseURL, logger: pipeline.logger)
-            try await lock.execute("BEGIN; LOCK TABLE deliveries IN EXCLUSIVE MODE")
-            try await Task.sleep(for: .milliseconds(1500))
+            let lock = try await pipeline.holdOutcomes()
             let recorded = Set(
                 try await pipeline.pool.query("SELECT id FROM deliveries WHERE state = 'delivered'").compactMap { $0["id"] })
             let notTaken = try pipeline.depth(DeliveryTopology.queue)
@@ -151,22 +147,12 @@ struct FaultTests {
             // worker's consumer of it; the burst stays on the main queue.
             let vhost = String(pipeline.configuration.brokerURL.split(separator: "/").last ?? "")
             _ = try TestBroker.rabbitmqctl(["delete_queue", "-p", vhost, DeliveryTopology.heldQueue])
-            let consumers: @Sendable (String) throws -> Int = { queue in
-                let connection = try AMQPConnection(url: pipeline.configuration.brokerURL, heartbeat: 0)
-                defer { connection.close() }
-                try connection.openChannel(1)
-                do {
-                    return try connection.declareQueue(queue, passive: true, channel: 1).consumers
-                } catch let error as AMQPError where error.code == 404 {
-                    return 0
-                }
-            }
             let again = try await pipeline.eventually(timeout: 30) {
-                try consumers(DeliveryTopology.heldQueue) == 1 && consumers(DeliveryTopology.queue) == 1
+                try pipeline.consumers(DeliveryTopology.heldQueue) == 1 && pipeline.consumers(DeliveryTopology.queue) == 1
             }
             let sentAtCancel = Set(pipeline.receiver.keys("burst").keys)
             try await lock.execute("ROLLBACK")
-            let counted = (try consumers(DeliveryTopology.heldQueue), try consumers(DeliveryTopology.queue))
+            let counted = (try pipeline.consumers(DeliveryTopology.heldQueue), try pipeline.consumers(DeliveryTopology.queue))
             #expect(again, "the worker declared the held queue again and consumes from both queues: \(counted)")
             let inFlight = sentAtCancel.subtracting(recorded)
             #expect(!recorded.isEmpty && recorded.count < count, "some jobs were recorded at the cancel: \(recorded.count)")

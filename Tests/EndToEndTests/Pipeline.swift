@@ -123,23 +123,13 @@ final class Pipeline: Sendable {
 
     /// Starts `scheduler-worker` as a process of its own; returns once it consumes.
     func startWorker(name: String = "worker") async {
-        let consumers: @Sendable () throws -> Int = { [self] in
-            let connection = try AMQPConnection(url: configuration.brokerURL, heartbeat: 0)
-            defer { connection.close() }
-            try connection.openChannel(1)
-            do {
-                return try connection.declareQueue(DeliveryTopology.queue, passive: true, channel: 1).consumers
-            } catch let error as AMQPError where error.code == 404 {
-                return 0
-            }
-        }
         // Ready when the queue has a consumer for every worker this pipeline started.
         let expected = workers.withLock {
             $0 += 1
             return $0
         }
         start(name, program: "worker")
-        let ready = (try? await eventually(timeout: 30) { try consumers() >= expected }) ?? false
+        let ready = (try? await eventually(timeout: 30) { try consumers(DeliveryTopology.queue) >= expected }) ?? false
         if !ready { Issue.record("\(name) did not start consuming within 30 s") }
     }
 
@@ -304,17 +294,34 @@ final class Pipeline: Sendable {
         try await DeliveryStore(pool: pool).deliveries(scheduleID: scheduleID, limit: 100, offset: 0).items
     }
 
-    /// The number of messages ready in a queue of this pipeline's virtual host (0 while
-    /// the queue is not declared yet).
-    func depth(_ queue: String) throws -> Int {
+    /// Messages ready in a queue of this pipeline's virtual host, and its consumers (zeros
+    /// while the queue is not declared).
+    func counts(_ queue: String) throws -> (messages: Int, consumers: Int) {
         let connection = try AMQPConnection(url: configuration.brokerURL, heartbeat: 0)
         defer { connection.close() }
         try connection.openChannel(1)
         do {
-            return try connection.declareQueue(queue, passive: true, channel: 1).messages
+            let counts = try connection.declareQueue(queue, passive: true, channel: 1)
+            return (counts.messages, counts.consumers)
         } catch let error as AMQPError where error.code == 404 {
-            return 0
+            return (0, 0)
         }
+    }
+
+    /// The number of messages ready in a queue of this pipeline's virtual host.
+    func depth(_ queue: String) throws -> Int { try counts(queue).messages }
+
+    /// The number of consumers of a queue of this pipeline's virtual host.
+    func consumers(_ queue: String) throws -> Int { try counts(queue).consumers }
+
+    /// Locks the delivery records (for a moment: 1.5 s before it returns), so that the
+    /// worker's outcomes wait and jobs it POSTed stay unrecorded at a fault. ROLLBACK on the
+    /// connection returned ends it.
+    func holdOutcomes() async throws -> PostgresConnection {
+        let lock = try await PostgresConnection.connect(url: configuration.databaseURL, logger: logger)
+        try await lock.execute("BEGIN; LOCK TABLE deliveries IN EXCLUSIVE MODE")
+        try await Task.sleep(for: .milliseconds(1500))
+        return lock
     }
 
     /// The number of messages of a queue of this pipeline's virtual host that consumers
