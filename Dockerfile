@@ -1,7 +1,7 @@
 # One image for all four programs; the command picks one:
 #   docker run IMAGE scheduler-web | scheduler-beat | scheduler-worker | scheduler-ctl migrate
 # Build stage: the Swift toolchain and the C libraries' headers.
-FROM swift:6.2-bookworm AS build
+FROM swift:6.3-bookworm AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends pkg-config libpq-dev librabbitmq-dev libcurl4-openssl-dev \
     && rm -rf /var/lib/apt/lists/*
@@ -11,7 +11,12 @@ COPY Package.swift ./
 RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
-RUN swift build -c release --static-swift-stdlib \
+# Each program by name: a plain `swift build` would also build the tests' support library.
+# Without debug information: it would double the programs' size; a crash's backtrace still
+# names the functions.
+RUN for program in scheduler-web scheduler-beat scheduler-worker scheduler-ctl; do \
+         swift build -c release --static-swift-stdlib -debug-info-format none --product "$program" || exit 1; \
+       done \
     && mkdir -p /out \
     && for program in scheduler-web scheduler-beat scheduler-worker scheduler-ctl; do \
          cp "$(swift build -c release --show-bin-path)/$program" /out/; \
