@@ -231,6 +231,15 @@ public final class Beat: Service, Sendable {
                     "schedule disabled: its next run cannot be computed", metadata: ["schedule.id": "\(id)", "reason": "\(reason)"])
             }
             if !claim.quarantined.isEmpty { BeatMetrics.quarantined.increment(by: claim.quarantined.count) }
+            for missed in claim.missed {
+                logger.warning(
+                    "occurrence missed: found due after its schedule's catch-up window",
+                    metadata: [
+                        "schedule.id": "\(missed.scheduleID.map { $0.lowercasedText } ?? "")",
+                        "delivery.id": "\(missed.deliveryID.lowercasedText)", "scheduled_for": "\(Timestamp.format(missed.scheduledFor))",
+                    ])
+            }
+            if !claim.missed.isEmpty { BeatMetrics.missed.increment(by: claim.missed.count) }
             if let earliest = jobs.map(\.scheduledFor).min() { lag = max(lag, claimedAt.timeIntervalSince(earliest)) }
             // A batch that fails stays owed: the next round publishes it first.
             try await publishing?.value
@@ -239,7 +248,7 @@ public final class Beat: Service, Sendable {
                 publishing = Task { try await self.publish(jobs) }
                 published += jobs.count
             }
-            if jobs.count + claim.quarantined.count < batchSize { break }
+            if claim.claimed < batchSize { break }
         }
         try await publishing?.value
         while true {
@@ -380,6 +389,8 @@ enum BeatMetrics {
     static let published = Counter(label: "scheduler_occurrences_published_total")
     /// Schedules beat disabled because their next run could not be computed.
     static let quarantined = Counter(label: "scheduler_schedules_quarantined_total")
+    /// Occurrences recorded as missed: due longer ago than their schedule's catch-up window.
+    static let missed = Counter(label: "scheduler_occurrences_missed_total")
     static let lastRun = Gauge(label: "scheduler_beat_last_run_timestamp_seconds")
     /// How late the most overdue occurrence of the last round was when claimed.
     static let lag = Gauge(label: "scheduler_beat_lag_seconds")

@@ -84,6 +84,7 @@ public enum Telemetry {
         "scheduler_beat_lead_seconds": "How long before the next due time beat claims it.",
         "scheduler_beat_round_duration_seconds": "Seconds beat's rounds take.",
         "scheduler_schedules_quarantined_total": "Schedules beat disabled because their next run could not be computed.",
+        "scheduler_occurrences_missed_total": "Occurrences recorded as missed: due longer ago than their schedule's catch-up window.",
         "scheduler_deliveries_total": "Jobs settled by the worker, by outcome and status class.",
         "scheduler_delivery_attempts_total": "POSTs the worker made.",
         "scheduler_delivery_duration_seconds": "Seconds from a POST to its answer.",

@@ -424,7 +424,7 @@ struct DeliveryMachine {
             return
         }
         switch target.state {
-        case .cancelled, .delivered, .purged:
+        case .cancelled, .delivered, .purged, .missed:
             // Disabled or deleted after it was queued, or a repeat of a delivered job.
             actions.append(.note(.skipped(deliveryJob.deliveryID, state: target.state)))
             settleWithout(tag: tag, job: job, message: nil)

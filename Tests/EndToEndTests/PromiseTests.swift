@@ -117,7 +117,7 @@ struct PromiseTests {
             #expect(
                 delivery.keys == [
                     "id", "schedule", "kind", "scheduled_for", "state", "attempts", "last_status", "last_error", "latency_ms",
-                    "created_at", "published_at", "finished_at",
+                    "created_at", "published_at", "finished_at", "origin",
                 ])
             #expect(delivery["state"] == .string("dead") && delivery["attempts"]?.integerValue == 3)
             let taskID = try #require(delivery["id"]?.stringValue)

@@ -17,6 +17,7 @@ extension Delivery {
             "created_at": .string(Timestamp.format(createdAt)),
             "published_at": publishedAt.map { .string(Timestamp.format($0)) } ?? .null,
             "finished_at": finishedAt.map { .string(Timestamp.format($0)) } ?? .null,
+            "origin": .string(origin.rawValue),
         ])
     }
 

@@ -15,6 +15,9 @@ struct Links: Sendable {
     func url(_ path: String) -> String { base + path }
     func schedule(_ id: UUID) -> String { url("/api/v1/schedule/\(id.lowercasedText)/") }
     func user(_ id: Int64) -> String { url("/api/v1/user/\(id)/") }
+    func delivery(_ id: UUID, of schedule: UUID) -> String {
+        url("/api/v1/schedule/\(schedule.lowercasedText)/deliveries/\(id.lowercasedText)/")
+    }
     func group(_ id: Int) -> String { url("/api/v1/group/\(id)/") }
 }
 

@@ -21,6 +21,12 @@ extension Schedule {
         object["updated_at"] = .string(Timestamp.format(updatedAt))
         object["updated_by"] = updatedBy.map { .string(links.user($0)) } ?? .null
         object["disabled_reason"] = disabledReason.map(JSONValue.string) ?? .null
+        object["paused_note"] = fields.pausedNote.map(JSONValue.string) ?? .null
+        object["paused_by"] = pausedBy.map { .string(links.user($0)) } ?? .null
+        object["paused_at"] = pausedAt.map { .string(Timestamp.format($0)) } ?? .null
+        object["start_at"] = fields.window.start.map { .string(Timestamp.format($0)) } ?? .null
+        object["end_at"] = fields.window.end.map { .string(Timestamp.format($0)) } ?? .null
+        object["catchup_window"] = fields.catchupWindow.map(JSONValue.int) ?? .null
         return .object(object)
     }
 }

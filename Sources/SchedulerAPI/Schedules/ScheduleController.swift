@@ -15,6 +15,8 @@ struct ScheduleController: Sendable {
         group.resource("v1/schedule/", [.get: list, .post: create])
         group.resource("v1/schedule/:id/", [.get: retrieve, .put: replace, .patch: update, .delete: delete])
         group.resource("v1/schedule/:id/deliveries/", [.get: deliveries])
+        group.resource("v1/schedule/:id/deliveries/:delivery/", [.get: delivery])
+        group.resource("v1/schedule/:id/trigger/", [.post: trigger])
         group.resource("v1/schedule/:id/runs/", [.get: runs])
     }
 
@@ -136,6 +138,31 @@ struct ScheduleController: Sendable {
         }
     }
 
+    /// One delivery of the schedule.
+    @Sendable func delivery(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let id = try scheduleID(context)
+        guard let text = context.parameters.get("delivery"), let deliveryID = UUID(uuidString: text),
+            let delivery = try await deliveryStore.delivery(id: deliveryID, owner: try context.owner()), delivery.scheduleID == id
+        else { throw APIError.notFound }
+        return JSONResponse.make(body: delivery.json(Links(request: request, settings: settings)))
+    }
+
+    /// Run now: one delivery of the schedule at once, whatever its state; 202 with the
+    /// delivery (its URL in `Location`). Counted with the caller's creates a minute.
+    @Sendable func trigger(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let user = try context.caller()
+        let id = try scheduleID(context)
+        let quota = try await quotas.quota(for: user)
+        guard let delivery = try await store.trigger(id: id, owner: try context.owner(), by: user.id, quota: quota) else {
+            throw APIError.notFound
+        }
+        context.logger.info(
+            "schedule triggered", metadata: ["schedule.id": "\(id.lowercasedText)", "delivery.id": "\(delivery.id.lowercasedText)"])
+        let links = Links(request: request, settings: settings)
+        return JSONResponse.make(
+            status: .accepted, body: delivery.json(links), headers: [.location: links.delivery(delivery.id, of: id)])
+    }
+
     /// The schedule in words and its next runs (`count`, default 10, at most 100) in its own
     /// time zone, each marked when the zone's UTC offset changed before it (daylight saving).
     @Sendable func runs(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
@@ -153,13 +180,15 @@ struct ScheduleController: Sendable {
         let timing = ScheduleTiming(
             cronDefinition: fields.cronDefinition, intervalDefinition: fields.intervalDefinition, timezone: fields.timezone)
         let zone = TimeZone(identifier: fields.timezone) ?? TimeZone(identifier: "UTC")!
+        let now = Date()
         let runs = ScheduleDescription.upcoming(
-            timing, first: fields.enabled ? fields.nextSendAt : nil, zone: zone, count: count, now: Date())
+            timing, first: fields.enabled ? fields.nextSendAt : nil, zone: zone, count: count, now: now, window: fields.window)
         return JSONResponse.make(
             body: .object([
                 "description": .string(
                     ScheduleDescription.words(
-                        timing, cronText: fields.cronDefinition, timezone: fields.timezone, nextSendAt: fields.nextSendAt)),
+                        timing, cronText: fields.cronDefinition, timezone: fields.timezone, nextSendAt: fields.nextSendAt)
+                        + ScheduleDescription.words(fields.window, now: now)),
                 "timezone": .string(fields.timezone),
                 "enabled": .bool(fields.enabled),
                 "runs": .array(

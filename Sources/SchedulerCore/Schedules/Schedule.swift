@@ -11,11 +11,19 @@ public struct ScheduleFields: Sendable, Equatable {
     public var authToken: String?
     public var nextSendAt: Date?
     public var enabled: Bool
+    /// Why its owner paused it: kept while it is disabled, cleared when it is enabled again.
+    public var pausedNote: String?
+    /// Nothing runs before `window.start` or after `window.end`.
+    public var window: ScheduleWindow
+    /// After beat was down, an occurrence due longer ago than this many seconds is recorded
+    /// as missed instead of sent; nil: the one occurrence found due is sent, however late.
+    public var catchupWindow: Int?
 
     public init(
         frequency: Int? = nil, cronDefinition: String? = nil, intervalDefinition: String? = nil,
         timezone: String = "UTC", endpoint: String, payload: JSONValue = .null, authToken: String? = nil,
-        nextSendAt: Date? = nil, enabled: Bool = true
+        nextSendAt: Date? = nil, enabled: Bool = true, pausedNote: String? = nil, window: ScheduleWindow = ScheduleWindow(),
+        catchupWindow: Int? = nil
     ) {
         self.frequency = frequency
         self.cronDefinition = cronDefinition
@@ -26,6 +34,9 @@ public struct ScheduleFields: Sendable, Equatable {
         self.authToken = authToken
         self.nextSendAt = nextSendAt
         self.enabled = enabled
+        self.pausedNote = pausedNote
+        self.window = window
+        self.catchupWindow = catchupWindow
     }
 
     public var timing: ScheduleTiming {
@@ -45,10 +56,13 @@ public struct Schedule: Sendable, Equatable {
     /// Why beat disabled this schedule (its next run could not be computed), until a
     /// client enables it again or changes its definition.
     public var disabledReason: String?
+    /// Who disabled it (nil: the service, or nobody) and when; cleared when it is enabled.
+    public var pausedBy: Int64?
+    public var pausedAt: Date?
 
     public init(
         id: UUID, fields: ScheduleFields, triggered: Int, createdAt: Date, createdBy: Int64?, updatedAt: Date,
-        updatedBy: Int64?, disabledReason: String? = nil
+        updatedBy: Int64?, disabledReason: String? = nil, pausedBy: Int64? = nil, pausedAt: Date? = nil
     ) {
         self.id = id
         self.fields = fields
@@ -58,5 +72,7 @@ public struct Schedule: Sendable, Equatable {
         self.updatedAt = updatedAt
         self.updatedBy = updatedBy
         self.disabledReason = disabledReason
+        self.pausedBy = pausedBy
+        self.pausedAt = pausedAt
     }
 }

@@ -75,10 +75,24 @@ public enum ScheduleDescription {
         }
     }
 
-    /// Up to `count` runs from `first` (the stored next run) on, each in the schedule's zone;
-    /// for a one-off, just its time. `now` is the reference for the first offset change.
-    public static func upcoming(_ timing: ScheduleTiming, first: Date?, zone: TimeZone, count: Int, now: Date) -> [Run] {
-        guard let first, count > 0 else { return [] }
+    /// The window in words, to follow the timing: ", from 2027-01-04T09:00:00Z until ...";
+    /// empty when the schedule has none.
+    public static func words(_ window: ScheduleWindow, now: Date) -> String {
+        var text = ""
+        if let start = window.start, start > now { text += ", from \(Timestamp.format(start))" }
+        if let end = window.end {
+            text += window.hasEnded(at: now) ? ", ended at \(Timestamp.format(end))" : ", until \(Timestamp.format(end))"
+        }
+        return text
+    }
+
+    /// Up to `count` runs from `first` (the stored next run) on, each in the schedule's zone,
+    /// none after the window's end; for a one-off, just its time. `now` is the reference for
+    /// the first offset change.
+    public static func upcoming(
+        _ timing: ScheduleTiming, first: Date?, zone: TimeZone, count: Int, now: Date, window: ScheduleWindow = ScheduleWindow()
+    ) -> [Run] {
+        guard let first = window.within(first), count > 0 else { return [] }
         var runs: [Run] = []
         var previousOffset = zone.secondsFromGMT(for: now)
         var next: Date? = first
@@ -86,7 +100,7 @@ public enum ScheduleDescription {
             let offset = zone.secondsFromGMT(for: at)
             runs.append(Run(at: at, offsetSeconds: offset, offsetChanged: offset != previousOffset))
             previousOffset = offset
-            next = timing.nextRun(after: at)
+            next = window.within(timing.nextRun(after: at))
         }
         return runs
     }

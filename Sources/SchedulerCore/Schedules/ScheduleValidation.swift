@@ -13,6 +13,10 @@ public enum ScheduleValidation {
     public static let maximumEndpointLength = 2048
     public static let maximumAuthTokenLength = 1024
     public static let maximumDefinitionLength = 256
+    public static let maximumPausedNoteLength = 500
+    /// `catchup_window` in seconds: at least 10 (beat's own rounds take up to a few seconds
+    /// in a large burst, and must not count as downtime), at most 366 days.
+    public static let catchupWindowRange = 10...31_622_400
 
     public static func fields(
         from body: JSONValue, existing: ScheduleFields?, partial: Bool, now: Date, limits: ScheduleLimits = .standard
@@ -164,6 +168,59 @@ public enum ScheduleValidation {
             }
         }
 
+        if let value = object["paused_note"] {
+            switch optionalString(value, maximumLength: maximumPausedNoteLength) {
+            case .failure(let message): errors.add("paused_note", message)
+            case .success(let text?) where text.unicodeScalars.contains(where: isControl):
+                errors.add("paused_note", FieldErrors.controlCharacters)
+            case .success(let text):
+                // A note belongs to a pause: refused on a schedule that stays enabled; on one
+                // being enabled again (a PUT of what GET returned), it is cleared below.
+                if text != nil && fields.enabled && existing?.enabled != false {
+                    errors.add("paused_note", "A note is kept only while the schedule is paused: send it with \"enabled\": false.")
+                } else {
+                    fields.pausedNote = text
+                }
+            }
+        }
+        if fields.enabled { fields.pausedNote = nil }
+
+        for (key, keyPath) in [("start_at", \ScheduleWindow.start), ("end_at", \ScheduleWindow.end)] {
+            guard let value = object[key] else { continue }
+            switch value {
+            case .null: fields.window[keyPath: keyPath] = nil
+            case .string(let text):
+                if let date = Timestamp.parse(text), ScheduleLimits.contains(instant: Timestamp.microseconds(date)) {
+                    fields.window[keyPath: keyPath] = date
+                } else if Timestamp.parse(text) != nil {
+                    errors.add(key, "Ensure this datetime is between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z.")
+                } else {
+                    errors.add(key, FieldErrors.badDatetime)
+                }
+            default: errors.add(key, FieldErrors.badDatetime)
+            }
+        }
+        if let start = fields.window.start, let end = fields.window.end, end <= start {
+            errors.add("end_at", "Ensure end_at is after start_at.")
+        }
+
+        if let value = object["catchup_window"] {
+            if value == .null {
+                fields.catchupWindow = nil
+            } else if let seconds = integer(value) {
+                if catchupWindowRange.contains(seconds) {
+                    fields.catchupWindow = seconds
+                } else {
+                    errors.add(
+                        "catchup_window",
+                        "Ensure this value is from \(catchupWindowRange.lowerBound) to \(catchupWindowRange.upperBound) seconds, or null (no limit)."
+                    )
+                }
+            } else {
+                errors.add("catchup_window", FieldErrors.notInteger)
+            }
+        }
+
         if errors.isEmpty, fields.cronDefinition != nil, fields.intervalDefinition != nil {
             errors.add(
                 "non_field_errors",
@@ -174,6 +231,9 @@ public enum ScheduleValidation {
         {
             errors.add("cron_definition", "\(text) is not a valid crontab string: it never fires after now")
         }
+        if nextSendAtGiven, let next = fields.nextSendAt, !fields.window.contains(next) {
+            errors.add("next_send_at", "Ensure this datetime is within start_at and end_at.")
+        }
         guard errors.isEmpty else { return .failure(errors) }
 
         if !nextSendAtGiven {
@@ -181,10 +241,16 @@ public enum ScheduleValidation {
                 existing == nil || existing?.cronDefinition != fields.cronDefinition
                 || existing?.intervalDefinition != fields.intervalDefinition
                 || (fields.cronDefinition != nil && existing?.timezone != fields.timezone)
+            let windowChanged = existing.map { $0.window != fields.window } ?? false
             let reenabled = existing?.enabled == false && fields.enabled
             let askedToCompute = object["next_send_at"] == .null
-            if timingChanged || askedToCompute || (reenabled && fields.timing.isRecurring) {
-                fields.nextSendAt = fields.timing.nextRun(after: now)
+            if fields.timing.isRecurring && (timingChanged || askedToCompute || reenabled || windowChanged) {
+                fields.nextSendAt = fields.window.firstRun(of: fields.timing, after: now)
+            } else if timingChanged || askedToCompute {
+                fields.nextSendAt = nil
+            } else if let next = fields.nextSendAt, !fields.window.contains(next) {
+                // A one-off whose time the new window leaves out does not run.
+                fields.nextSendAt = nil
             }
         }
         return .success(fields)

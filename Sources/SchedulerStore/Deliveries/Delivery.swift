@@ -6,6 +6,13 @@ import SchedulerCore
 public struct Delivery: Sendable, Equatable {
     public enum State: String, Sendable, CaseIterable {
         case queued, delivered, retrying, dead, cancelled, purged
+        /// Found due after beat was down for longer than the schedule's catch-up window: not sent.
+        case missed
+    }
+
+    /// How a delivery came about: an occurrence beat claimed, or one asked for at once.
+    public enum Origin: String, Sendable {
+        case scheduled, manual
     }
 
     public let id: UUID
@@ -20,6 +27,7 @@ public struct Delivery: Sendable, Equatable {
     public let createdAt: Date
     public let publishedAt: Date?
     public let finishedAt: Date?
+    public let origin: Origin
 
     public var job: DeliveryJob {
         DeliveryJob(deliveryID: id, scheduleID: scheduleID, scheduledFor: scheduledFor, kind: kind)

@@ -10,6 +10,10 @@ extension DeliveryStore {
     public struct Claim: Sendable {
         public var jobs: [DeliveryJob] = []
         public var quarantined: [(id: UUID, reason: String)] = []
+        /// Occurrences recorded as missed (due longer ago than their catch-up window).
+        public var missed: [DeliveryJob] = []
+        /// How many due schedules the claim took (a full batch: there may be more).
+        public var claimed = 0
     }
 
     /// Claims up to `limit` due schedules (skipping rows another beat holds), records one
@@ -33,7 +37,8 @@ extension DeliveryStore {
             let due = try await connection.query(
                 PreparedStatement(
                     """
-                    SELECT id, cron_definition, interval_definition, timezone, next_send_at::text AS next_send_at, frequency, triggered
+                    SELECT id, cron_definition, interval_definition, timezone, next_send_at::text AS next_send_at, frequency, triggered,
+                           start_at::text AS start_at, end_at::text AS end_at, catchup_window
                     FROM schedules
                     WHERE enabled AND next_send_at IS NOT NULL AND next_send_at <= $1
                     ORDER BY next_send_at, fair_slot
@@ -42,6 +47,7 @@ extension DeliveryStore {
                     """), [SQL.text(now.addingTimeInterval(max(0, lookahead))), String(limit)])
             guard due.count > 0 else { return Claim() }
             var claim = Claim()
+            claim.claimed = due.count
             var advanced: [UUID] = []
             var nextRuns: [String?] = []
             var stillEnabled: [String?] = []
@@ -51,10 +57,18 @@ extension DeliveryStore {
                 guard let id = try? row.uuid("id") else { continue }
                 do {
                     let fired = try Self.fire(row, now: now, limits: limits)
-                    claim.jobs.append(
-                        DeliveryJob(
-                            deliveryID: DeliveryID.derive(scheduleID: id, scheduledFor: fired.scheduled), scheduleID: id,
-                            scheduledFor: fired.scheduled, kind: .schedule))
+                    if let scheduled = fired.send {
+                        claim.jobs.append(
+                            DeliveryJob(
+                                deliveryID: DeliveryID.derive(scheduleID: id, scheduledFor: scheduled), scheduleID: id,
+                                scheduledFor: scheduled, kind: .schedule))
+                    }
+                    if let scheduled = fired.missed {
+                        claim.missed.append(
+                            DeliveryJob(
+                                deliveryID: DeliveryID.derive(scheduleID: id, scheduledFor: scheduled), scheduleID: id,
+                                scheduledFor: scheduled, kind: .schedule))
+                    }
                     advanced.append(id)
                     nextRuns.append(SQL.text(fired.next))
                     stillEnabled.append(SQL.text(fired.enabled))
@@ -67,7 +81,8 @@ extension DeliveryStore {
                 try await connection.query(
                     PreparedStatement(
                         """
-                        UPDATE schedules s SET enabled = false, disabled_reason = u.reason
+                        UPDATE schedules s SET enabled = false, disabled_reason = u.reason,
+                            paused_at = now(), paused_by = NULL, paused_note = NULL
                         FROM unnest($1::uuid[], $2::text[]) AS u(id, reason)
                         WHERE s.id = u.id
                         """),
@@ -76,7 +91,7 @@ extension DeliveryStore {
                         PostgresArray.literal(claim.quarantined.map { $0.reason }),
                     ])
             }
-            guard !claim.jobs.isEmpty else { return claim }
+            guard !advanced.isEmpty else { return claim }
             let ids = PostgresArray.literal(advanced.map(SQL.text))
             try await connection.query(
                 PreparedStatement(
@@ -86,6 +101,27 @@ extension DeliveryStore {
                     WHERE s.id = u.id
                     """),
                 [ids, PostgresArray.literal(nextRuns), PostgresArray.literal(stillEnabled), PostgresArray.literal(triggeredCounts)])
+            if !claim.missed.isEmpty {
+                // Recorded as finished and never to be published (an infinite publish time keeps
+                // them out of the unpublished index's range).
+                try await connection.query(
+                    PreparedStatement(
+                        """
+                        INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, state, publish_after, finished_at, last_error)
+                        SELECT u.id, u.schedule_id, 'schedule', u.scheduled_for, u.routing_key, 'missed', 'infinity', now(),
+                               'missed: due ' || to_char(u.scheduled_for AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                               || ', found after its catch-up window (beat was not running)'
+                        FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS u(id, schedule_id, scheduled_for, routing_key)
+                        ON CONFLICT (id) DO NOTHING
+                        """),
+                    [
+                        PostgresArray.literal(claim.missed.map { SQL.text($0.deliveryID) }),
+                        PostgresArray.literal(claim.missed.map { $0.scheduleID.map(SQL.text) }),
+                        PostgresArray.literal(claim.missed.map { SQL.text($0.scheduledFor) }),
+                        PostgresArray.literal(claim.missed.map(\.routingKey)),
+                    ])
+            }
+            guard !claim.jobs.isEmpty else { return claim }
             let inserted = try await connection.query(
                 PreparedStatement(
                     """
@@ -96,7 +132,8 @@ extension DeliveryStore {
                     RETURNING id
                     """),
                 [
-                    PostgresArray.literal(claim.jobs.map { SQL.text($0.deliveryID) }), ids,
+                    PostgresArray.literal(claim.jobs.map { SQL.text($0.deliveryID) }),
+                    PostgresArray.literal(claim.jobs.map { $0.scheduleID.map(SQL.text) }),
                     PostgresArray.literal(claim.jobs.map { SQL.text($0.scheduledFor) }),
                     PostgresArray.literal(claim.jobs.map(\.routingKey)), String(publishLease),
                 ])
@@ -106,11 +143,8 @@ extension DeliveryStore {
         }
     }
 
-    /// One due schedule fired at `now`: its occurrence, its next run, whether it stays
-    /// enabled, and its new run count; or why it cannot be fired.
-    static func fire(
-        _ row: PostgresRow, now: Date, limits: ScheduleLimits
-    ) throws(ScheduleTimingError) -> (scheduled: Date, next: Date?, enabled: Bool, triggered: Int) {
+    /// One due schedule fired at `now` (see `ScheduleFiring.fire`), or why it cannot be.
+    static func fire(_ row: PostgresRow, now: Date, limits: ScheduleLimits) throws(ScheduleTimingError) -> ScheduleFiring {
         guard let text = row["next_send_at"], let scheduled = Timestamp.parse(text) else {
             throw ScheduleTimingError("next_send_at \(row["next_send_at"] ?? "NULL") cannot be read")
         }
@@ -118,12 +152,16 @@ extension DeliveryStore {
         let timing = try ScheduleTiming.stored(
             cronDefinition: row["cron_definition"], intervalDefinition: row["interval_definition"], timezone: zone)
         if let problem = timing.violation(of: limits) { throw ScheduleTimingError(problem) }
-        // Both integer columns: at most 2^31 - 1, and the count stays there.
-        let triggered = min((row["triggered"].flatMap { Int($0) } ?? 0), Int(Int32.max) - 1) + 1
-        let exhausted = row["frequency"].flatMap { Int($0) }.map { triggered >= $0 } ?? false
-        // A next run is always after `now` (nextRun throws when it would not be).
-        let next = exhausted ? nil : try timing.nextRun(afterFiring: scheduled, now: now)
-        return (scheduled, next, !exhausted, triggered)
+        func time(_ column: String) throws(ScheduleTimingError) -> Date? {
+            guard let text = row[column] else { return nil }
+            guard let date = Timestamp.parse(text) else { throw ScheduleTimingError("\(column) \(text) cannot be read") }
+            return date
+        }
+        let catchup = row["catchup_window"].flatMap { Int($0) }.map { max(0, $0) }
+        return try ScheduleFiring.fire(
+            scheduled: scheduled, timing: timing, window: ScheduleWindow(start: try time("start_at"), end: try time("end_at")),
+            catchupWindow: catchup, frequency: row["frequency"].flatMap { Int($0) }, triggered: row["triggered"].flatMap { Int($0) } ?? 0,
+            now: now)
     }
 
     /// Records that these jobs were published and confirmed by the broker, unless a worker

@@ -124,7 +124,7 @@ extension DeliveryStore {
             finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
         FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[], $7::float8[])
             AS u(id, state, attempts, status, error, latency, lateness)
-        WHERE d.id = u.id AND d.id = ANY($1::uuid[]) AND d.state NOT IN ('delivered', 'cancelled', 'purged')
+        WHERE d.id = u.id AND d.id = ANY($1::uuid[]) AND d.state NOT IN ('delivered', 'cancelled', 'purged', 'missed')
         """)
 
     /// Writes many attempts' results in one statement. A delivery already delivered or
@@ -200,7 +200,7 @@ extension DeliveryStore {
                 SELECT dead.schedule_id, 'dead_letters' FROM dead JOIN owners ON owners.owner = dead.owner
                 WHERE dead.schedule_id NOT IN (SELECT schedule_id FROM streak)),
             paused AS (
-                UPDATE schedules s SET enabled = false, updated_at = now(),
+                UPDATE schedules s SET enabled = false, updated_at = now(), paused_at = now(), paused_by = NULL, paused_note = NULL,
                     disabled_reason = CASE chosen.why
                         WHEN 'failures' THEN 'paused: its last ' || $2 || ' occurrences failed for good; fix the receiver, then enable it again'
                         ELSE 'paused: its owner holds ' || $3 || ' dead letters or more (DEAD_LETTERS_PER_TENANT); re-drive or purge them, then enable it again'

@@ -35,6 +35,6 @@ public struct DeliveryStore: Sendable {
 
     static let columns = """
         id, schedule_id, kind, scheduled_for, state, attempts, last_status, last_error, latency_ms,
-        created_at, published_at, finished_at
+        created_at, published_at, finished_at, origin
         """
 }

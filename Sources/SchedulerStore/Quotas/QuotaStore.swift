@@ -177,25 +177,47 @@ public struct QuotaStore: Sendable {
         try await lock(userID, connection: connection)
         let row = try await connection.query(
             """
-            SELECT schedules_owned AS schedules, delivery_rate_enabled AS rate,
-                   CASE WHEN creates_window_start > now() - interval '1 minute' THEN creates_in_window ELSE 0 END AS creates,
-                   CASE WHEN creates_window_start > now() - interval '1 minute'
-                        THEN ceil(extract(epoch FROM creates_window_start + interval '1 minute' - now()))::int END AS window_ends_in
+            SELECT schedules_owned AS schedules, delivery_rate_enabled AS rate, \(createsInWindow)
             FROM auth_user WHERE id = $1
             """, [SQL.text(userID)]
         ).first
         guard let row else { return 0 }
         let schedules = Int(try row.requiredInt64("schedules"))
-        let creates = Int(try row.requiredInt64("creates"))
-        if creates >= quota.createsPerMinute {
-            throw QuotaExceeded(
-                quota: .createsPerMinute, limit: Double(quota.createsPerMinute), used: Double(creates),
-                retryAfter: max(1, Int(try row.int64("window_ends_in") ?? 60)))
-        }
+        try checkCreates(row, quota: quota)
         if schedules >= quota.schedules {
             throw QuotaExceeded(quota: .schedules, limit: Double(quota.schedules), used: Double(schedules), retryAfter: nil)
         }
         try checkRate(used: Double(row["rate"] ?? "0") ?? 0, adding: enabled ? rate : 0, quota: quota)
+        try await countCreate(userID: userID, connection: connection)
+        return schedules
+    }
+
+    /// A run-now of one of `userID`'s schedules: counted with their creates, within the
+    /// creates-a-minute quota, or `QuotaExceeded`.
+    public static func admitTrigger(userID: Int64, quota: Quota, connection: PostgresConnection) async throws {
+        try await lock(userID, connection: connection)
+        let row = try await connection.query("SELECT \(createsInWindow) FROM auth_user WHERE id = $1", [SQL.text(userID)]).first
+        guard let row else { return }
+        try checkCreates(row, quota: quota)
+        try await countCreate(userID: userID, connection: connection)
+    }
+
+    /// A user's creates in this minute's window (`creates`), and the seconds until it ends.
+    static let createsInWindow = """
+        CASE WHEN creates_window_start > now() - interval '1 minute' THEN creates_in_window ELSE 0 END AS creates,
+        CASE WHEN creates_window_start > now() - interval '1 minute'
+             THEN ceil(extract(epoch FROM creates_window_start + interval '1 minute' - now()))::int END AS window_ends_in
+        """
+
+    static func checkCreates(_ row: PostgresRow, quota: Quota) throws {
+        let creates = Int(try row.requiredInt64("creates"))
+        guard creates >= quota.createsPerMinute else { return }
+        throw QuotaExceeded(
+            quota: .createsPerMinute, limit: Double(quota.createsPerMinute), used: Double(creates),
+            retryAfter: max(1, Int(try row.int64("window_ends_in") ?? 60)))
+    }
+
+    static func countCreate(userID: Int64, connection: PostgresConnection) async throws {
         try await connection.query(
             """
             UPDATE auth_user SET
@@ -203,7 +225,6 @@ public struct QuotaStore: Sendable {
                 creates_window_start = CASE WHEN creates_window_start > now() - interval '1 minute' THEN creates_window_start ELSE now() END
             WHERE id = $1
             """, [SQL.text(userID)])
-        return schedules
     }
 
     /// A change of one of `userID`'s schedules from `oldRate` to `newRate` (each counted when

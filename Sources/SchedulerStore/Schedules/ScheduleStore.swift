@@ -31,7 +31,8 @@ public struct ScheduleStore: Sendable {
 
     static let columns = """
         id, frequency, triggered, cron_definition, interval_definition, timezone, endpoint, payload,
-        auth_token, next_send_at, enabled, created_at, created_by, updated_at, updated_by, disabled_reason
+        auth_token, next_send_at, enabled, created_at, created_by, updated_at, updated_by, disabled_reason,
+        paused_note, paused_by, paused_at, start_at, end_at, catchup_window
         """
 
     /// Inserts the schedule, within `quota` when given (checked in the same transaction,
@@ -60,8 +61,10 @@ public struct ScheduleStore: Sendable {
             let rows = try await connection.query(
                 """
                 INSERT INTO schedules (id, frequency, cron_definition, interval_definition, timezone, endpoint, payload,
-                                       auth_token, next_send_at, enabled, created_by, updated_by, delivery_rate, fair_slot)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, random() * $13::float8)
+                                       auth_token, next_send_at, enabled, paused_note, start_at, end_at, catchup_window,
+                                       created_by, updated_by, delivery_rate, fair_slot, paused_by, paused_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, random() * $17::float8,
+                        CASE WHEN $10::boolean THEN NULL ELSE $15::bigint END, CASE WHEN $10::boolean THEN NULL ELSE now() END)
                 RETURNING \(Self.columns)
                 """, [SQL.text(id)] + Self.parameters(fields) + [SQL.text(userID), String(rate), String(owned + 1)])
             guard let row = rows.first else { throw StoreError.unexpectedNull("schedules") }
@@ -130,7 +133,11 @@ public struct ScheduleStore: Sendable {
                 """
                 UPDATE schedules SET frequency = $2, cron_definition = $3, interval_definition = $4, timezone = $5,
                     endpoint = $6, payload = $7, auth_token = $8, next_send_at = $9, enabled = $10,
-                    updated_by = $11, updated_at = now(), delivery_rate = $12,
+                    paused_note = $11, start_at = $12, end_at = $13, catchup_window = $14,
+                    -- Who paused it and when: set when it is disabled, kept while it stays so.
+                    paused_by = CASE WHEN $10::boolean THEN NULL WHEN enabled THEN $15::bigint ELSE paused_by END,
+                    paused_at = CASE WHEN $10::boolean THEN NULL WHEN enabled THEN now() ELSE paused_at END,
+                    updated_by = $15, updated_at = now(), delivery_rate = $16,
                     disabled_reason = CASE WHEN $10::boolean OR $3 IS DISTINCT FROM cron_definition
                         OR $4 IS DISTINCT FROM interval_definition OR $5 IS DISTINCT FROM timezone
                         THEN NULL ELSE disabled_reason END
@@ -154,11 +161,35 @@ public struct ScheduleStore: Sendable {
         }
     }
 
+    /// Queues one delivery of the schedule at once, whatever its state (a fresh delivery id,
+    /// origin `manual`), counted against the caller's creates-a-minute `quota` when given;
+    /// nil when `owner` (nil: any) has no such schedule. Beat publishes it: the insert wakes
+    /// it, and it takes deliveries waiting to be published in every round.
+    public func trigger(id: UUID, owner: Int64?, by userID: Int64, quota: Quota?) async throws -> Delivery? {
+        try await pool.withTransaction { connection in
+            let mine = try await connection.query(
+                "SELECT 1 FROM schedules WHERE id = $1 AND ($2::bigint IS NULL OR created_by = $2) FOR SHARE",
+                [SQL.text(id), SQL.text(owner)])
+            guard mine.count == 1 else { return nil }
+            if let quota { try await QuotaStore.admitTrigger(userID: userID, quota: quota, connection: connection) }
+            let now = Date()
+            let job = DeliveryJob(deliveryID: DeliveryID.fresh(at: now), scheduleID: id, scheduledFor: now, kind: .schedule)
+            let rows = try await connection.query(
+                """
+                INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, origin)
+                VALUES ($1, $2, 'schedule', $3, $4, 'manual')
+                RETURNING \(DeliveryStore.columns)
+                """, [SQL.text(job.deliveryID), SQL.text(id), SQL.text(now), job.routingKey])
+            return try rows.first.map(DeliveryStore.delivery)
+        }
+    }
+
     static func parameters(_ fields: ScheduleFields) -> [String?] {
         [
             SQL.text(fields.frequency), fields.cronDefinition, fields.intervalDefinition, fields.timezone,
             fields.endpoint, fields.payload == .null ? nil : fields.payload.serialized, fields.authToken,
-            SQL.text(fields.nextSendAt), SQL.text(fields.enabled),
+            SQL.text(fields.nextSendAt), SQL.text(fields.enabled), fields.pausedNote, SQL.text(fields.window.start),
+            SQL.text(fields.window.end), SQL.text(fields.catchupWindow),
         ]
     }
 
@@ -180,11 +211,13 @@ public struct ScheduleStore: Sendable {
             // A time PostgreSQL holds but this service cannot (`-infinity`, a year past 9999,
             // written by hand) reads as none: beat disables such a schedule and says why.
             payload: payload, authToken: row["auth_token"], nextSendAt: (try? row.date("next_send_at")) ?? nil,
-            enabled: try row.bool("enabled"))
+            enabled: try row.bool("enabled"), pausedNote: row["paused_note"],
+            window: ScheduleWindow(start: try row.date("start_at"), end: try row.date("end_at")),
+            catchupWindow: try row.int64("catchup_window").map { Int($0) })
         return Schedule(
             id: try row.uuid("id"), fields: fields, triggered: Int(try row.requiredInt64("triggered")),
             createdAt: try row.requiredDate("created_at"), createdBy: try row.int64("created_by"),
             updatedAt: try row.requiredDate("updated_at"), updatedBy: try row.int64("updated_by"),
-            disabledReason: row["disabled_reason"])
+            disabledReason: row["disabled_reason"], pausedBy: try row.int64("paused_by"), pausedAt: try row.date("paused_at"))
     }
 }
