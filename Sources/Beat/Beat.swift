@@ -118,7 +118,7 @@ public final class Beat: Service, Sendable {
                     Readiness.shared.ready("database")
                     failures = 0
                     let next = try await store.nextWake()
-                    var deadline = min(try await wake(next: next), Date().addingTimeInterval(idleWake))
+                    var deadline = min(try await wake(next: next.due), next.publish ?? .distantFuture, Date().addingTimeInterval(idleWake))
                     if let marks = owed.withLock({ $0.unmarked.values.min() }) {
                         deadline = min(deadline, marks.addingTimeInterval(markDelay))
                     }
@@ -251,10 +251,14 @@ public final class Beat: Service, Sendable {
             if claim.claimed < batchSize { break }
         }
         try await publishing?.value
+        // Occurrences waiting behind their schedule's previous one, now done, go out below.
+        try await store.releaseBuffered()
         while true {
             let jobs = try await store.leaseUnpublished(limit: batchSize)
             if !jobs.isEmpty {
-                logger.info("publishing deliveries left unpublished", metadata: ["count": "\(jobs.count)"])
+                // Hook calls, run-nows, backfills and jittered occurrences come this way, and
+                // what a beat that stopped recorded but did not publish.
+                logger.info("publishing recorded deliveries", metadata: ["count": "\(jobs.count)"])
                 try await publish(jobs)
                 published += jobs.count
             }

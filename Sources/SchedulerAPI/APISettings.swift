@@ -10,6 +10,10 @@ struct APISettings: Sendable {
     let scheduleLimits: ScheduleLimits
     let hosts: HostPolicy
     let quotas: QuotaDefaults
+    /// Days of delivery records kept (0: all): a backfill reaches no further back.
+    let deliveryRetentionDays: Int
+    /// The occurrences one backfill may queue.
+    let backfillLimit: Int
 
     init(_ configuration: Configuration) {
         hookAuthToken = configuration.hookAuthToken
@@ -19,6 +23,8 @@ struct APISettings: Sendable {
         scheduleLimits = configuration.scheduleLimits
         hosts = configuration.hostPolicy
         quotas = QuotaDefaults(configuration)
+        deliveryRetentionDays = configuration.deliveryRetentionDays
+        backfillLimit = configuration.backfillLimit
     }
 }
 

@@ -86,8 +86,11 @@ func buildRouter(
     let deliveries = DeliveryStore(pool: pool)
     let pusher = MetricsPusher(configuration: configuration, logger: logger)
     let quotas = QuotaStore(pool: pool, defaults: settings.quotas)
-    ScheduleController(store: ScheduleStore(pool: pool), quotas: quotas, deliveryStore: deliveries, pusher: pusher, settings: settings)
-        .addRoutes(to: api)
+    ScheduleController(
+        store: ScheduleStore(pool: pool), history: ScheduleHistory(pool: pool), quotas: quotas, deliveryStore: deliveries,
+        pusher: pusher, settings: settings
+    )
+    .addRoutes(to: api)
     QuotaController(store: quotas, deliveries: deliveries, deadLetterBound: configuration.deadLettersPerTenant).addRoutes(to: api)
     let redriver = DeadLetterRedriver(
         brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: deliveries, logger: logger)

@@ -424,7 +424,7 @@ struct DeliveryMachine {
             return
         }
         switch target.state {
-        case .cancelled, .delivered, .purged, .missed:
+        case .cancelled, .delivered, .purged, .missed, .skipped, .buffered:
             // Disabled or deleted after it was queued, or a repeat of a delivered job.
             actions.append(.note(.skipped(deliveryJob.deliveryID, state: target.state)))
             settleWithout(tag: tag, job: job, message: nil)
@@ -494,7 +494,9 @@ struct DeliveryMachine {
     /// Sends a job's request (its receiver counted it in already).
     private mutating func start(_ tag: UInt64, now: Date, into actions: inout [Action]) {
         guard let job = jobs[tag], let post = job.post, let deliveryJob = job.job else { return }
-        if job.attempt == 1 { actions.append(.note(.late(seconds: now.timeIntervalSince(deliveryJob.scheduledFor)))) }
+        if job.attempt == 1 && deliveryJob.measuresLateness {
+            actions.append(.note(.late(seconds: now.timeIntervalSince(deliveryJob.scheduledFor))))
+        }
         transfers[post.id] = tag
         jobs[tag]?.phase = .posting(transfer: post.id)
         jobs[tag]?.startedAt = now
@@ -645,7 +647,9 @@ struct DeliveryMachine {
                 status: outcome.status, error: outcome.error, attempt: job.attempt, retryAfter: outcome.retryAfter, now: now)
         let latency = outcome.seconds * 1000
         // How late the first POST left (what the console shows); retries are late on purpose.
-        let lateness = job.attempt == 1 ? job.startedAt.map { $0.timeIntervalSince(deliveryJob.scheduledFor) * 1000 } : nil
+        let lateness =
+            job.attempt == 1 && deliveryJob.measuresLateness
+            ? job.startedAt.map { $0.timeIntervalSince(deliveryJob.scheduledFor) * 1000 } : nil
         actions.append(
             .note(
                 .attempted(

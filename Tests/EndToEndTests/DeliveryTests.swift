@@ -110,6 +110,14 @@ struct DeliveryTests {
             #expect(
                 body?.objectValue?["disabled_reason"]
                     == .string("paused: its last 3 occurrences failed for good; fix the receiver, then enable it again"))
+            // Paused by the service: no user, and its history says so, with the reason.
+            #expect(body?.objectValue?["paused_by"] == .null && body?.objectValue?["paused_at"] != .null)
+            let (_, history) = try await pipeline.send(.get, "/api/v1/schedule/\(id)/history/")
+            guard case .array(let entries)? = history?.objectValue?["results"], let newest = entries.first?.objectValue else {
+                throw ReceiverError("no history: \(history?.serialized ?? "")")
+            }
+            #expect(newest["action"] == .string("paused") && newest["by"] == .null)
+            #expect(newest["changes"]?.objectValue?["disabled_reason"]?.objectValue?["to"] == body?.objectValue?["disabled_reason"])
             let sent = pipeline.receiver.received("always-gone").count
             #expect((3...5).contains(sent), "\(sent) POSTs: the three that failed, and at most those already claimed")
             try await Task.sleep(for: .seconds(3))

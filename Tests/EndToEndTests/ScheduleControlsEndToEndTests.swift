@@ -42,13 +42,14 @@ struct ScheduleControlsEndToEndTests {
     )
     func catchUpAfterDowntime() async throws {
         try await Pipeline.run(beat: false) { pipeline in
-            // Both due ten minutes ago (as if beat had been down since), every minute.
-            let due = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60 - 600)
+            // Both due 35 minutes ago (as if beat had been down since), every ten minutes: their
+            // cadence falls 5 minutes ago, and next 5 minutes ahead, far from the test.
+            let due = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down) - 2_100)
             let bounded = try await pipeline.createSchedule(
-                #"{"endpoint":"\#(pipeline.receiver.url("bounded"))","interval_definition":"1 minutes","next_send_at":"\#(Timestamp.format(due))","catchup_window":150}"#
+                #"{"endpoint":"\#(pipeline.receiver.url("bounded"))","interval_definition":"10 minutes","next_send_at":"\#(Timestamp.format(due))","catchup_window":600}"#
             )
             let unbounded = try await pipeline.createSchedule(
-                #"{"endpoint":"\#(pipeline.receiver.url("unbounded"))","interval_definition":"1 minutes","next_send_at":"\#(Timestamp.format(due))"}"#
+                #"{"endpoint":"\#(pipeline.receiver.url("unbounded"))","interval_definition":"10 minutes","next_send_at":"\#(Timestamp.format(due))"}"#
             )
             let started = Date()
             await pipeline.startBeat()
@@ -56,9 +57,8 @@ struct ScheduleControlsEndToEndTests {
             #expect(late.header("X-Scheduler-Scheduled-For") == Timestamp.format(due), "today's behaviour: the one found due, late")
             let caughtUp = try #require(try await pipeline.receiver.waitFor("bounded", count: 1, timeout: 10).first)
             let scheduled = try #require(caughtUp.header("X-Scheduler-Scheduled-For").flatMap(Timestamp.parse))
-            #expect(
-                scheduled >= started.addingTimeInterval(-151) && scheduled <= Date(), "inside the window: \(Timestamp.format(scheduled))")
-            #expect(scheduled.timeIntervalSince(due).truncatingRemainder(dividingBy: 60) == 0, "on the schedule's cadence")
+            #expect(scheduled == due.addingTimeInterval(1_800), "the one inside the window, on the cadence: \(Timestamp.format(scheduled))")
+            #expect(scheduled >= started.addingTimeInterval(-600))
             let missed = try await pipeline.deliveries(bounded).filter { $0.state == .missed }
             #expect(missed.map(\.scheduledFor) == [due])
             #expect(missed.first?.lastError?.hasPrefix("missed: due \(Timestamp.format(due))") == true)
@@ -86,6 +86,135 @@ struct ScheduleControlsEndToEndTests {
             #expect(pipeline.receiver.received("window").count == 4, "none after end_at")
             let (_, body) = try await pipeline.send(.get, "/api/v1/schedule/\(id)/")
             #expect(body?.objectValue?["next_send_at"] == .null && body?.objectValue?["triggered"] == .int(4))
+        }
+    }
+
+    @Test("a backfill POSTs each past occurrence once, keyed as its occurrence, not counted as late; a second sends nothing")
+    func backfill() async throws {
+        try await Pipeline.run { pipeline in
+            let id = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("backfill"))","cron_definition":"*/10 * * * *","enabled":false}"#)
+            // Paused, so that only the backfill sends (it does, whatever the schedule's state).
+            let to = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 600).rounded(.down) * 600)
+            let from = to.addingTimeInterval(-3_000)
+            let range = #"{"from":"\#(Timestamp.format(from))","to":"\#(Timestamp.format(to))"}"#
+            let (status, body) = try await pipeline.send(.post, "/api/v1/schedule/\(id)/backfill/", json: range)
+            #expect(status == .accepted && body?.objectValue?["queued"] == .int(6), "\(body?.serialized ?? "")")
+            let requests = try await pipeline.receiver.waitFor("backfill", count: 6, timeout: 15)
+            let times = (0...5).map { from.addingTimeInterval(Double($0) * 600) }
+            #expect(Set(requests.compactMap { $0.header("X-Scheduler-Scheduled-For") }) == Set(times.map(Timestamp.format)))
+            #expect(
+                Set(requests.compactMap { $0.header("Idempotency-Key") })
+                    == Set(times.map { DeliveryID.derive(scheduleID: id, scheduledFor: $0).lowercasedText }))
+            let recorded = try await pipeline.eventually(timeout: 5) {
+                try await pipeline.deliveries(id).filter { $0.origin == .backfill && $0.state == .delivered }.count == 6
+            }
+            #expect(recorded)
+            let late = try await pipeline.pool.query(
+                "SELECT count(*) AS n FROM deliveries WHERE schedule_id = $1 AND lateness_ms IS NOT NULL", [id.lowercasedText])
+            #expect(late.first?["n"] == "0", "an occurrence asked for again is not late")
+            let (_, again) = try await pipeline.send(.post, "/api/v1/schedule/\(id)/backfill/", json: range)
+            #expect(again?.objectValue?["queued"] == .int(0))
+            try await Task.sleep(for: .seconds(2))
+            #expect(pipeline.receiver.received("backfill").count == 6)
+        }
+    }
+
+    @Test("jitter: occurrences due at one instant leave spread over [due, due + jitter], each at the offset its id gives, on time from it")
+    func jitter() async throws {
+        try await Pipeline.run { pipeline in
+            let due = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.up) + 3)
+            // 6 s: most offsets lie past beat's lookahead (1.5 s), so those jobs wait as records.
+            for n in 0..<12 {
+                _ = try await pipeline.createSchedule(
+                    #"{"endpoint":"\#(pipeline.receiver.url("jitter"))","next_send_at":"\#(Timestamp.format(due))","jitter":6,"payload":{"n":\#(n)}}"#
+                )
+            }
+            let requests = try await pipeline.receiver.waitFor("jitter", count: 12, timeout: 20)
+            var offsets: [Double] = []
+            for request in requests {
+                let schedule = try #require(request.header("X-Scheduler-Schedule-Id").flatMap(UUID.init(uuidString:)))
+                let deliveryID = DeliveryID.derive(scheduleID: schedule, scheduledFor: due)
+                #expect(request.header("Idempotency-Key") == deliveryID.lowercasedText, "the occurrence's id, as without jitter")
+                let offset = ScheduleJitter.offset(deliveryID: deliveryID, jitterSeconds: 6)
+                offsets.append(offset)
+                let stated = try #require(request.header("X-Scheduler-Scheduled-For").flatMap(Timestamp.parse))
+                #expect(abs(stated.timeIntervalSince(due.addingTimeInterval(offset))) < 0.002, "sent for its offset instant")
+                let lateness = request.arrived.timeIntervalSince(due.addingTimeInterval(offset))
+                #expect(lateness >= -0.001 && lateness < 1, "on time from its offset: \(lateness) s")
+            }
+            #expect((offsets.max() ?? 0) - (offsets.min() ?? 0) > 2, "spread: \(offsets.sorted())")
+            try await Task.sleep(for: .seconds(1))
+            #expect(pipeline.receiver.received("jitter").count == 12, "each once")
+        }
+    }
+
+    @Test(
+        "overlap, with a receiver slower than the interval: allow has two at once; skip never, and records the skipped; buffer_one never, and sends the one that waited"
+    )
+    func overlap() async throws {
+        try await Pipeline.run { pipeline in
+            var ids: [String: UUID] = [:]
+            for policy in ["allow", "skip", "buffer_one"] {
+                pipeline.receiver.delay(policy, seconds: 3)
+                ids[policy] = try await pipeline.createSchedule(
+                    #"{"endpoint":"\#(pipeline.receiver.url(policy))","interval_definition":"2 seconds","overlap":"\#(policy)"}"#)
+            }
+            try await Task.sleep(for: .seconds(11))
+            for id in ids.values { _ = try await pipeline.send(.patch, "/api/v1/schedule/\(id)/", json: #"{"enabled":false}"#) }
+            try await Task.sleep(for: .seconds(3.5))
+            #expect(pipeline.receiver.mostAtOnce("allow") >= 2)
+            #expect(pipeline.receiver.mostAtOnce("skip") == 1)
+            #expect(pipeline.receiver.mostAtOnce("buffer_one") == 1)
+            let skip = try await pipeline.deliveries(ids["skip"]!)
+            #expect(skip.filter { $0.state == .skipped }.count >= 2, "\(skip.map(\.state))")
+            #expect(skip.first { $0.state == .skipped }?.lastError?.contains("still being delivered") == true)
+            // buffer_one: one waited and was sent once the one before it was done, late by the wait.
+            let buffered = pipeline.receiver.received("buffer_one")
+            let waited = buffered.filter { request in
+                guard let due = request.header("X-Scheduler-Scheduled-For").flatMap(Timestamp.parse) else { return false }
+                return request.arrived.timeIntervalSince(due) > 0.5
+            }
+            #expect(!waited.isEmpty, "\(buffered.map { $0.header("X-Scheduler-Scheduled-For") ?? "" })")
+            #expect(buffered.count > pipeline.receiver.received("skip").count)
+            #expect(try await pipeline.deliveries(ids["buffer_one"]!).allSatisfy { $0.state != .buffered }, "none left waiting")
+        }
+    }
+
+    @Test("scheduler-ctl schedules: list, show, pause with a note, resume, run now (delivered) and the history, as an operator")
+    func operatorCommands() async throws {
+        try await Pipeline.run { pipeline in
+            let id = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("ctl"))","interval_definition":"1 hours","auth_token":"never-shown"}"#)
+            let text = id.lowercasedText
+            let list = try ctl(pipeline, ["schedules", "list"])
+            #expect(list.status == 0 && list.output.contains(text) && list.output.contains("every 1 hours"), "\(list.output)")
+            let show = try ctl(pipeline, ["schedules", "show", text])
+            #expect(show.status == 0 && show.output.contains("auth_token: (set)") && !show.output.contains("never-shown"))
+
+            let pause = try ctl(pipeline, ["schedules", "pause", text, "--note", "receiver moving", "--by", "e2e@example.org"])
+            #expect(pause.status == 0, "\(pause.output)")
+            let (_, paused) = try await pipeline.send(.get, "/api/v1/schedule/\(text)/")
+            #expect(paused?.objectValue?["enabled"] == .bool(false))
+            #expect(paused?.objectValue?["paused_note"] == .string("receiver moving") && paused?.objectValue?["paused_by"] != .null)
+            let tooLong = try ctl(pipeline, ["schedules", "pause", text, "--note", String(repeating: "n", count: 501)])
+            #expect(tooLong.status != 0 && tooLong.output.contains("paused_note"), "\(tooLong.output)")
+
+            let trigger = try ctl(pipeline, ["schedules", "trigger", text])
+            #expect(trigger.status == 0 && trigger.output.contains("queued"), "\(trigger.output)")
+            let delivered = try await pipeline.receiver.waitFor("ctl", count: 1, timeout: 10)
+            #expect(delivered.count == 1, "run now, although it is paused")
+
+            let resume = try ctl(pipeline, ["schedules", "resume", text])
+            #expect(resume.status == 0 && resume.output.contains("resumed"), "\(resume.output)")
+            let history = try ctl(pipeline, ["schedules", "history", text, "--json"])
+            let actions = history.output.split(separator: "\n").compactMap {
+                (try? JSONParser.parse(String($0)))?.objectValue?["action"]?.stringValue
+            }
+            #expect(actions == ["resumed", "triggered", "paused", "created"], "\(history.output)")
+            #expect(history.output.contains("e2e@example.org"), "the pause is recorded as by the user given")
+            let unknown = try ctl(pipeline, ["schedules", "show", UUID().uuidString])
+            #expect(unknown.status != 0 && unknown.output.contains("no schedule"))
         }
     }
 }

@@ -9,7 +9,7 @@ struct ScheduleAPITests {
         "url", "id", "frequency", "triggered", "cron_definition", "interval_definition", "timezone", "endpoint", "payload",
         "auth_token", "next_send_at", "enabled", "created_at", "created_by", "updated_at", "updated_by", "disabled_reason",
         // The controls this service adds, after the original's fields.
-        "paused_note", "paused_by", "paused_at", "start_at", "end_at", "catchup_window",
+        "paused_note", "paused_by", "paused_at", "start_at", "end_at", "catchup_window", "overlap", "jitter", "dst_gap", "dst_overlap",
     ]
 
     /// The path part of an absolute URL.

@@ -11,11 +11,11 @@ struct ScheduleFiringTests {
 
     func fire(
         scheduled: Date, timing: ScheduleTiming? = nil, window: ScheduleWindow = ScheduleWindow(), catchup: Int? = nil,
-        frequency: Int? = nil, triggered: Int = 0, now: Date
+        frequency: Int? = nil, triggered: Int = 0, now: Date, inFlight: ScheduleFiring.InFlight = .init()
     ) throws -> ScheduleFiring {
         try ScheduleFiring.fire(
             scheduled: scheduled, timing: timing ?? minutely, window: window, catchupWindow: catchup, frequency: frequency,
-            triggered: triggered, now: now)
+            triggered: triggered, now: now, inFlight: inFlight)
     }
 
     @Test("without a catch-up window the occurrence found due is sent however late, then the next after now (as before)")
@@ -101,5 +101,73 @@ struct ScheduleFiringTests {
         #expect(ScheduleWindow(end: t0.addingTimeInterval(30)).firstRun(of: minutely, after: t0) == nil)
         #expect(window.contains(start) && window.contains(start.addingTimeInterval(3_600)))
         #expect(!window.contains(start.addingTimeInterval(-0.001)) && !window.contains(start.addingTimeInterval(3_600.001)))
+    }
+
+    @Test("overlap: skip records the occurrence as skipped while one is in flight; buffer_one lets one wait, then skips; allow sends")
+    func overlap() throws {
+        let busy = ScheduleFiring.InFlight(pending: 1)
+        let allow = try fire(scheduled: t0, triggered: 4, now: t0, inFlight: busy)
+        #expect(allow.send == t0 && !allow.buffered && allow.skipped == nil && allow.triggered == 5)
+        let skip = try ScheduleFiring.fire(
+            scheduled: t0, timing: minutely, window: ScheduleWindow(), catchupWindow: nil, frequency: 5, triggered: 4, now: t0,
+            overlap: .skip, inFlight: busy)
+        #expect(skip.send == nil && skip.skipped == t0 && skip.triggered == 4 && skip.enabled, "a skip is not a run")
+        #expect(skip.next == t0.addingTimeInterval(60))
+        let idle = try ScheduleFiring.fire(
+            scheduled: t0, timing: minutely, window: ScheduleWindow(), catchupWindow: nil, frequency: nil, triggered: 0, now: t0,
+            overlap: .skip, inFlight: ScheduleFiring.InFlight())
+        #expect(idle.send == t0 && idle.skipped == nil)
+        let waits = try ScheduleFiring.fire(
+            scheduled: t0, timing: minutely, window: ScheduleWindow(), catchupWindow: nil, frequency: nil, triggered: 0, now: t0,
+            overlap: .bufferOne, inFlight: busy)
+        #expect(waits.send == t0 && waits.buffered && waits.triggered == 1)
+        let third = try ScheduleFiring.fire(
+            scheduled: t0, timing: minutely, window: ScheduleWindow(), catchupWindow: nil, frequency: nil, triggered: 1, now: t0,
+            overlap: .bufferOne, inFlight: ScheduleFiring.InFlight(pending: 1, buffered: 1))
+        #expect(third.send == nil && third.skipped == t0 && third.triggered == 1)
+    }
+
+    @Test("jitter: an offset in [0, jitter] from the delivery id, the same every time, spread over the range")
+    func jitter() {
+        let ids = (0..<500).map { DeliveryIDs.derived($0) }
+        let offsets = ids.map { ScheduleJitter.offset(deliveryID: $0, jitterSeconds: 30) }
+        #expect(offsets.allSatisfy { (0...30).contains($0) })
+        #expect(offsets == ids.map { ScheduleJitter.offset(deliveryID: $0, jitterSeconds: 30) }, "deterministic")
+        #expect(Set(offsets).count > 450, "spread, not clumped")
+        // Each third of the range holds about a third of them.
+        for third in 0..<3 {
+            let count = offsets.filter { $0 >= Double(third) * 10 && $0 < Double(third + 1) * 10 }.count
+            #expect((110...220).contains(count), "third \(third): \(count)")
+        }
+        #expect(ScheduleJitter.offset(deliveryID: ids[0], jitterSeconds: 0) == 0)
+        #expect(ScheduleJitter.offset(deliveryID: ids[0], jitterSeconds: Int.max) <= Double(ScheduleJitter.maximumSeconds))
+        #expect(ScheduleJitter.offset(deliveryID: ids[0], jitterSeconds: -5) == 0)
+    }
+}
+
+/// Ids shaped as delivery ids are (a time, then hash bits), without the store's module.
+enum DeliveryIDs {
+    static func derived(_ n: Int) -> UUID {
+        var generator = SplitMix(seed: UInt64(n) &+ 0x9E37_79B9)
+        var bytes = (0..<16).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        bytes[6] = (bytes[6] & 0x0F) | 0x80
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        return UUID(
+            uuid: (
+                bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10],
+                bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
+            ))
+    }
+
+    struct SplitMix {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
     }
 }

@@ -1,4 +1,5 @@
 import SchedulerCore
+import SchedulerStore
 
 extension Schedule {
     /// The contract's representation, fields in the contract's order.
@@ -27,6 +28,23 @@ extension Schedule {
         object["start_at"] = fields.window.start.map { .string(Timestamp.format($0)) } ?? .null
         object["end_at"] = fields.window.end.map { .string(Timestamp.format($0)) } ?? .null
         object["catchup_window"] = fields.catchupWindow.map(JSONValue.int) ?? .null
+        object["overlap"] = .string(fields.overlap.rawValue)
+        object["jitter"] = .int(fields.jitter)
+        object["dst_gap"] = .string(fields.daylightSaving.gap.rawValue)
+        object["dst_overlap"] = .string(fields.daylightSaving.overlap.rawValue)
         return .object(object)
+    }
+}
+
+extension ScheduleHistory.Entry {
+    /// `{id, at, action, by, changes}`: `by` is the user's URL, null for the service itself.
+    func json(_ links: Links) -> JSONValue {
+        .object([
+            "id": .int(Int(id)),
+            "at": .string(Timestamp.format(at)),
+            "action": .string(action),
+            "by": actorID.map { .string(links.user($0)) } ?? .null,
+            "changes": changes,
+        ])
     }
 }

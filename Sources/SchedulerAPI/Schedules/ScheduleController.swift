@@ -6,6 +6,7 @@ import SchedulerStore
 /// `/api/v1/schedule/`: list, create, retrieve, replace, update and delete schedules.
 struct ScheduleController: Sendable {
     let store: ScheduleStore
+    let history: ScheduleHistory
     let quotas: QuotaStore
     let deliveryStore: DeliveryStore
     let pusher: MetricsPusher
@@ -17,6 +18,8 @@ struct ScheduleController: Sendable {
         group.resource("v1/schedule/:id/deliveries/", [.get: deliveries])
         group.resource("v1/schedule/:id/deliveries/:delivery/", [.get: delivery])
         group.resource("v1/schedule/:id/trigger/", [.post: trigger])
+        group.resource("v1/schedule/:id/history/", [.get: history])
+        group.resource("v1/schedule/:id/backfill/", [.post: backfill])
         group.resource("v1/schedule/:id/runs/", [.get: runs])
     }
 
@@ -120,7 +123,7 @@ struct ScheduleController: Sendable {
 
     @Sendable func delete(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         let id = try scheduleID(context)
-        guard try await store.delete(id: id, owner: try context.owner()) else { throw APIError.notFound }
+        guard try await store.delete(id: id, owner: try context.owner(), by: try context.caller().id) else { throw APIError.notFound }
         context.logger.info("schedule deleted", metadata: ["schedule.id": "\(id)"])
         pusher.push([("schedules.deleted.sum", 1)])
         return Response(status: .noContent)
@@ -133,6 +136,86 @@ struct ScheduleController: Sendable {
         guard try await store.schedule(id: id, owner: owner) != nil else { throw APIError.notFound }
         return try await Pagination.response(to: request, settings: settings) {
             try await deliveryStore.deliveries(scheduleID: id, owner: owner, limit: $0, offset: $1)
+        } render: {
+            $0.json($1)
+        }
+    }
+
+    /// Backfill: `{"from", "to"}`, every occurrence of the range not delivered before, queued
+    /// at once; 202 `{occurrences, queued}`. The range lies in the past, within the delivery
+    /// records kept (what was sent before that is not known), and holds at most
+    /// `BACKFILL_MAX_OCCURRENCES`; the queued ones count with the caller's creates a minute.
+    @Sendable func backfill(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        var request = request
+        let user = try context.caller()
+        let id = try scheduleID(context)
+        let body = try await request.jsonBody(context: context)
+        let now = Date()
+        guard let object = body.objectValue else {
+            throw APIError.validation(FieldErrors("non_field_errors", "Invalid data. Expected a dictionary, but got \(body.kindName)."))
+        }
+        var errors = FieldErrors()
+        func time(_ key: String) -> Date? {
+            guard let value = object[key] else {
+                errors.add(key, FieldErrors.required)
+                return nil
+            }
+            guard let date = value.stringValue.flatMap(Timestamp.parse) else {
+                errors.add(key, FieldErrors.badDatetime)
+                return nil
+            }
+            return date
+        }
+        let (from, to) = (time("from"), time("to"))
+        if let from, let to {
+            if to < from {
+                errors.add("to", "Ensure to is not before from.")
+            } else if to > now {
+                errors.add("to", "Ensure this datetime is not in the future: occurrences to come are sent when they are due.")
+            } else if settings.deliveryRetentionDays > 0, from < now.addingTimeInterval(-Double(settings.deliveryRetentionDays) * 86_400) {
+                errors.add(
+                    "from",
+                    "Ensure this datetime is within the last \(settings.deliveryRetentionDays) days (DELIVERY_RETENTION_DAYS): what was sent before is not known."
+                )
+            }
+        }
+        guard errors.isEmpty, let from, let to else { throw APIError.validation(errors) }
+        let quota = try await quotas.quota(for: user)
+        guard
+            let result = try await store.backfill(
+                id: id, owner: try context.owner(), by: user.id, from: from, to: to, limit: settings.backfillLimit, quota: quota)
+        else { throw APIError.notFound }
+        switch result {
+        case .failure(.noOccurrences):
+            throw APIError.validation(
+                FieldErrors("non_field_errors", "This schedule has no crontab or interval: it has no occurrences to backfill."))
+        case .failure(.tooMany(let limit)):
+            throw APIError.validation(
+                FieldErrors(
+                    "non_field_errors",
+                    "The range holds more than \(limit) occurrences (BACKFILL_MAX_OCCURRENCES): backfill it in parts."))
+        case .success(let done):
+            context.logger.info(
+                "schedule backfilled",
+                metadata: ["schedule.id": "\(id.lowercasedText)", "occurrences": "\(done.occurrences)", "queued": "\(done.queued)"])
+            return JSONResponse.make(
+                status: .accepted,
+                body: .object([
+                    "from": .string(Timestamp.format(from)), "to": .string(Timestamp.format(to)),
+                    "occurrences": .int(done.occurrences), "queued": .int(done.queued),
+                ]))
+        }
+    }
+
+    /// The schedule's history, newest first: also of one of the caller's since deleted.
+    @Sendable func history(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        let id = try scheduleID(context)
+        let owner = try context.owner()
+        return try await Pagination.response(to: request, settings: settings) {
+            guard let page = try await history.entries(scheduleID: id, owner: owner, limit: $0, offset: $1) else {
+                throw APIError.notFound
+            }
+            return page
         } render: {
             $0.json($1)
         }
@@ -177,8 +260,7 @@ struct ScheduleController: Sendable {
             count = value
         }
         let fields = schedule.fields
-        let timing = ScheduleTiming(
-            cronDefinition: fields.cronDefinition, intervalDefinition: fields.intervalDefinition, timezone: fields.timezone)
+        let timing = fields.timing
         let zone = TimeZone(identifier: fields.timezone) ?? TimeZone(identifier: "UTC")!
         let now = Date()
         let runs = ScheduleDescription.upcoming(
@@ -197,6 +279,7 @@ struct ScheduleController: Sendable {
                             "at": .string(Timestamp.format($0.at)),
                             "local": .string(ScheduleDescription.local($0.at, offsetSeconds: $0.offsetSeconds)),
                             "offset_changed": .bool($0.offsetChanged),
+                            "dst": $0.daylightSaving.map(JSONValue.string) ?? .null,
                         ])
                     }),
             ]))

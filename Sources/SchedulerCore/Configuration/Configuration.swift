@@ -58,6 +58,8 @@ public struct Configuration: Sendable, Equatable {
     public var beatPace: Int
     /// Days delivery records are kept at least (whole weeks are dropped, so up to 7 more); 0 keeps all.
     public var deliveryRetentionDays: Int
+    /// The occurrences one backfill may queue (`BACKFILL_MAX_OCCURRENCES`).
+    public var backfillLimit: Int
     /// Ports of beat's and worker's `/metrics` (0: none).
     public var beatMetricsPort: Int
     public var workerMetricsPort: Int
@@ -168,6 +170,7 @@ public struct Configuration: Sendable, Equatable {
         beatLookahead = Double(lookahead) / 1_000_000
         beatPace = try reader.int("BEAT_PACE", default: 5000, range: 1...1_000_000)
         deliveryRetentionDays = try reader.int("DELIVERY_RETENTION_DAYS", default: 30, range: 0...36_500)
+        backfillLimit = try reader.int("BACKFILL_MAX_OCCURRENCES", default: 1_000, range: 1...100_000)
         beatMetricsPort = try reader.int("BEAT_METRICS_PORT", default: 9101, range: 0...65535)
         workerMetricsPort = try reader.int("WORKER_METRICS_PORT", default: 9102, range: 0...65535)
         let standard = ScheduleLimits.standard

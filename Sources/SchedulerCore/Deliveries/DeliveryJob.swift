@@ -11,17 +11,33 @@ public struct DeliveryJob: Sendable, Equatable {
         case webhook
     }
 
+    /// How a delivery came about.
+    public enum Origin: String, Sendable {
+        /// An occurrence beat found due.
+        case scheduled
+        /// Asked for at once (`POST .../trigger/`).
+        case manual
+        /// A past occurrence asked for again (`POST .../backfill/`): not late, however old.
+        case backfill
+    }
+
     public let deliveryID: UUID
     public let scheduleID: UUID?
     public let scheduledFor: Date
     public let kind: Kind
+    public let origin: Origin
 
-    public init(deliveryID: UUID, scheduleID: UUID?, scheduledFor: Date, kind: Kind) {
+    public init(deliveryID: UUID, scheduleID: UUID?, scheduledFor: Date, kind: Kind, origin: Origin = .scheduled) {
         self.deliveryID = deliveryID
         self.scheduleID = scheduleID
         self.scheduledFor = scheduledFor
         self.kind = kind
+        self.origin = origin
     }
+
+    /// Whether its lateness (from its due time to its first POST) means anything: not for a
+    /// backfilled occurrence, due long ago on purpose.
+    public var measuresLateness: Bool { origin != .backfill }
 
     /// `schedule.<schedule-uuid>` (webhook calls about a schedule use the schedule's key too).
     public var routingKey: String {
@@ -29,12 +45,15 @@ public struct DeliveryJob: Sendable, Equatable {
     }
 
     public var json: JSONValue {
-        .object([
+        var object: JSONObject = [
             "delivery_id": .string(deliveryID.lowercasedText),
             "schedule_id": scheduleID.map { .string($0.lowercasedText) } ?? .null,
             "scheduled_for": .string(Timestamp.format(scheduledFor)),
             "kind": .string(kind.rawValue),
-        ])
+        ]
+        // Only when it is not the usual: the message of an occurrence stays as it was.
+        if origin != .scheduled { object["origin"] = .string(origin.rawValue) }
+        return .object(object)
     }
 
     /// Reads a message body; the error says what is wrong with it, for the dead letter.
@@ -58,6 +77,7 @@ public struct DeliveryJob: Sendable, Equatable {
             guard let id = UUID(text: text) else { throw FieldErrorMessage("malformed job: schedule_id is not a UUID") }
             scheduleID = id
         }
-        self.init(deliveryID: deliveryID, scheduleID: scheduleID, scheduledFor: when, kind: kind)
+        let origin = object["origin"]?.stringValue.flatMap(Origin.init(rawValue:)) ?? .scheduled
+        self.init(deliveryID: deliveryID, scheduleID: scheduleID, scheduledFor: when, kind: kind, origin: origin)
     }
 }

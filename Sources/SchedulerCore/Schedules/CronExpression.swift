@@ -153,17 +153,20 @@ public struct CronExpression: Sendable, Hashable {
 
     /// The first time strictly after `date` at which this expression fires in `zone`, or
     /// nil when it never fires again (a year field in the past, or beyond 2099).
-    public func nextDate(after date: Date, in zone: TimeZone) -> Date? {
+    public func nextDate(after date: Date, in zone: TimeZone, daylightSaving: DaylightSaving = .standard) -> Date? {
         let after = Timestamp.seconds(date)
         // Outside 1970-9999 there is nothing to find (and no arithmetic near Int64's edges).
         guard after >= ScheduleLimits.earliestInstant / 1_000_000 - 86_400, after < ScheduleLimits.latestInstant / 1_000_000
         else { return nil }
-        var wall = CivilDateTime(wallSeconds: zone.wallSeconds(atUTC: after))
+        // A time the clock shows twice may run at its second showing, after `date` although
+        // its wall time is before `date`'s: the search then starts two hours back.
+        let back: Int64 = daylightSaving.overlap == .first ? 0 : 7_200
+        var wall = CivilDateTime(wallSeconds: zone.wallSeconds(atUTC: after - back))
         wall.second = 0
-        var candidate = wall.wallSeconds + 60
+        var candidate = wall.wallSeconds + (back == 0 ? 60 : 0)
         while let matched = nextWallMatch(from: candidate) {
-            // The first instant the clock shows this time; none when the clock skips it.
-            if let instant = zone.instants(atWall: matched).first, Double(instant) > date.timeIntervalSince1970 {
+            // The instants the clock shows this time at, as the choices say (none when it skips it).
+            if let instant = daylightSaving.instants(atWall: matched, in: zone).first(where: { Double($0) > date.timeIntervalSince1970 }) {
                 return Date(timeIntervalSince1970: Double(instant))
             }
             candidate = matched + 60

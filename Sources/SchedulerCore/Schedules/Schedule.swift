@@ -18,12 +18,18 @@ public struct ScheduleFields: Sendable, Equatable {
     /// After beat was down, an occurrence due longer ago than this many seconds is recorded
     /// as missed instead of sent; nil: the one occurrence found due is sent, however late.
     public var catchupWindow: Int?
+    /// Seconds: each occurrence is sent at an offset in `[due, due + jitter]` (`ScheduleJitter`).
+    public var jitter: Int
+    /// What a crontab does with a local time the clock skips or shows twice.
+    public var daylightSaving: DaylightSaving
+    /// What an occurrence due while the previous one is still being delivered does.
+    public var overlap: OverlapPolicy
 
     public init(
         frequency: Int? = nil, cronDefinition: String? = nil, intervalDefinition: String? = nil,
         timezone: String = "UTC", endpoint: String, payload: JSONValue = .null, authToken: String? = nil,
         nextSendAt: Date? = nil, enabled: Bool = true, pausedNote: String? = nil, window: ScheduleWindow = ScheduleWindow(),
-        catchupWindow: Int? = nil
+        catchupWindow: Int? = nil, jitter: Int = 0, daylightSaving: DaylightSaving = .standard, overlap: OverlapPolicy = .allow
     ) {
         self.frequency = frequency
         self.cronDefinition = cronDefinition
@@ -37,10 +43,14 @@ public struct ScheduleFields: Sendable, Equatable {
         self.pausedNote = pausedNote
         self.window = window
         self.catchupWindow = catchupWindow
+        self.jitter = jitter
+        self.daylightSaving = daylightSaving
+        self.overlap = overlap
     }
 
     public var timing: ScheduleTiming {
-        ScheduleTiming(cronDefinition: cronDefinition, intervalDefinition: intervalDefinition, timezone: timezone)
+        ScheduleTiming(
+            cronDefinition: cronDefinition, intervalDefinition: intervalDefinition, timezone: timezone, daylightSaving: daylightSaving)
     }
 }
 

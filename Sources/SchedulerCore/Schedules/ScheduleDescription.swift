@@ -11,6 +11,9 @@ public enum ScheduleDescription {
         public let offsetSeconds: Int
         /// The offset differs from the one before (the previous run, or now for the first).
         public let offsetChanged: Bool
+        /// What daylight saving did to it: `shifted` (its time was skipped; it runs when the
+        /// clock jumps), `first` or `second` (its time is shown twice; this is that showing).
+        public let daylightSaving: String?
     }
 
     /// The timing in words. Crontabs of the common shapes (a fixed time of day on every day,
@@ -20,7 +23,7 @@ public enum ScheduleDescription {
         case .interval(let interval):
             let unit = String(interval.period.rawValue.dropLast())
             return interval.every == 1 ? "every \(unit)" : "every \(interval.every) \(interval.period.rawValue)"
-        case .cron(let cron, _):
+        case .cron(let cron, _, _):
             return "\(cronWords(cron) ?? "on the crontab \"\(cronText ?? "")\""), \(timezone)"
         case .none:
             guard let nextSendAt else { return "never (no next run is set)" }
@@ -98,11 +101,25 @@ public enum ScheduleDescription {
         var next: Date? = first
         while let at = next, runs.count < count {
             let offset = zone.secondsFromGMT(for: at)
-            runs.append(Run(at: at, offsetSeconds: offset, offsetChanged: offset != previousOffset))
+            runs.append(
+                Run(
+                    at: at, offsetSeconds: offset, offsetChanged: offset != previousOffset,
+                    daylightSaving: effect(of: timing, at: at, in: zone)))
             previousOffset = offset
             next = window.within(timing.nextRun(after: at))
         }
         return runs
+    }
+
+    /// What daylight saving did to a crontab's run at `at` (see `Run.daylightSaving`).
+    static func effect(of timing: ScheduleTiming, at: Date, in zone: TimeZone) -> String? {
+        guard case .cron(let cron, _, _) = timing else { return nil }
+        let wall = zone.wallSeconds(atUTC: Timestamp.seconds(at))
+        let minute = wall - ((wall % 60) + 60) % 60
+        if cron.nextWallMatch(from: minute) != minute { return "shifted" }
+        let instants = zone.instants(atWall: wall)
+        guard instants.count == 2 else { return nil }
+        return Timestamp.seconds(at) == instants[0] ? "first" : "second"
     }
 
     /// `at` as local time in `zone` with its offset: `2026-03-29T09:00:00+01:00`.

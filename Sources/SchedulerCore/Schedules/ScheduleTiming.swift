@@ -3,19 +3,26 @@ import Foundation
 /// When a schedule runs: on a crontab in a zone, every interval, or only at the time a
 /// client set (`none`: once at `next_send_at`, or never when that is empty).
 public enum ScheduleTiming: Sendable, Equatable {
-    case cron(CronExpression, TimeZone)
+    case cron(CronExpression, TimeZone, DaylightSaving = .standard)
     case interval(IntervalDefinition)
     case none
 
     /// The definitions as validated by the API (they were checked just before): a
     /// definition that does not read is treated as none.
-    public init(cronDefinition: String?, intervalDefinition: String?, timezone: String) {
-        self = (try? Self.stored(cronDefinition: cronDefinition, intervalDefinition: intervalDefinition, timezone: timezone)) ?? .none
+    public init(
+        cronDefinition: String?, intervalDefinition: String?, timezone: String, daylightSaving: DaylightSaving = .standard
+    ) {
+        self =
+            (try? Self.stored(
+                cronDefinition: cronDefinition, intervalDefinition: intervalDefinition, timezone: timezone,
+                daylightSaving: daylightSaving)) ?? .none
     }
 
     /// The definitions of a stored row, which may have been edited by hand: anything that
     /// does not read is an error with a reason (beat quarantines such a schedule).
-    public static func stored(cronDefinition: String?, intervalDefinition: String?, timezone: String) throws(ScheduleTimingError) -> Self {
+    public static func stored(
+        cronDefinition: String?, intervalDefinition: String?, timezone: String, daylightSaving: DaylightSaving = .standard
+    ) throws(ScheduleTimingError) -> Self {
         let cron = cronDefinition.flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
         let interval = intervalDefinition.flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
         switch (cron, interval) {
@@ -31,7 +38,7 @@ public enum ScheduleTiming: Sendable, Equatable {
             guard let zone = TimeZone(identifier: timezone) else {
                 throw ScheduleTimingError("\(timezone) is not a known IANA time zone")
             }
-            return .cron(expression, zone)
+            return .cron(expression, zone, daylightSaving)
         case (nil, .some(let text)):
             guard let definition = IntervalDefinition(parsing: text) else {
                 throw ScheduleTimingError("\(text) \(IntervalDefinition.errorSuffix)")
@@ -61,8 +68,8 @@ public enum ScheduleTiming: Sendable, Equatable {
     /// past 9999 (never a trap, whatever the date and interval).
     public func nextRun(after date: Date) -> Date? {
         switch self {
-        case .cron(let cron, let zone):
-            return cron.nextDate(after: date, in: zone)
+        case .cron(let cron, let zone, let daylightSaving):
+            return cron.nextDate(after: date, in: zone, daylightSaving: daylightSaving)
         case .interval(let interval):
             let (next, overflow) = Timestamp.microseconds(date).addingReportingOverflow(interval.microseconds)
             guard !overflow, ScheduleLimits.contains(instant: next) else { return nil }
@@ -82,8 +89,8 @@ public enum ScheduleTiming: Sendable, Equatable {
     /// quarantine the schedule instead of trapping or firing it again and again.
     public func nextRun(afterFiring scheduled: Date, now: Date) throws(ScheduleTimingError) -> Date? {
         switch self {
-        case .cron(let cron, let zone):
-            return cron.nextDate(after: max(scheduled, now), in: zone)
+        case .cron(let cron, let zone, let daylightSaving):
+            return cron.nextDate(after: max(scheduled, now), in: zone, daylightSaving: daylightSaving)
         case .interval(let interval):
             let start = Timestamp.microseconds(scheduled)
             let length = interval.microseconds

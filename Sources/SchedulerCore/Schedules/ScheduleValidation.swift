@@ -204,6 +204,41 @@ public enum ScheduleValidation {
             errors.add("end_at", "Ensure end_at is after start_at.")
         }
 
+        for (key, choices) in [
+            ("dst_gap", DaylightSaving.Gap.allCases.map(\.rawValue)), ("dst_overlap", DaylightSaving.Overlap.allCases.map(\.rawValue)),
+        ] {
+            guard let value = object[key] else { continue }
+            guard let text = value.stringValue, choices.contains(text) else {
+                errors.add(
+                    key, "\"\(value.stringValue ?? value.serialized)\" is not a valid choice: one of \(choices.joined(separator: ", ")).")
+                continue
+            }
+            if key == "dst_gap" {
+                fields.daylightSaving.gap = DaylightSaving.Gap(rawValue: text)!
+            } else {
+                fields.daylightSaving.overlap = DaylightSaving.Overlap(rawValue: text)!
+            }
+        }
+
+        if let value = object["overlap"] {
+            if let policy = value.stringValue.flatMap(OverlapPolicy.init(rawValue:)) {
+                fields.overlap = policy
+            } else {
+                let choices = OverlapPolicy.allCases.map(\.rawValue).joined(separator: ", ")
+                errors.add("overlap", "\"\(value.stringValue ?? value.serialized)\" is not a valid choice: one of \(choices).")
+            }
+        }
+
+        if let value = object["jitter"] {
+            if value == .null {
+                fields.jitter = 0
+            } else if let seconds = integer(value), (0...ScheduleJitter.maximumSeconds).contains(seconds) {
+                fields.jitter = seconds
+            } else {
+                errors.add("jitter", "Ensure this value is a whole number of seconds from 0 to \(ScheduleJitter.maximumSeconds).")
+            }
+        }
+
         if let value = object["catchup_window"] {
             if value == .null {
                 fields.catchupWindow = nil
@@ -226,7 +261,8 @@ public enum ScheduleValidation {
                 "non_field_errors",
                 "Give either cron_definition or interval_definition, not both (set the other to null).")
         }
-        if errors.isEmpty, case .cron(let cron, let zone) = fields.timing, cron.nextDate(after: now, in: zone) == nil,
+        if errors.isEmpty, case .cron(let cron, let zone, let daylightSaving) = fields.timing,
+            cron.nextDate(after: now, in: zone, daylightSaving: daylightSaving) == nil,
             let text = fields.cronDefinition
         {
             errors.add("cron_definition", "\(text) is not a valid crontab string: it never fires after now")
@@ -240,7 +276,8 @@ public enum ScheduleValidation {
             let timingChanged =
                 existing == nil || existing?.cronDefinition != fields.cronDefinition
                 || existing?.intervalDefinition != fields.intervalDefinition
-                || (fields.cronDefinition != nil && existing?.timezone != fields.timezone)
+                || (fields.cronDefinition != nil
+                    && (existing?.timezone != fields.timezone || existing?.daylightSaving != fields.daylightSaving))
             let windowChanged = existing.map { $0.window != fields.window } ?? false
             let reenabled = existing?.enabled == false && fields.enabled
             let askedToCompute = object["next_send_at"] == .null

@@ -45,3 +45,20 @@ public struct ScheduleWindow: Sendable, Equatable {
         return run
     }
 }
+
+/// Jitter: an occurrence is sent at a deterministic offset after its due time, to spread a
+/// crowd of schedules due at the top of the minute.
+public enum ScheduleJitter {
+    /// The longest jitter a schedule may ask for, in seconds.
+    public static let maximumSeconds = 3_600
+
+    /// The offset, whole milliseconds in `0...jitter` seconds, drawn from the delivery id's
+    /// hash bits (bytes 8-15: bytes 0-5 are its time), so every attempt and every repeat of
+    /// the occurrence has the same one.
+    public static func offset(deliveryID: UUID, jitterSeconds: Int) -> TimeInterval {
+        guard jitterSeconds > 0 else { return 0 }
+        let bits = withUnsafeBytes(of: deliveryID.uuid) { bytes in bytes[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+        let span = UInt64(min(jitterSeconds, maximumSeconds)) * 1_000 + 1
+        return Double(bits % span) / 1_000
+    }
+}

@@ -8,11 +8,10 @@ public struct Delivery: Sendable, Equatable {
         case queued, delivered, retrying, dead, cancelled, purged
         /// Found due after beat was down for longer than the schedule's catch-up window: not sent.
         case missed
-    }
-
-    /// How a delivery came about: an occurrence beat claimed, or one asked for at once.
-    public enum Origin: String, Sendable {
-        case scheduled, manual
+        /// Due while the previous occurrence was still being delivered (`overlap: skip`): not sent.
+        case skipped
+        /// Waiting behind the previous occurrence (`overlap: buffer_one`): sent once it is done.
+        case buffered
     }
 
     public let id: UUID
@@ -27,10 +26,10 @@ public struct Delivery: Sendable, Equatable {
     public let createdAt: Date
     public let publishedAt: Date?
     public let finishedAt: Date?
-    public let origin: Origin
+    public let origin: DeliveryJob.Origin
 
     public var job: DeliveryJob {
-        DeliveryJob(deliveryID: id, scheduleID: scheduleID, scheduledFor: scheduledFor, kind: kind)
+        DeliveryJob(deliveryID: id, scheduleID: scheduleID, scheduledFor: scheduledFor, kind: kind, origin: origin)
     }
 }
 

@@ -40,7 +40,8 @@ public struct DeliveryHistory: Sendable {
 
     /// Adds the partitions of the weeks from yesterday's to that `daysAhead` days from now, then drops those past
     /// the retention: each in a transaction of its own that waits at most `lockTimeout`
-    /// seconds for its locks (it fails then, and the next run tries again).
+    /// seconds for its locks (it fails then, and the next run tries again). Then drops the
+    /// histories of schedules deleted longer ago than the retention.
     @discardableResult
     public func maintain(lockTimeout: Int = 5) async throws -> Maintenance {
         let added = try await pool.withTransaction { connection in
@@ -57,6 +58,8 @@ public struct DeliveryHistory: Sendable {
             return try await connection.query("SELECT scheduler_drop_delivery_partitions($1::int)", [String(retentionDays)])
                 .first?[0].flatMap { Int($0) } ?? 0
         }
+        // The histories of schedules deleted longer ago than the retention go with their records.
+        try await ScheduleHistory(pool: pool).pruneDeleted(olderThanDays: retentionDays)
         return Maintenance(added: added, dropped: dropped)
     }
 

@@ -12,6 +12,10 @@ extension DeliveryStore {
         public var quarantined: [(id: UUID, reason: String)] = []
         /// Occurrences recorded as missed (due longer ago than their catch-up window).
         public var missed: [DeliveryJob] = []
+        /// Occurrences recorded as skipped (due while the previous one was still being delivered).
+        public var skipped: [DeliveryJob] = []
+        /// Occurrences recorded to wait behind the previous one (`buffer_one`), not published now.
+        public var buffered: [DeliveryJob] = []
         /// How many due schedules the claim took (a full batch: there may be more).
         public var claimed = 0
     }
@@ -38,13 +42,23 @@ extension DeliveryStore {
                 PreparedStatement(
                     """
                     SELECT id, cron_definition, interval_definition, timezone, next_send_at::text AS next_send_at, frequency, triggered,
-                           start_at::text AS start_at, end_at::text AS end_at, catchup_window
+                           start_at::text AS start_at, end_at::text AS end_at, catchup_window, jitter, dst_gap, dst_overlap,
+                           overlap,
+                           -- Its occurrences due and not done yet, counted only where the policy
+                           -- asks (lookups in small partial indexes, at most two rows each). One
+                           -- not due yet (held, claimed ahead) is not running: it does not count.
+                           CASE WHEN overlap = 'allow' THEN 0 ELSE (SELECT count(*) FROM (
+                               SELECT 1 FROM deliveries d WHERE d.schedule_id = schedules.id AND d.state IN ('queued', 'retrying')
+                               AND d.kind = 'schedule' AND d.scheduled_for <= $3 LIMIT 2) AS p) END AS in_flight,
+                           CASE WHEN overlap = 'allow' THEN 0 ELSE (SELECT count(*) FROM (
+                               SELECT 1 FROM deliveries d WHERE d.schedule_id = schedules.id AND d.state = 'buffered' LIMIT 1) AS b) END
+                               AS buffered
                     FROM schedules
                     WHERE enabled AND next_send_at IS NOT NULL AND next_send_at <= $1
                     ORDER BY next_send_at, fair_slot
                     LIMIT $2
                     FOR UPDATE SKIP LOCKED
-                    """), [SQL.text(now.addingTimeInterval(max(0, lookahead))), String(limit)])
+                    """), [SQL.text(now.addingTimeInterval(max(0, lookahead))), String(limit), SQL.text(now)])
             guard due.count > 0 else { return Claim() }
             var claim = Claim()
             claim.claimed = due.count
@@ -57,8 +71,17 @@ extension DeliveryStore {
                 guard let id = try? row.uuid("id") else { continue }
                 do {
                     let fired = try Self.fire(row, now: now, limits: limits)
-                    if let scheduled = fired.send {
-                        claim.jobs.append(
+                    if let due = fired.send {
+                        // The id is the occurrence's; with jitter it is sent, and its lateness
+                        // measured, from the offset instant its id gives.
+                        let deliveryID = DeliveryID.derive(scheduleID: id, scheduledFor: due)
+                        let jitter = row["jitter"].flatMap { Int($0) } ?? 0
+                        let scheduled = due.addingTimeInterval(ScheduleJitter.offset(deliveryID: deliveryID, jitterSeconds: jitter))
+                        let job = DeliveryJob(deliveryID: deliveryID, scheduleID: id, scheduledFor: scheduled, kind: .schedule)
+                        if fired.buffered { claim.buffered.append(job) } else { claim.jobs.append(job) }
+                    }
+                    if let scheduled = fired.skipped {
+                        claim.skipped.append(
                             DeliveryJob(
                                 deliveryID: DeliveryID.derive(scheduleID: id, scheduledFor: scheduled), scheduleID: id,
                                 scheduledFor: scheduled, kind: .schedule))
@@ -81,10 +104,17 @@ extension DeliveryStore {
                 try await connection.query(
                     PreparedStatement(
                         """
-                        UPDATE schedules s SET enabled = false, disabled_reason = u.reason,
-                            paused_at = now(), paused_by = NULL, paused_note = NULL
-                        FROM unnest($1::uuid[], $2::text[]) AS u(id, reason)
-                        WHERE s.id = u.id
+                        WITH quarantined AS (
+                            UPDATE schedules s SET enabled = false, disabled_reason = u.reason,
+                                paused_at = now(), paused_by = NULL, paused_note = NULL
+                            FROM unnest($1::uuid[], $2::text[]) AS u(id, reason)
+                            WHERE s.id = u.id
+                            RETURNING s.id, s.created_by, u.reason)
+                        INSERT INTO schedule_history (schedule_id, owner_id, actor_id, action, changes)
+                        SELECT id, created_by, NULL, 'paused', json_build_object(
+                            'enabled', json_build_object('from', true, 'to', false),
+                            'disabled_reason', json_build_object('from', NULL, 'to', reason))
+                        FROM quarantined
                         """),
                     [
                         PostgresArray.literal(claim.quarantined.map { SQL.text($0.id) }),
@@ -101,33 +131,46 @@ extension DeliveryStore {
                     WHERE s.id = u.id
                     """),
                 [ids, PostgresArray.literal(nextRuns), PostgresArray.literal(stillEnabled), PostgresArray.literal(triggeredCounts)])
-            if !claim.missed.isEmpty {
-                // Recorded as finished and never to be published (an infinite publish time keeps
-                // them out of the unpublished index's range).
+            // Missed and skipped occurrences are recorded as finished and never published;
+            // buffered ones wait (beat releases each once its schedule has nothing in flight).
+            // An infinite publish time keeps all three out of the unpublished index's range.
+            let held: [(jobs: [DeliveryJob], state: String, reason: String?)] = [
+                (claim.missed, "missed", "found after its catch-up window (beat was not running)"),
+                (claim.skipped, "skipped", "the previous occurrence was still being delivered (overlap skip)"),
+                (claim.buffered, "buffered", nil),
+            ]
+            for (jobs, state, reason) in held where !jobs.isEmpty {
                 try await connection.query(
                     PreparedStatement(
                         """
                         INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, state, publish_after, finished_at, last_error)
-                        SELECT u.id, u.schedule_id, 'schedule', u.scheduled_for, u.routing_key, 'missed', 'infinity', now(),
-                               'missed: due ' || to_char(u.scheduled_for AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-                               || ', found after its catch-up window (beat was not running)'
+                        SELECT u.id, u.schedule_id, 'schedule', u.scheduled_for, u.routing_key, $5, 'infinity',
+                               CASE WHEN $6::text IS NULL THEN NULL ELSE now() END,
+                               $5 || ': due ' || to_char(u.scheduled_for AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ', ' || $6
                         FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS u(id, schedule_id, scheduled_for, routing_key)
                         ON CONFLICT (id) DO NOTHING
                         """),
                     [
-                        PostgresArray.literal(claim.missed.map { SQL.text($0.deliveryID) }),
-                        PostgresArray.literal(claim.missed.map { $0.scheduleID.map(SQL.text) }),
-                        PostgresArray.literal(claim.missed.map { SQL.text($0.scheduledFor) }),
-                        PostgresArray.literal(claim.missed.map(\.routingKey)),
+                        PostgresArray.literal(jobs.map { SQL.text($0.deliveryID) }),
+                        PostgresArray.literal(jobs.map { $0.scheduleID.map(SQL.text) }),
+                        PostgresArray.literal(jobs.map { SQL.text($0.scheduledFor) }),
+                        PostgresArray.literal(jobs.map(\.routingKey)), state, reason,
                     ])
             }
             guard !claim.jobs.isEmpty else { return claim }
+            // A job jittered past the lookahead is recorded, not published now: its record's
+            // publish time is its instant less the lookahead, when beat takes it as it takes
+            // any unpublished record (a worker never holds it long).
+            let reach = now.addingTimeInterval(max(1, lookahead))
+            let later = Set(claim.jobs.filter { $0.scheduledFor > reach }.map(\.deliveryID))
             let inserted = try await connection.query(
                 PreparedStatement(
                     """
                     INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, publish_after)
-                    SELECT u.id, u.schedule_id, 'schedule', u.scheduled_for, u.routing_key, now() + make_interval(secs => $5)
-                    FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS u(id, schedule_id, scheduled_for, routing_key)
+                    SELECT u.id, u.schedule_id, 'schedule', u.scheduled_for, u.routing_key,
+                           coalesce(u.publish_after, now() + make_interval(secs => $5))
+                    FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $6::timestamptz[])
+                        AS u(id, schedule_id, scheduled_for, routing_key, publish_after)
                     ON CONFLICT (id) DO NOTHING
                     RETURNING id
                     """),
@@ -136,9 +179,13 @@ extension DeliveryStore {
                     PostgresArray.literal(claim.jobs.map { $0.scheduleID.map(SQL.text) }),
                     PostgresArray.literal(claim.jobs.map { SQL.text($0.scheduledFor) }),
                     PostgresArray.literal(claim.jobs.map(\.routingKey)), String(publishLease),
+                    PostgresArray.literal(
+                        claim.jobs.map {
+                            later.contains($0.deliveryID) ? SQL.text($0.scheduledFor.addingTimeInterval(-max(0, lookahead))) : nil
+                        }),
                 ])
             let fresh = Set(try inserted.map { try $0.uuid("id") })
-            claim.jobs = claim.jobs.filter { fresh.contains($0.deliveryID) }
+            claim.jobs = claim.jobs.filter { fresh.contains($0.deliveryID) && !later.contains($0.deliveryID) }
             return claim
         }
     }
@@ -150,7 +197,8 @@ extension DeliveryStore {
         }
         guard let zone = row["timezone"] else { throw ScheduleTimingError("timezone is NULL") }
         let timing = try ScheduleTiming.stored(
-            cronDefinition: row["cron_definition"], intervalDefinition: row["interval_definition"], timezone: zone)
+            cronDefinition: row["cron_definition"], intervalDefinition: row["interval_definition"], timezone: zone,
+            daylightSaving: daylightSaving(row))
         if let problem = timing.violation(of: limits) { throw ScheduleTimingError(problem) }
         func time(_ column: String) throws(ScheduleTimingError) -> Date? {
             guard let text = row[column] else { return nil }
@@ -161,7 +209,31 @@ extension DeliveryStore {
         return try ScheduleFiring.fire(
             scheduled: scheduled, timing: timing, window: ScheduleWindow(start: try time("start_at"), end: try time("end_at")),
             catchupWindow: catchup, frequency: row["frequency"].flatMap { Int($0) }, triggered: row["triggered"].flatMap { Int($0) } ?? 0,
-            now: now)
+            now: now, overlap: row["overlap"].flatMap(OverlapPolicy.init(rawValue:)) ?? .allow,
+            inFlight: ScheduleFiring.InFlight(
+                pending: row["in_flight"].flatMap { Int($0) } ?? 0, buffered: row["buffered"].flatMap { Int($0) } ?? 0))
+    }
+
+    /// Releases the buffered occurrences (`buffer_one`) whose schedule has nothing in flight
+    /// any more: each becomes a queued record, published like any other; returns how many.
+    @discardableResult
+    public func releaseBuffered() async throws -> Int {
+        try await pool.query(
+            PreparedStatement(
+                """
+                UPDATE deliveries b SET state = 'queued', publish_after = now(), updated_at = now()
+                WHERE b.state = 'buffered' AND NOT EXISTS (
+                    SELECT 1 FROM deliveries p
+                    WHERE p.schedule_id = b.schedule_id AND p.state IN ('queued', 'retrying') AND p.kind = 'schedule')
+                """)
+        ).affectedRows
+    }
+
+    /// A row's daylight-saving choices; the original's rules where a value does not read.
+    static func daylightSaving(_ row: PostgresRow) -> DaylightSaving {
+        DaylightSaving(
+            gap: row["dst_gap"].flatMap(DaylightSaving.Gap.init(rawValue:)) ?? .skip,
+            overlap: row["dst_overlap"].flatMap(DaylightSaving.Overlap.init(rawValue:)) ?? .first)
     }
 
     /// Records that these jobs were published and confirmed by the broker, unless a worker
@@ -201,20 +273,24 @@ extension DeliveryStore {
         return try rows.map { try Self.delivery($0).job }
     }
 
-    /// The earliest next run of any enabled schedule, and of any unpublished delivery.
-    public func nextWake() async throws -> Date? {
+    /// When beat has work next: the earliest next run of any enabled schedule (`due`: claimed
+    /// ahead of it), and the earliest time a recorded delivery is to be published (`publish`:
+    /// taken at that time, not ahead).
+    public func nextWake() async throws -> (due: Date?, publish: Date?) {
         let row = try await pool.query(
             PreparedStatement(
                 """
-                SELECT least(
-                    (SELECT min(next_send_at) FROM schedules WHERE enabled AND next_send_at IS NOT NULL),
-                    (SELECT min(publish_after) FROM deliveries WHERE published_at IS NULL AND state = 'queued')) AS next
+                SELECT (SELECT min(next_send_at) FROM schedules WHERE enabled AND next_send_at IS NOT NULL) AS due,
+                       least(
+                           (SELECT min(publish_after) FROM deliveries WHERE published_at IS NULL AND state = 'queued'),
+                           -- An occurrence waiting behind its previous one: look again in a second.
+                           (SELECT now() + interval '1 second' FROM deliveries WHERE state = 'buffered' LIMIT 1)) AS publish
                 """)
         ).first
         // A time this service cannot read (`infinity`, a year past 9999, written by hand) is
         // far ahead here: one at or before now was claimed and quarantined in the round
         // before. Nothing to wake for; throwing made beat retry its round every half second.
-        return row?["next"].flatMap(Timestamp.parse)
+        return (row?["due"].flatMap(Timestamp.parse), row?["publish"].flatMap(Timestamp.parse))
     }
 
     /// How many enabled schedules are due at or before `until`, counting at most `limit`

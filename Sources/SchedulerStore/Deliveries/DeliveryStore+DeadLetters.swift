@@ -116,6 +116,6 @@ extension DeliveryStore {
             attempts: Int(try row.requiredInt64("attempts")), lastStatus: try row.int64("last_status").map { Int($0) },
             lastError: row["last_error"], latencyMilliseconds: row["latency_ms"].flatMap(Double.init),
             createdAt: try row.requiredDate("created_at"), publishedAt: try row.date("published_at"),
-            finishedAt: try row.date("finished_at"), origin: row["origin"].flatMap(Delivery.Origin.init(rawValue:)) ?? .scheduled)
+            finishedAt: try row.date("finished_at"), origin: row["origin"].flatMap(DeliveryJob.Origin.init(rawValue:)) ?? .scheduled)
     }
 }

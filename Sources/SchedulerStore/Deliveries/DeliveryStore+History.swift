@@ -16,6 +16,9 @@ extension DeliveryStore {
             UPDATE deliveries d SET state = 'cancelled', finished_at = now(), updated_at = now()
             FROM locked WHERE d.id = locked.id AND d.state IN ('queued', 'retrying')
             """, [SQL.text(scheduleID)])
+        try await connection.query(
+            "UPDATE deliveries SET state = 'cancelled', finished_at = now(), updated_at = now() WHERE schedule_id = $1 AND state = 'buffered'",
+            [SQL.text(scheduleID)])
     }
 
     /// Queues a webhook call (published by beat from the outbox).

@@ -124,7 +124,7 @@ extension DeliveryStore {
             finished_at = CASE WHEN u.state IN ('delivered', 'dead', 'cancelled') THEN now() ELSE d.finished_at END
         FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::float8[], $7::float8[])
             AS u(id, state, attempts, status, error, latency, lateness)
-        WHERE d.id = u.id AND d.id = ANY($1::uuid[]) AND d.state NOT IN ('delivered', 'cancelled', 'purged', 'missed')
+        WHERE d.id = u.id AND d.id = ANY($1::uuid[]) AND d.state NOT IN ('delivered', 'cancelled', 'purged', 'missed', 'skipped')
         """)
 
     /// Writes many attempts' results in one statement. A delivery already delivered or
@@ -206,7 +206,13 @@ extension DeliveryStore {
                         ELSE 'paused: its owner holds ' || $3 || ' dead letters or more (DEAD_LETTERS_PER_TENANT); re-drive or purge them, then enable it again'
                     END
                 FROM chosen WHERE s.id = chosen.schedule_id AND s.enabled
-                RETURNING s.id, chosen.why, s.disabled_reason),
+                RETURNING s.id, chosen.why, s.disabled_reason, s.created_by),
+            logged AS (
+                INSERT INTO schedule_history (schedule_id, owner_id, actor_id, action, changes)
+                SELECT id, created_by, NULL, 'paused', json_build_object(
+                    'enabled', json_build_object('from', true, 'to', false),
+                    'disabled_reason', json_build_object('from', NULL, 'to', disabled_reason))
+                FROM paused),
             cancelled AS (
                 UPDATE deliveries d SET state = 'cancelled', finished_at = now(), updated_at = now()
                 FROM paused WHERE d.schedule_id = paused.id AND d.kind = 'schedule' AND d.state IN ('queued', 'retrying'))

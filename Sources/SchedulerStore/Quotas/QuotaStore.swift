@@ -192,14 +192,15 @@ public struct QuotaStore: Sendable {
         return schedules
     }
 
-    /// A run-now of one of `userID`'s schedules: counted with their creates, within the
-    /// creates-a-minute quota, or `QuotaExceeded`.
-    public static func admitTrigger(userID: Int64, quota: Quota, connection: PostgresConnection) async throws {
+    /// `count` deliveries asked for at once (a run-now, a backfill's occurrences) by `userID`:
+    /// counted with their creates, all within the creates-a-minute quota, or `QuotaExceeded`.
+    public static func admitCreates(userID: Int64, quota: Quota, count: Int = 1, connection: PostgresConnection) async throws {
+        guard count > 0 else { return }
         try await lock(userID, connection: connection)
         let row = try await connection.query("SELECT \(createsInWindow) FROM auth_user WHERE id = $1", [SQL.text(userID)]).first
         guard let row else { return }
-        try checkCreates(row, quota: quota)
-        try await countCreate(userID: userID, connection: connection)
+        try checkCreates(row, quota: quota, adding: count)
+        try await countCreate(userID: userID, count: count, connection: connection)
     }
 
     /// A user's creates in this minute's window (`creates`), and the seconds until it ends.
@@ -209,22 +210,22 @@ public struct QuotaStore: Sendable {
              THEN ceil(extract(epoch FROM creates_window_start + interval '1 minute' - now()))::int END AS window_ends_in
         """
 
-    static func checkCreates(_ row: PostgresRow, quota: Quota) throws {
+    static func checkCreates(_ row: PostgresRow, quota: Quota, adding: Int = 1) throws {
         let creates = Int(try row.requiredInt64("creates"))
-        guard creates >= quota.createsPerMinute else { return }
+        guard creates + adding > quota.createsPerMinute else { return }
         throw QuotaExceeded(
             quota: .createsPerMinute, limit: Double(quota.createsPerMinute), used: Double(creates),
             retryAfter: max(1, Int(try row.int64("window_ends_in") ?? 60)))
     }
 
-    static func countCreate(userID: Int64, connection: PostgresConnection) async throws {
+    static func countCreate(userID: Int64, count: Int = 1, connection: PostgresConnection) async throws {
         try await connection.query(
             """
             UPDATE auth_user SET
-                creates_in_window = CASE WHEN creates_window_start > now() - interval '1 minute' THEN creates_in_window + 1 ELSE 1 END,
+                creates_in_window = CASE WHEN creates_window_start > now() - interval '1 minute' THEN creates_in_window + $2 ELSE $2 END,
                 creates_window_start = CASE WHEN creates_window_start > now() - interval '1 minute' THEN creates_window_start ELSE now() END
             WHERE id = $1
-            """, [SQL.text(userID)])
+            """, [SQL.text(userID), String(count)])
     }
 
     /// A change of one of `userID`'s schedules from `oldRate` to `newRate` (each counted when
