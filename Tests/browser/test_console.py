@@ -172,7 +172,11 @@ def shot(browser, name):
 
 def sign_in(browser, stack, token):
     browser.get(f"{stack.url}/console/")
-    if not browser.find_element(By.ID, "signout").get_attribute("hidden"):
+    # The page asks who is signed in when it loads: wait for its answer (the sign-in form, or
+    # someone's console) before deciding, or a session still open shows up after the check.
+    wait(browser, lambda b: b.find_element(By.ID, "token").is_displayed() or b.find_element(By.ID, "who").text != "",
+         message="the console knows whether someone is signed in")
+    if browser.find_element(By.ID, "who").text != "":
         browser.find_element(By.ID, "signout").click()
     field = wait(browser, expected_conditions.visibility_of_element_located((By.ID, "token")))
     field.send_keys(token)
@@ -373,3 +377,31 @@ def test_the_schedules_view(stack, browser):
     runs = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#schedule-runs tbody tr")]
     assert all("T09:00:00+0" in r for r in runs), runs
     shot(browser, "schedules")
+
+
+def test_a_schedules_controls_history_and_run_now(stack, browser, receivers):
+    endpoint = f"http://127.0.0.1:{receivers['ok'].port}/run-now"
+    status, body = stack.api("POST", "/api/v1/schedule/", stack.admin, {
+        "endpoint": endpoint, "interval_definition": "1 hours", "enabled": False, "paused_note": "receiver moving",
+        "jitter": 30, "overlap": "skip"})
+    assert status == 201, body
+    sign_in(browser, stack, stack.admin)
+    browser.get(f"{stack.url}/console/#schedules")
+    form = browser.find_element(By.ID, "schedule-filters")
+    field = form.find_element(By.NAME, "endpoint_contains")
+    field.clear()
+    field.send_keys("/run-now")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    wait(browser, lambda b: b.find_element(By.ID, "schedule-count").text == "1 schedules")
+    browser.find_element(By.CSS_SELECTOR, "#schedules tbody tr a").click()
+    wait(browser, lambda b: "receiver moving" in b.find_element(By.ID, "schedule-controls").text,
+         message="the pause and its note shown")
+    controls = browser.find_element(By.ID, "schedule-controls").text
+    assert "jitter 30 s" in controls and "overlap: skip" in controls, controls
+    wait(browser, lambda b: "created" in b.find_element(By.ID, "schedule-history").text, message="the history shown")
+    # Run now: one POST at once although it is paused, listed as manual, in the history.
+    browser.find_element(By.ID, "schedule-run-now").click()
+    wait(browser, lambda b: len(receivers["ok"].got("/run-now")) == 1, message="the receiver got the run-now")
+    wait(browser, lambda b: "manual" in b.find_element(By.ID, "schedule-deliveries").text, message="the delivery listed as manual")
+    wait(browser, lambda b: "triggered" in b.find_element(By.ID, "schedule-history").text, message="the run-now in the history")
+    shot(browser, "schedule-controls")

@@ -255,16 +255,53 @@ async function loadSchedules() {
   }));
 }
 
+// The controls a schedule has beyond the original's fields, in a line; the defaults say nothing.
+function controls(s) {
+  const parts = [];
+  if (!s.enabled) parts.push(`paused${s.paused_at ? " " + when(s.paused_at) : ""}${s.paused_note ? ": " + s.paused_note : ""}`);
+  if (s.start_at) parts.push(`from ${when(s.start_at)}`);
+  if (s.end_at) parts.push(`until ${when(s.end_at)}`);
+  if (s.catchup_window !== null && s.catchup_window !== undefined) parts.push(`catch-up window ${s.catchup_window} s`);
+  if (s.overlap && s.overlap !== "allow") parts.push(`overlap: ${s.overlap.replace("_", " ")}`);
+  if (s.jitter) parts.push(`jitter ${s.jitter} s`);
+  if (s.dst_gap && s.dst_gap !== "skip") parts.push(`skipped local times: ${s.dst_gap}`);
+  if (s.dst_overlap && s.dst_overlap !== "first") parts.push(`repeated local times: ${s.dst_overlap}`);
+  return parts.join(" · ");
+}
+
+// What a history entry changed, in a line: each field from what to what.
+function changed(changes) {
+  return Object.entries(changes || {}).map(([field, change]) => {
+    if (change === null || typeof change !== "object") return `${field}: ${JSON.stringify(change)}`;
+    if (change.changed) return `${field} changed`;
+    return `${field}: ${JSON.stringify(change.from)} → ${JSON.stringify(change.to)}`;
+  }).join("; ");
+}
+
 async function showSchedule(s) {
   document.getElementById("schedule-detail").hidden = false;
   document.getElementById("schedule-detail-id").textContent = s.id;
+  const fresh = await api(`/api/v1/schedule/${s.id}/`);
   const runs = await api(`/api/v1/schedule/${s.id}/runs/?count=10`);
-  document.getElementById("schedule-detail-words").textContent = `${runs.description}; POST to ${s.endpoint}`;
-  fill("schedule-runs", runs.runs.map(r => row([r.local, r.offset_changed ? "UTC offset changes (daylight saving)" : ""])));
+  document.getElementById("schedule-detail-words").textContent = `${runs.description}; POST to ${fresh.endpoint}`;
+  document.getElementById("schedule-controls").textContent = controls(fresh);
+  const runNow = document.getElementById("schedule-run-now");
+  runNow.onclick = async () => {
+    try {
+      const delivery = await api(`/api/v1/schedule/${s.id}/trigger/`, { method: "POST" });
+      say(`Queued delivery ${delivery.id.slice(0, 8)} at once.`, true);
+    } catch (error) { report(error); }
+    await showSchedule(s).catch(report);
+  };
+  const dst = { shifted: "its time is skipped by the clock: runs when it jumps", first: "first of a repeated hour", second: "second of a repeated hour" };
+  fill("schedule-runs", runs.runs.map(r => row([r.local,
+    [r.offset_changed ? "UTC offset changes (daylight saving)" : "", dst[r.dst] || ""].filter(Boolean).join("; ")])));
   document.getElementById("schedule-runs-none").hidden = runs.runs.length > 0;
   const data = await api(`/api/v1/schedule/${s.id}/deliveries/?limit=50`);
-  fill("schedule-deliveries", data.results.map(d => row([when(d.scheduled_for), d.state, { text: d.attempts, attrs: { class: "num" } }, d.last_status,
+  fill("schedule-deliveries", data.results.map(d => row([when(d.scheduled_for), d.state, d.origin, { text: d.attempts, attrs: { class: "num" } }, d.last_status,
     { text: d.latency_ms ?? "", attrs: { class: "num" } }, d.last_error])));
+  const history = await api(`/api/v1/schedule/${s.id}/history/?limit=50`);
+  fill("schedule-history", history.results.map(h => row([when(h.at), h.action, h.by ? h.by.replace(/.*\/user\/(\d+)\/$/, "user $1") : "the service", changed(h.changes)])));
 }
 
 // MARK: Endpoints
