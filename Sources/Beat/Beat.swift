@@ -228,7 +228,8 @@ public final class Beat: Service, Sendable {
             owe(jobs, leasedAt: Date())
             for (id, reason) in claim.quarantined {
                 logger.error(
-                    "schedule disabled: its next run cannot be computed", metadata: ["schedule.id": "\(id)", "reason": "\(reason)"])
+                    "schedule disabled: its next run cannot be computed",
+                    metadata: ["schedule.id": "\(id.lowercasedText)", "reason": "\(reason)"])
             }
             if !claim.quarantined.isEmpty { BeatMetrics.quarantined.increment(by: claim.quarantined.count) }
             for missed in claim.missed {

@@ -303,7 +303,7 @@ final class DeliveryLoop: Sendable {
             {
                 logger.warning(
                     "schedule paused: its failures would pile up",
-                    metadata: ["schedule.id": "\(paused.scheduleID)", "reason": "\(paused.reason)"])
+                    metadata: ["schedule.id": "\(paused.scheduleID.lowercasedText)", "reason": "\(paused.reason)"])
                 DeliveryMetrics.paused(paused.why.rawValue)
             }
         } catch {
@@ -314,22 +314,23 @@ final class DeliveryLoop: Sendable {
     private func record(_ note: DeliveryMachine.Note) {
         switch note {
         case .poison(let id, let reason):
-            logger.error("poison job dead-lettered", metadata: ["delivery.id": "\(id)", "reason": "\(reason)"])
+            logger.error("poison job dead-lettered", metadata: ["delivery.id": "\(id.lowercasedText)", "reason": "\(reason)"])
             DeliveryMetrics.skipped("poison")
         case .malformed(let reason):
             logger.warning("malformed job dead-lettered", metadata: ["reason": "\(reason)"])
             DeliveryMetrics.skipped("malformed")
         case .refused(let id, let reason):
-            logger.warning("delivery refused", metadata: ["delivery.id": "\(id)", "reason": "\(reason)"])
+            logger.warning("delivery refused", metadata: ["delivery.id": "\(id.lowercasedText)", "reason": "\(reason)"])
             DeliveryMetrics.skipped("refused")
         case .repeated(let id):
-            logger.info("a second copy of a job this worker holds: acked without a POST", metadata: ["delivery.id": "\(id)"])
+            logger.info("a second copy of a job this worker holds: acked without a POST", metadata: ["delivery.id": "\(id.lowercasedText)"])
             DeliveryMetrics.skipped("duplicate")
         case .repeatedWhileSettling(let id):
             logger.info(
-                "a second copy of a job whose outcome is being recorded: parked until it is", metadata: ["delivery.id": "\(id)"])
+                "a second copy of a job whose outcome is being recorded: parked until it is",
+                metadata: ["delivery.id": "\(id.lowercasedText)"])
         case .skipped(let id, let state):
-            logger.debug("job not delivered", metadata: ["delivery.id": "\(id)", "state": "\(state)"])
+            logger.debug("job not delivered", metadata: ["delivery.id": "\(id.lowercasedText)", "state": "\(state)"])
             DeliveryMetrics.skipped(state == .delivered ? "duplicate" : "cancelled")
         case .attempted(let id, let attempt, let decision, let status, let seconds):
             DeliveryMetrics.attempt(decision: decision, status: status, seconds: seconds)
@@ -338,9 +339,10 @@ final class DeliveryLoop: Sendable {
                 break
             case .retry(_, let reason):
                 logger.info(
-                    "delivery failed; will retry", metadata: ["delivery.id": "\(id)", "reason": "\(reason)", "attempt": "\(attempt)"])
+                    "delivery failed; will retry",
+                    metadata: ["delivery.id": "\(id.lowercasedText)", "reason": "\(reason)", "attempt": "\(attempt)"])
             case .dead(let reason):
-                logger.warning("delivery failed for good", metadata: ["delivery.id": "\(id)", "reason": "\(reason)"])
+                logger.warning("delivery failed for good", metadata: ["delivery.id": "\(id.lowercasedText)", "reason": "\(reason)"])
             }
         case .late(let seconds):
             DeliveryMetrics.lateness.record(seconds)

@@ -83,7 +83,7 @@ struct ScheduleController: Sendable {
                     authToken: byAdmin ? hookToken : nil, connection: connection)
             }
         }
-        context.logger.info("schedule created", metadata: ["schedule.id": "\(schedule.id)"])
+        context.logger.info("schedule created", metadata: ["schedule.id": "\(schedule.id.lowercasedText)"])
         pusher.push([("schedules.created.sum", 1)])
         return JSONResponse.make(status: .created, body: schedule.json(links), headers: [.location: links.schedule(schedule.id)])
     }
@@ -117,14 +117,14 @@ struct ScheduleController: Sendable {
                 .mapError(APIError.validation).get()
         }
         guard let updated else { throw APIError.notFound }
-        context.logger.info("schedule updated", metadata: ["schedule.id": "\(id)"])
+        context.logger.info("schedule updated", metadata: ["schedule.id": "\(id.lowercasedText)"])
         return JSONResponse.make(body: updated.json(Links(request: request, settings: settings)))
     }
 
     @Sendable func delete(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
         let id = try scheduleID(context)
         guard try await store.delete(id: id, owner: try context.owner(), by: try context.caller().id) else { throw APIError.notFound }
-        context.logger.info("schedule deleted", metadata: ["schedule.id": "\(id)"])
+        context.logger.info("schedule deleted", metadata: ["schedule.id": "\(id.lowercasedText)"])
         pusher.push([("schedules.deleted.sum", 1)])
         return Response(status: .noContent)
     }
