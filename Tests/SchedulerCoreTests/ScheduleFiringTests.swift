@@ -148,7 +148,7 @@ struct ScheduleFiringTests {
 /// Ids shaped as delivery ids are (a time, then hash bits), without the store's module.
 enum DeliveryIDs {
     static func derived(_ n: Int) -> UUID {
-        var generator = SplitMix(seed: UInt64(n) &+ 0x9E37_79B9)
+        var generator = SeededRandom(seed: UInt64(n) &+ 0x9E37_79B9)
         var bytes = (0..<16).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
         bytes[6] = (bytes[6] & 0x0F) | 0x80
         bytes[8] = (bytes[8] & 0x3F) | 0x80
@@ -157,17 +157,5 @@ enum DeliveryIDs {
                 bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10],
                 bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
             ))
-    }
-
-    struct SplitMix {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
     }
 }
