@@ -73,7 +73,9 @@ public final class Beat: Service, Sendable {
     var markDelay: Double { min(5, publishLease / 4) }
 
     public init(configuration: Configuration, pool: PostgresPool, logger: Logger, idleWake: Double = 30) {
-        store = DeliveryStore(pool: pool, publishLease: configuration.beatPublishLease, limits: configuration.scheduleLimits)
+        store = DeliveryStore(
+            pool: pool, publishLease: configuration.beatPublishLease, limits: configuration.scheduleLimits,
+            hookAuthToken: configuration.hookAuthToken)
         console = ConsoleStore(pool: pool)
         publishLease = Double(configuration.beatPublishLease)
         publisher = AMQPPublisher(

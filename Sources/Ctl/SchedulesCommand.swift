@@ -217,7 +217,8 @@ struct Schedules: AsyncParsableCommand {
         defer { pool.close() }
         do {
             return try await body(
-                ScheduleStore(pool: pool), UserStore(pool: pool, minter: TokenMinter(secretKey: configuration.secretKey)), pool)
+                ScheduleStore(pool: pool, hookAuthToken: configuration.hookAuthToken),
+                UserStore(pool: pool, minter: TokenMinter(secretKey: configuration.secretKey)), pool)
         } catch let exit as ExitCode {
             throw exit
         } catch {

@@ -87,7 +87,8 @@ func buildRouter(
     let pusher = MetricsPusher(configuration: configuration, logger: logger)
     let quotas = QuotaStore(pool: pool, defaults: settings.quotas)
     ScheduleController(
-        store: ScheduleStore(pool: pool), history: ScheduleHistory(pool: pool), quotas: quotas, deliveryStore: deliveries,
+        store: ScheduleStore(pool: pool, hookAuthToken: configuration.hookAuthToken), history: ScheduleHistory(pool: pool),
+        quotas: quotas, deliveryStore: deliveries,
         pusher: pusher, settings: settings
     )
     .addRoutes(to: api)
@@ -96,7 +97,8 @@ func buildRouter(
         brokerURL: configuration.brokerURL, policy: configuration.retryPolicy, store: deliveries, logger: logger)
     DeadLetterController(store: deliveries, redriver: redriver, settings: settings).addRoutes(to: api)
     let console = ConsoleController(
-        users: users, store: ConsoleStore(pool: pool), deliveries: deliveries, redriver: redriver, status: status,
+        users: users, store: ConsoleStore(pool: pool), deliveries: deliveries, receivers: ReceiverStore(pool: pool), redriver: redriver,
+        status: status,
         useSSL: settings.useSSL || settings.hosts.publicURL?.lowercased().hasPrefix("https://") == true, authentication: authentication,
         endpointCache: endpoints)
     console.addPages(to: router)

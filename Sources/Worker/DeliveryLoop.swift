@@ -28,6 +28,8 @@ final class DeliveryLoop: Sendable {
         var pauseAfterFailures = 0
         /// Dead letters a tenant may hold before their failing schedules are paused (0: no bound).
         var deadLettersPerTenant = 0
+        /// HOOK_AUTH_TOKEN: sent to admins' hooks when the worker tells them of something.
+        var hookAuthToken: String? = nil
     }
 
     private let settings: Settings
@@ -37,16 +39,21 @@ final class DeliveryLoop: Sendable {
     private let receiverStore: ReceiverStore
     private let events: AsyncStream<DeliveryMachine.Event>
     private let input: AsyncStream<DeliveryMachine.Event>.Continuation
-    /// The receivers' sync: whether one is running, and the newest command it saw.
-    private let sync = Mutex<(running: Bool, commandsSince: Date)>((false, Date(timeIntervalSince1970: 0)))
+    /// The receivers' sync: whether one is running, the newest command it saw, and the
+    /// shares of the limits set by hand it last handed the machine.
+    private let sync = Mutex<(running: Bool, commandsSince: Date, limits: [String: ReceiverLimits]?)>(
+        (false, Date(timeIntervalSince1970: 0), nil))
+    /// This worker among the workers alive (`ReceiverStore.workers`).
+    private let workerID =
+        "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
 
     init(settings: Settings, pool: PostgresPool, logger: Logger) {
         var settings = settings
         // The machine's window is the consumer's prefetch: one setting, not two to keep equal.
         settings.machine.window = settings.prefetch
         self.settings = settings
-        store = DeliveryStore(pool: pool)
-        receiverStore = ReceiverStore(pool: pool)
+        store = DeliveryStore(pool: pool, hookAuthToken: settings.hookAuthToken)
+        receiverStore = ReceiverStore(pool: pool, hookAuthToken: settings.hookAuthToken)
         publisher = AMQPPublisher(
             url: settings.brokerURL, topology: DeliveryTopology.make(settings.machine.policy), logger: logger,
             heartbeat: settings.heartbeat)
@@ -180,6 +187,8 @@ final class DeliveryLoop: Sendable {
         await consumer.close()
         await poster.close()
         publisher.close()
+        // The others' shares of the limits set by hand grow at their next sync.
+        try? await receiverStore.workerStopped(workerID)
     }
 
     /// Writes the receivers' state, counts them by state, and reads operators' commands
@@ -205,7 +214,7 @@ final class DeliveryLoop: Sendable {
                 return !state.running
             })
         else { return }
-        let (store, input, logger) = (receiverStore, input, logger)
+        let (store, input, logger, workerID) = (receiverStore, input, logger, workerID)
         Task { [self] in
             defer { sync.withLock { $0.running = false } }
             do {
@@ -217,6 +226,15 @@ final class DeliveryLoop: Sendable {
                     sync.withLock { $0.commandsSince = max($0.commandsSince, command.at) }
                     guard let kind = Receiver.Command(rawValue: command.command) else { continue }
                     input.yield(.command(receiver: command.receiver, kind))
+                }
+                // Limits set by hand, shared among the workers alive.
+                let workers = try await store.workers(alive: workerID)
+                let shares = try await store.limits().mapValues { $0.share(workers: workers.count, rank: workers.rank) }
+                if sync.withLock({ state in
+                    defer { state.limits = shares }
+                    return state.limits != shares
+                }) {
+                    input.yield(.limits(shares))
                 }
             } catch {
                 Readiness.shared.failing("database", "unreachable")
@@ -239,13 +257,24 @@ final class DeliveryLoop: Sendable {
         ReceiverMetrics.transition(to: transition.to)
         // The operator hears of an opening and a closing, not of every failed probe between.
         let news = (transition.from == .closed && transition.to == .open) || transition.to == .closed
-        guard news, let url = settings.alertURL else { return }
-        let body = JSONValue.object([
-            "event": .string("receiver.\(transition.to == .closed ? "closed" : "opened")"), "receiver": .string(key),
-            "from": .string(transition.from.rawValue), "to": .string(transition.to.rawValue),
+        guard news else { return }
+        let opened = transition.to != .closed
+        let data = JSONValue.object([
+            "receiver": .string(key), "from": .string(transition.from.rawValue), "to": .string(transition.to.rawValue),
             "reason": .string(transition.reason), "at": .string(Timestamp.format(Date())),
-        ]).serializedBytes
-        let logger = logger
+        ])
+        let (logger, receiverStore) = (logger, receiverStore)
+        // The admins' `receiver.*` hooks: told once, by the first worker to see the change.
+        Task {
+            do {
+                try await receiverStore.announce(receiver: key, opened: opened, data: data)
+            } catch {
+                logger.warning("cannot tell the hooks of a receiver's circuit", metadata: ["error": "\(error)"])
+            }
+        }
+        guard let url = settings.alertURL, case .object(var object) = data else { return }
+        object["event"] = .string(opened ? "receiver.opened" : "receiver.closed")
+        let body = JSONValue.object(object).serializedBytes
         Task {
             do {
                 let status = try await SimplePost.send(url: url, headers: ["Content-Type: application/json"], body: body, timeout: 10)

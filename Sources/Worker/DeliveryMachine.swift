@@ -83,6 +83,9 @@ struct DeliveryMachine {
         case settleFailed(batch: Int, reason: String, published: Bool = false)
         /// An operator's command for one receiver (`scheduler-ctl receivers`).
         case command(receiver: String, Receiver.Command)
+        /// This worker's shares of the limits admins set (`scheduler-ctl receivers set`), by
+        /// receiver: the whole set each time.
+        case limits([String: ReceiverLimits])
         case stop
         case tick
 
@@ -219,6 +222,8 @@ struct DeliveryMachine {
     /// Jobs held until their due time, soonest first.
     private(set) var held: [(until: Date, tag: UInt64)] = []
     private(set) var receivers: [String: Receiver] = [:]
+    /// This worker's shares of the limits admins set, by receiver (`Event.limits`).
+    private var fixedLimits: [String: ReceiverLimits] = [:]
     /// The receiver of each schedule's jobs, as last read (routing key → receiver): a job
     /// for a receiver that could not take it anyway is parked without reading its target.
     private var knownReceivers: [String: String] = [:]
@@ -301,14 +306,21 @@ struct DeliveryMachine {
             if !waiting.isEmpty { actions.append(.handBack(waiting, generation: generation)) }
             actions.append(.note(.stopping(inFlight: jobs.count, handedBack: waiting.count)))
         case .command(let key, let command):
-            var receiver = receivers[key] ?? Receiver(key: key, settings: settings.receivers, now: now)
+            var receiver = receivers[key] ?? newReceiver(key, now: now)
             if let transition = receiver.apply(command, settings: settings.receivers, now: now) {
                 actions.append(.note(.receiver(key, transition)))
             }
             receivers[key] = receiver
             release(key, now: now, into: &actions)
+        case .limits(let limits):
+            fixedLimits = limits
+            for key in receivers.keys {
+                receivers[key]?.fix(limits[key] ?? ReceiverLimits(), settings: settings.receivers, now: now)
+                release(key, now: now, into: &actions)
+            }
         case .tick:
-            // Receivers whose requests got slow park what they can no longer take soon.
+            // Receivers whose requests got slow, or whose rate allows more, start or park
+            // what waits for them.
             for key in receivers.keys where receivers[key]?.waiting.isEmpty == false {
                 release(key, now: now, into: &actions)
             }
@@ -465,7 +477,8 @@ struct DeliveryMachine {
         // A schedule's jobs go to its endpoint; a webhook call about it goes elsewhere.
         if deliveryJob.kind == .schedule { remember(job.delivery.routingKey, key) }
         // In place: a copy would copy its list of waiting jobs for every job admitted.
-        let admission = receivers[key, default: Receiver(key: key, settings: settings.receivers, now: now)].admit(
+        let limits = fixedLimits[key] ?? ReceiverLimits()
+        let admission = receivers[key, default: Receiver(key: key, settings: settings.receivers, now: now, limits: limits)].admit(
             tag, settings: settings.receivers, now: now)
         switch admission {
         case .start:
@@ -556,6 +569,10 @@ struct DeliveryMachine {
     private mutating func remember(_ routingKey: String, _ receiver: String) {
         if knownReceivers.count >= 100_000 { knownReceivers.removeAll(keepingCapacity: true) }
         knownReceivers[routingKey] = receiver
+    }
+
+    private func newReceiver(_ key: String, now: Date) -> Receiver {
+        Receiver(key: key, settings: settings.receivers, now: now, limits: fixedLimits[key] ?? ReceiverLimits())
     }
 
     /// Forgets receivers with nothing going on for `idle` seconds (tenants choose hosts:

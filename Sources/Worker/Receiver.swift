@@ -127,11 +127,61 @@ struct Receiver {
     private(set) var lastActivity: Date
     /// When the breaker last changed state.
     private(set) var changedAt: Date?
+    /// This worker's share of an admin's limits (`ReceiverLimits.share`): a concurrency set
+    /// by hand replaces the adaptive limit; a rate is a bucket of `burst` requests, filled at
+    /// `rate` a second.
+    private(set) var fixed = ReceiverLimits()
+    private var tokens: Double = 0
+    private var filledAt: Date?
 
-    init(key: String, settings: Settings, now: Date) {
+    init(key: String, settings: Settings, now: Date, limits: ReceiverLimits = ReceiverLimits()) {
         self.key = key
-        limit = Double(max(1, min(settings.maximumConcurrency, settings.initialConcurrency)))
+        limit = Self.startingLimit(settings)
         lastActivity = now
+        fix(limits, settings: settings, now: now)
+    }
+
+    private static func startingLimit(_ settings: Settings) -> Double {
+        Double(max(1, min(settings.maximumConcurrency, settings.initialConcurrency)))
+    }
+
+    /// Takes an admin's limits (this worker's share; empty: its own adaptive limit again).
+    mutating func fix(_ limits: ReceiverLimits, settings: Settings, now: Date) {
+        guard limits != fixed else { return }
+        let before = fixed
+        fixed = limits
+        if let concurrency = limits.concurrency {
+            limit = Double(concurrency)
+        } else if before.concurrency != nil {
+            limit = Self.startingLimit(settings)
+        }
+        if limits.rate != nil, before.rate == nil || limits.burst != before.burst {
+            tokens = Double(limits.burst ?? 1)
+            filledAt = now
+        }
+    }
+
+    /// Requests the rate allows at `now` (unbounded without a rate).
+    func tokensAvailable(now: Date) -> Double {
+        guard let rate = fixed.rate else { return .infinity }
+        let elapsed = filledAt.map { max(0, now.timeIntervalSince($0)) } ?? 0
+        return min(Double(fixed.burst ?? 1), tokens + elapsed * rate)
+    }
+
+    /// Takes one request of the rate, if it allows one at `now`.
+    private mutating func takeToken(now: Date) -> Bool {
+        guard fixed.rate != nil else { return true }
+        tokens = tokensAvailable(now: now)
+        filledAt = now
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
+
+    /// Whether a request may start now: under its limit, and (with a rate) a request of the
+    /// rate left.
+    private func hasRoom(now: Date) -> Bool {
+        inFlight < Int(limit) && tokensAvailable(now: now) >= 1
     }
 
     /// The receiver of a URL, or the URL itself when it has none (such a URL is refused
@@ -199,7 +249,7 @@ struct Receiver {
             return .open
         case .closed:
             if let pausedUntil, now < pausedUntil { return .paused }
-            return inFlight >= Int(limit) && waiting.count >= maximumWaiting(now: now) ? .capacity : nil
+            return !hasRoom(now: now) && waiting.count >= maximumWaiting(now: now) ? .capacity : nil
         }
     }
 
@@ -247,7 +297,10 @@ struct Receiver {
         let answerTime = max(recent ? (latency ?? 0.001) : 0.001, oldest, 0.001)
         let byAnswerTime = Double(max(1, Int(limit))) * Self.waitingSeconds / answerTime
         let answered = Double(answeredInASecond(now: now))
-        return Int(min(max(byAnswerTime, answered, limit, 1), 100_000))
+        let room = Int(min(max(byAnswerTime, answered, limit, 1), 100_000))
+        // A rate set by hand: about a second of it, and its burst.
+        guard let rate = fixed.rate else { return room }
+        return max(1, min(room, Int(min(rate * Self.waitingSeconds, 100_000)) + (fixed.burst ?? 1)))
     }
 
     // MARK: Jobs
@@ -270,7 +323,7 @@ struct Receiver {
             break
         }
         if pausedUntil != nil { return parked(.paused, now: now) }
-        if inFlight < Int(limit) {
+        if inFlight < Int(limit), takeToken(now: now) {
             starts.append(now)
             return .start(probe: false)
         }
@@ -325,7 +378,9 @@ struct Receiver {
             quick = seconds <= 2 * fastest + 0.01
         }
         let overloaded = answer == .failed(overloaded: true) || climbing
-        if overloaded {
+        if fixed.concurrency != nil {
+            // Set by hand: an admin's number, not learnt.
+        } else if overloaded {
             let calm = max(1, latency ?? 1)
             if lastDecrease.map({ now.timeIntervalSince($0) >= calm }) ?? true {
                 limit = max(1, limit / 2)
@@ -349,7 +404,7 @@ struct Receiver {
                 probing = false
                 breaker = .closed
                 nextProbe = nil
-                limit = 1  // grows back with good answers
+                limit = Double(fixed.concurrency ?? 1)  // an adaptive limit grows back with good answers
                 changedAt = now
                 return Transition(from: from, to: .closed, reason: "the probe succeeded")
             }
@@ -393,7 +448,7 @@ struct Receiver {
             )
         }
         var start: [UInt64] = []
-        while inFlight < Int(limit), !waiting.isEmpty {
+        while inFlight < Int(limit), !waiting.isEmpty, takeToken(now: now) {
             start.append(waiting.removeFirst())
             starts.append(now)
         }
@@ -438,8 +493,9 @@ struct Receiver {
             failures = 0
             failingSince = nil
         case .reset:
+            // Limits set by hand are kept: they are the admin's, not learnt.
             let (starts, waiting) = (self.starts, self.waiting)
-            self = Receiver(key: key, settings: settings, now: now)
+            self = Receiver(key: key, settings: settings, now: now, limits: fixed)
             // Requests in flight still end, and waiting jobs still wait.
             self.starts = starts
             self.waiting = waiting

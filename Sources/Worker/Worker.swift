@@ -23,7 +23,7 @@ public final class Worker: Service, Sendable {
                         maximumPause: configuration.receiverMaximumPause),
                     egress: configuration.scheduleLimits.egress),
                 alertURL: configuration.receiverAlertURL, pauseAfterFailures: configuration.pauseAfterFailures,
-                deadLettersPerTenant: configuration.deadLettersPerTenant),
+                deadLettersPerTenant: configuration.deadLettersPerTenant, hookAuthToken: configuration.hookAuthToken),
             pool: pool, logger: logger)
     }
 

@@ -8,7 +8,7 @@ import Testing
 @testable import AMQP
 
 /// The README's promises that no other test shows, each tested as a user would check it.
-/// The README's table of guarantees names these tests.
+/// docs/promises.md names these tests beside the promises they show.
 @Suite("README promises, end to end", .timeLimit(.minutes(4)))
 struct PromiseTests {
     @Test("frequency: a schedule runs that many times, then is disabled (triggered counts the runs)")

@@ -39,6 +39,30 @@ struct HelperAPITests {
         }
     }
 
+    @Test("webhooks: every user may hear of pauses and dead letters; only admins of receivers' circuits, also by a PATCH")
+    func operationalEvents() async throws {
+        try await APIHarness.run { api in
+            for event in ["schedule.paused", "delivery.failed"] {
+                let created = try await api.send(
+                    .post, "/api/v1/webhook/", json: #"{"event":"\#(event)","target":"http://hooks.example.org/in"}"#)
+                #expect(created.status == .created, "\(created.text)")
+            }
+            for event in ["receiver.opened", "receiver.closed"] {
+                let refused = try await api.send(
+                    .post, "/api/v1/webhook/", json: #"{"event":"\#(event)","target":"http://hooks.example.org/in"}"#)
+                #expect(refused.errors("event") == ["\"\(event)\" is for admins only: receivers are shared by every tenant."])
+                let admins = try await api.send(
+                    .post, "/api/v1/webhook/", json: #"{"event":"\#(event)","target":"http://ops.example.org/in"}"#, token: api.adminToken)
+                #expect(admins.status == .created)
+            }
+            let mine = try await api.send(
+                .post, "/api/v1/webhook/", json: #"{"event":"schedule.added","target":"http://hooks.example.org/in"}"#)
+            let id = try #require(mine.object?["id"]?.integerValue)
+            let patched = try await api.send(.patch, "/api/v1/webhook/\(id)/", json: #"{"event":"receiver.opened"}"#)
+            #expect(patched.status == .badRequest, "a tenant cannot move a hook onto receivers' events")
+        }
+    }
+
     @Test("health: 503 naming the broker when it cannot be reached")
     func healthDown() async throws {
         try await APIHarness.run { api in

@@ -299,3 +299,79 @@ import Testing
         #expect(admit(2) == .start(probe: true), "the probe interval already passed")
     }
 }
+
+/// Limits an admin set by hand (`scheduler-ctl receivers set`): this worker's share of them.
+@Suite struct ReceiverLimitsSetByHandTests {
+    static let start = Date(timeIntervalSince1970: 1_800_000_000)
+    let settings = Receiver.Settings(maximumConcurrency: 64, initialConcurrency: 8)
+
+    @Test func aConcurrencySetByHandReplacesTheAdaptiveLimitAndStaysThroughSlowAnswersAndOverload() {
+        var receiver = Receiver(key: "http://slow.example:80", settings: settings, now: Self.start, limits: .init(concurrency: 400))
+        var now = Self.start
+        // Slow (8 s an answer): the adaptive limit would hold it at 8; set by hand, 400 start at once.
+        for tag in 1...400 { #expect(receiver.admit(UInt64(tag), settings: settings, now: now) == .start(probe: false)) }
+        #expect(receiver.admit(401, settings: settings, now: now) == .wait)
+        now = now.addingTimeInterval(8)
+        _ = receiver.finished(.success, seconds: 8, retryAfter: nil, settings: settings, now: now)
+        _ = receiver.finished(.failed(overloaded: true), seconds: 8, retryAfter: nil, settings: settings, now: now)
+        #expect(receiver.limit == 400, "an admin's number is not learnt away")
+        // Back to the adaptive limit, where it starts, once the limits are removed.
+        receiver.fix(ReceiverLimits(), settings: settings, now: now)
+        #expect(receiver.limit == 8)
+        // A reset forgets what was learnt, not what was set.
+        receiver.fix(.init(concurrency: 20), settings: settings, now: now)
+        _ = receiver.apply(.reset, settings: settings, now: now)
+        #expect(receiver.limit == 20 && receiver.fixed.concurrency == 20)
+    }
+
+    @Test func aRateLetsItsBurstThroughThenOneRequestPerTickOfTheRate() {
+        var receiver = Receiver(
+            key: "http://rated.example:80", settings: settings, now: Self.start, limits: .init(rate: 2, burst: 3))
+        var now = Self.start
+        var started: [UInt64] = []
+        var waiting: [UInt64] = []
+        for tag in UInt64(1)...10 {
+            switch receiver.admit(tag, settings: settings, now: now) {
+            case .start: started.append(tag)
+            case .wait: waiting.append(tag)
+            case .park: break
+            }
+        }
+        #expect(started == [1, 2, 3], "the burst")
+        // About a second of the rate and its burst wait in the worker; the rest is parked.
+        #expect(waiting == [4, 5, 6, 7, 8])
+        #expect(receiver.wouldPark(now: now) == .capacity)
+        // Answers free request slots, not the rate: nothing starts before the bucket refills.
+        for _ in 1...3 { _ = receiver.finished(.success, seconds: 0.01, retryAfter: nil, settings: settings, now: now) }
+        #expect(receiver.release(now: now).start.isEmpty)
+        now = now.addingTimeInterval(0.5)
+        #expect(receiver.release(now: now).start == [4])
+        now = now.addingTimeInterval(0.25)
+        #expect(receiver.release(now: now).start.isEmpty)
+        now = now.addingTimeInterval(0.25)
+        #expect(receiver.release(now: now).start == [5])
+        // Idle for long: the bucket holds its burst, no more.
+        now = now.addingTimeInterval(60)
+        #expect(receiver.release(now: now).start == [6, 7, 8])
+        #expect(receiver.tokensAvailable(now: now) == 0)
+    }
+
+    @Test func limitsAreCheckedAndSharedAmongTheWorkersAlive() throws {
+        #expect(throws: FieldErrorMessage.self) { try ReceiverLimits.validated(concurrency: 0, rate: nil, burst: nil) }
+        #expect(throws: FieldErrorMessage.self) { try ReceiverLimits.validated(concurrency: 10_001, rate: nil, burst: nil) }
+        for rate in [0, -1, .nan, .infinity, 100_001] {
+            #expect(throws: FieldErrorMessage.self) { try ReceiverLimits.validated(concurrency: nil, rate: rate, burst: nil) }
+        }
+        #expect(throws: FieldErrorMessage.self) { try ReceiverLimits.validated(concurrency: 5, rate: nil, burst: 3) }
+        #expect(throws: FieldErrorMessage.self) { try ReceiverLimits.validated(concurrency: nil, rate: 5, burst: 0) }
+        #expect(try ReceiverLimits.validated(concurrency: nil, rate: 2.5, burst: nil).burst == 3, "a second of the rate")
+
+        let limits = ReceiverLimits(concurrency: 10, rate: 9, burst: 4)
+        let shares = (0..<3).map { limits.share(workers: 3, rank: $0) }
+        #expect(shares.map(\.concurrency) == [4, 3, 3], "10 in flight among three workers")
+        #expect(shares.map(\.rate) == [3, 3, 3] && shares.map(\.burst) == [2, 2, 2])
+        #expect(ReceiverLimits(concurrency: 2).share(workers: 5, rank: 4).concurrency == 1, "at least one each")
+        #expect(limits.share(workers: 0, rank: -7) == limits, "no worker seen yet: this one is all")
+        #expect(limits.share(workers: 2, rank: 9).concurrency == 5)
+    }
+}

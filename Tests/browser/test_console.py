@@ -405,3 +405,48 @@ def test_a_schedules_controls_history_and_run_now(stack, browser, receivers):
     wait(browser, lambda b: "manual" in b.find_element(By.ID, "schedule-deliveries").text, message="the delivery listed as manual")
     wait(browser, lambda b: "triggered" in b.find_element(By.ID, "schedule-history").text, message="the run-now in the history")
     shot(browser, "schedule-controls")
+
+
+def test_an_admin_sees_receivers_circuits_and_sets_their_limits(stack, browser, receivers):
+    key = f"http://127.0.0.1:{receivers['ok'].port}"
+    # Receivers are every tenant's: not a normal user's to see or change.
+    assert stack.api("GET", "/api/v1/console/receivers/", stack.user)[0] == 403
+    assert stack.api("POST", "/api/v1/console/receivers/", stack.user, {"receiver": key, "action": "open"})[0] == 403
+    status, body = stack.api("POST", "/api/v1/console/receivers/", stack.admin, {"receiver": key, "action": "set", "concurrency": 0})
+    assert status == 400 and "concurrency" in json.dumps(body), body
+    sign_in(browser, stack, stack.admin)
+    browser.get(f"{stack.url}/console/#endpoints")
+    wait(browser, lambda b: any(r.text.startswith(key) for r in b.find_elements(By.CSS_SELECTOR, "#receivers tbody tr")),
+         message="the receiver listed as the workers see it")
+
+    def receiver_row(b):
+        return next((r.text for r in b.find_elements(By.CSS_SELECTOR, "#receivers tbody tr") if r.text.startswith(key)), "")
+
+    assert "closed" in receiver_row(browser) and "adaptive" in receiver_row(browser)
+    form = browser.find_element(By.ID, "receiver-limits")
+    for field, value in [("limits-receiver", key), ("limits-concurrency", "50"), ("limits-rate", "20"), ("limits-burst", "40")]:
+        box = form.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(value)
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    wait(browser, lambda b: "concurrency 50, 20/s burst 40" in receiver_row(b), message="the limits set by hand shown")
+    # Kept where every worker and scheduler-ctl read them.
+    listed = [json.loads(line) for line in stack.ctl("receivers", "list", "--json").splitlines()]
+    assert next(r for r in listed if r["receiver"] == key)["limits"] == {"concurrency": 50, "rate": 20, "burst": 40}
+    wait(browser, lambda b: "50" in receiver_row(b).split()[2], seconds=15, message="the worker took the concurrency")
+    # Hold it open, then close it again, from its row.
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#receivers tbody tr") if r.text.startswith(key))
+    row.find_element(By.CSS_SELECTOR, 'button[data-action="open"]').click()
+    wait(browser, lambda b: "open (by hand)" in receiver_row(b), message="held open")
+    shot(browser, "receivers")
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#receivers tbody tr") if r.text.startswith(key))
+    row.find_element(By.CSS_SELECTOR, 'button[data-action="close"]').click()
+    wait(browser, lambda b: receiver_row(b).split()[1] == "closed", seconds=15, message="closed again")
+    # Back to the adaptive limit: all fields empty.
+    stack.api("POST", "/api/v1/console/receivers/", stack.admin, {"receiver": key, "action": "set"})
+    wait(browser, lambda b: "adaptive" in receiver_row(b), message="the limits removed")
+    # A normal user's endpoints view has no receivers table.
+    sign_in(browser, stack, stack.user)
+    browser.get(f"{stack.url}/console/#endpoints")
+    wait(browser, lambda b: b.find_element(By.ID, "view-endpoints").is_displayed())
+    assert not browser.find_element(By.ID, "receivers-section").is_displayed()

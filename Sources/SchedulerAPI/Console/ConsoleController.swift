@@ -21,6 +21,7 @@ struct ConsoleController: Sendable {
     let users: UserStore
     let store: ConsoleStore
     let deliveries: DeliveryStore
+    let receivers: ReceiverStore
     let redriver: DeadLetterRedriver
     let status: OperationsStatus
     let useSSL: Bool
@@ -45,6 +46,7 @@ struct ConsoleController: Sendable {
         group.resource("v1/console/whoami/", [.get: whoami])
         group.resource("v1/console/overview/", [.get: overview])
         group.resource("v1/console/endpoints/", [.get: endpoints])
+        group.resource("v1/console/receivers/", [.get: receiverList, .post: receiverAction])
         group.resource("v1/console/dead-letters/", [.get: deadLetters])
         group.resource("v1/console/dead-letters/redrive/", [.post: redrive])
         group.resource("v1/console/dead-letters/purge/", [.post: purge])
@@ -226,6 +228,90 @@ struct ConsoleController: Sendable {
         return .object([
             "hour": try await rows(3600), "day": try await rows(86_400), "computed_at": .string(Timestamp.format(Date())),
         ])
+    }
+
+    // MARK: Receivers
+
+    /// Receivers shown at most: the table is every host tenants point schedules at.
+    static let receiverRows = 500
+
+    /// Every receiver as the workers see it (circuit, limit, in flight, waiting, success,
+    /// latency) with the limits set by hand: admins only, receivers are every tenant's.
+    @Sendable func receiverList(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        guard try context.caller().isAdmin else { throw APIError.forbidden }
+        func number(_ value: Double?) -> JSONValue { value.flatMap { $0.isFinite ? .number(String($0)) : nil } ?? .null }
+        let rows = try await receivers.all(limit: Self.receiverRows)
+        return JSONResponse.make(
+            body: .object([
+                "results": .array(
+                    rows.map { report in
+                        .object([
+                            "receiver": .string(report.receiver), "state": .string(report.state), "held_open": .bool(report.heldOpen),
+                            "concurrency": number(report.concurrency), "in_flight": .int(report.inFlight), "waiting": .int(report.waiting),
+                            "success_rate": number(report.successRate), "latency_ms": number(report.latencyMilliseconds),
+                            "paused_until": report.pausedUntil.map { .string(Timestamp.format($0)) } ?? .null,
+                            "limits": .object([
+                                "concurrency": report.limits.concurrency.map { .int($0) } ?? .null,
+                                "rate": number(report.limits.rate), "burst": report.limits.burst.map { .int($0) } ?? .null,
+                            ]),
+                            "updated_at": report.updatedAt.map { .string(Timestamp.format($0)) } ?? .null,
+                        ])
+                    }),
+                "truncated": .bool(rows.count >= Self.receiverRows),
+            ]))
+    }
+
+    /// An admin's action on one receiver, as `scheduler-ctl receivers` takes it: `open`,
+    /// `close`, `reset`, or `set` with `concurrency`, `rate` and `burst` (each null or left
+    /// out: not set).
+    @Sendable func receiverAction(_ request: Request, context: SchedulerRequestContext) async throws -> Response {
+        guard try context.caller().isAdmin else { throw APIError.forbidden }
+        var request = request
+        let body = try await request.jsonBody(context: context, limit: 4096)
+        guard let object = body.objectValue else {
+            throw APIError.validation(FieldErrors("non_field_errors", "Invalid data. Expected a dictionary, but got \(body.kindName)."))
+        }
+        var errors = FieldErrors()
+        let key = object["receiver"]?.stringValue.flatMap(ReceiverKey.normalize)
+        if key == nil { errors.add("receiver", "An http(s) receiver (scheme://host:port) or a URL on it.") }
+        let action = object["action"]?.stringValue ?? ""
+        if !["open", "close", "reset", "set"].contains(action) { errors.add("action", "One of open, close, reset, set.") }
+        func integer(_ name: String) -> Int? {
+            switch object[name] {
+            case nil, .null?: return nil
+            case let value?:
+                guard let number = value.integerValue else {
+                    errors.add(name, "A whole number.")
+                    return nil
+                }
+                return number
+            }
+        }
+        var rate: Double?
+        switch object["rate"] {
+        case nil, .null?: break
+        case .number(let text)?: rate = Double(text)
+        default: errors.add("rate", "A number of requests a second.")
+        }
+        var limits = ReceiverLimits()
+        if action == "set" {
+            do {
+                limits = try ReceiverLimits.validated(concurrency: integer("concurrency"), rate: rate, burst: integer("burst"))
+            } catch {
+                errors.add("limits", error.message)
+            }
+        }
+        guard errors.isEmpty, let key else { throw APIError.validation(errors) }
+        if action == "set" {
+            try await receivers.setLimits(limits, receiver: key)
+        } else {
+            try await receivers.command(action, receiver: key)
+        }
+        context.logger.info(
+            "receiver changed from the console", metadata: ["receiver": "\(key)", "action": "\(action)", "limits": "\(limits.description)"])
+        return JSONResponse.make(
+            status: .accepted,
+            body: .object(["receiver": .string(key), "action": .string(action), "limits": .string(limits.description)]))
     }
 
     // MARK: Dead letters

@@ -89,7 +89,7 @@ function route() {
   for (const section of document.querySelectorAll("main > [id^=view-]")) section.hidden = section.id !== `view-${state.view}`;
   for (const link of document.querySelectorAll("#nav a")) link.classList.toggle("active", link.dataset.view === state.view);
   clearInterval(state.timer);
-  const refresh = { overview: loadOverview, dead: loadDead, schedules: loadSchedules, endpoints: loadEndpoints }[state.view];
+  const refresh = { overview: loadOverview, dead: loadDead, schedules: loadSchedules, endpoints: () => Promise.all([loadEndpoints(), loadReceivers()]) }[state.view];
   refresh().catch(report);
   if (state.view === "overview" || state.view === "endpoints") state.timer = setInterval(() => refresh().catch(report), 3000);
 }
@@ -320,6 +320,53 @@ async function loadEndpoints() {
   }));
 }
 
+// MARK: Receivers (admins)
+
+async function loadReceivers() {
+  const section = document.getElementById("receivers-section");
+  section.hidden = !state.user.is_admin;
+  if (!state.user.is_admin) return;
+  const data = await api("/api/v1/console/receivers/");
+  fill("receivers", data.results.map(r => {
+    const actions = el("span");
+    for (const action of ["open", "close", "reset"]) {
+      const button = el("button", action, { type: "button", "data-action": action });
+      button.addEventListener("click", () => receiverAction({ receiver: r.receiver, action }).catch(report));
+      actions.appendChild(button);
+    }
+    const edit = el("button", "limits…", { type: "button" });
+    edit.addEventListener("click", () => {
+      document.getElementById("limits-receiver").value = r.receiver;
+      document.getElementById("limits-concurrency").value = r.limits.concurrency ?? "";
+      document.getElementById("limits-rate").value = r.limits.rate ?? "";
+      document.getElementById("limits-burst").value = r.limits.burst ?? "";
+    });
+    actions.appendChild(edit);
+    const set = [r.limits.concurrency === null ? null : `concurrency ${r.limits.concurrency}`,
+      r.limits.rate === null ? null : `${r.limits.rate}/s burst ${r.limits.burst}`].filter(x => x).join(", ");
+    return row([r.receiver, { text: r.state + (r.held_open ? " (by hand)" : ""), attrs: { class: r.state === "closed" ? "good" : "bad" } },
+      { text: Math.round(r.concurrency * 10) / 10, attrs: { class: "num" } }, { text: r.in_flight, attrs: { class: "num" } },
+      { text: r.waiting, attrs: { class: "num" } },
+      { text: r.success_rate === null ? "" : `${Math.round(r.success_rate * 100)}%`, attrs: { class: "num" } },
+      { text: r.latency_ms === null ? "" : Math.round(r.latency_ms), attrs: { class: "num" } }, set || "adaptive", actions]);
+  }));
+}
+
+async function receiverAction(body) {
+  const answer = await api("/api/v1/console/receivers/", { method: "POST", body });
+  say(`${answer.receiver}: ${answer.action}${answer.action === "set" ? ` (${answer.limits})` : ""}; workers apply it within a few seconds.`, true);
+  await loadReceivers();
+}
+
+function setLimits(event) {
+  event.preventDefault();
+  const number = id => { const text = document.getElementById(id).value.trim(); return text === "" ? null : Number(text); };
+  receiverAction({
+    receiver: document.getElementById("limits-receiver").value.trim(), action: "set",
+    concurrency: number("limits-concurrency"), rate: number("limits-rate"), burst: number("limits-burst"),
+  }).catch(report);
+}
+
 // MARK: Start
 
 document.addEventListener("DOMContentLoaded", async () => {
@@ -334,6 +381,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     redrive(ids).catch(report);
   });
   document.getElementById("purge-matching").addEventListener("click", () => purge().catch(report));
+  document.getElementById("receiver-limits").addEventListener("submit", setLimits);
   window.addEventListener("hashchange", route);
   try {
     state.user = await api("/api/v1/console/whoami/");

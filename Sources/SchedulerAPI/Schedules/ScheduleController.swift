@@ -68,20 +68,15 @@ struct ScheduleController: Sendable {
         let links = Links(request: request, settings: settings)
         let hookToken = settings.hookAuthToken
         let schedule = try await store.create(fields, by: user.id, quota: quota) { schedule, connection in
-            // `schedule.added` hooks: queued in the same transaction, delivered by the pipeline.
-            // The creator's own hooks and admins' hooks hear of it; the schedule's auth_token
-            // stays out of the body, and HOOK_AUTH_TOKEN goes only to hooks admins registered.
+            // The schedule's auth_token stays out of the hooks' body.
             var data = schedule.json(links)
             if case .object(var object) = data {
                 object["auth_token"] = nil
                 data = .object(object)
             }
-            for (hook, byAdmin) in try await WebhookStore.webhooks(event: "schedule.added", about: user.id, connection: connection) {
-                let body: JSONValue = .object(["hook": WebhookController.json(hook), "data": data])
-                try await DeliveryStore.queueWebhookCall(
-                    scheduleID: schedule.id, ownerID: hook.userID, target: hook.target, body: body,
-                    authToken: byAdmin ? hookToken : nil, connection: connection)
-            }
+            try await HookCalls.queue(
+                .scheduleAdded, [.init(owner: user.id, scheduleID: schedule.id, data: data)], hookToken: hookToken,
+                connection: connection)
         }
         context.logger.info("schedule created", metadata: ["schedule.id": "\(schedule.id.lowercasedText)"])
         pusher.push([("schedules.created.sum", 1)])

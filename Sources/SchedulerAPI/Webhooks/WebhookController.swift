@@ -2,7 +2,9 @@ import Hummingbird
 import SchedulerCore
 import SchedulerStore
 
-/// `/api/v1/webhook/`: a user's subscriptions to events (`schedule.added`).
+/// `/api/v1/webhook/`: a user's subscriptions to events (`HookEvent`: the original's
+/// `schedule.added`, and `schedule.paused`, `delivery.failed`, `receiver.opened` and
+/// `receiver.closed`, the last two for admins only).
 struct WebhookController: Sendable {
     let store: WebhookStore
     let quotas: QuotaStore
@@ -26,7 +28,7 @@ struct WebhookController: Sendable {
         var request = request
         let user = try context.caller()
         let (event, target) = try Self.validate(
-            try await request.jsonBody(context: context), existing: nil, egress: settings.scheduleLimits.egress)
+            try await request.jsonBody(context: context), existing: nil, isAdmin: user.isAdmin, egress: settings.scheduleLimits.egress)
         let hook = try await store.create(event: event, target: target, userID: user.id, quota: try await quotas.quota(for: user))
         return JSONResponse.make(status: .created, body: Self.json(hook))
     }
@@ -52,7 +54,8 @@ struct WebhookController: Sendable {
         let id = try context.parameters.int64ID()
         guard let existing = try await store.webhook(id: id, userID: user.id) else { throw APIError.notFound }
         let body = try await request.jsonBody(context: context)
-        let (event, target) = try Self.validate(body, existing: partial ? existing : nil, egress: settings.scheduleLimits.egress)
+        let (event, target) = try Self.validate(
+            body, existing: partial ? existing : nil, isAdmin: user.isAdmin, egress: settings.scheduleLimits.egress)
         guard let hook = try await store.update(id: id, userID: user.id, event: event, target: target) else {
             throw APIError.notFound
         }
@@ -67,7 +70,9 @@ struct WebhookController: Sendable {
     }
 
     /// The hook's event and target; `existing` supplies what a PATCH leaves out.
-    static func validate(_ body: JSONValue, existing: Webhook?, egress: EgressPolicy) throws -> (event: String, target: String) {
+    static func validate(
+        _ body: JSONValue, existing: Webhook?, isAdmin: Bool, egress: EgressPolicy
+    ) throws -> (event: String, target: String) {
         guard let object = body.objectValue else {
             throw APIError.validation(FieldErrors("non_field_errors", "Invalid data. Expected a dictionary, but got \(body.kindName)."))
         }
@@ -77,6 +82,8 @@ struct WebhookController: Sendable {
         switch object["event"] {
         case nil where existing == nil: errors.add("event", FieldErrors.required)
         case nil: break
+        case .string(let text)? where HookEvent(rawValue: text)?.forAdminsOnly == true && !isAdmin:
+            errors.add("event", "\"\(text)\" is for admins only: receivers are shared by every tenant.")
         case .string(let text)? where Webhook.events.contains(text): event = text
         case .string(let text)?: errors.add("event", "\"\(text)\" is not a valid choice.")
         case .null?: errors.add("event", FieldErrors.notNull)
@@ -102,11 +109,5 @@ struct WebhookController: Sendable {
         return (event, target)
     }
 
-    static func json(_ hook: Webhook) -> JSONValue {
-        .object([
-            "id": .number(String(hook.id)), "created": .string(Timestamp.format(hook.created)),
-            "updated": .string(Timestamp.format(hook.updated)), "user": .number(String(hook.userID)),
-            "event": .string(hook.event), "target": .string(hook.target),
-        ])
-    }
+    static func json(_ hook: Webhook) -> JSONValue { hook.json }
 }

@@ -101,7 +101,7 @@ extension DeliveryStore {
                 }
             }
             if !claim.quarantined.isEmpty {
-                try await connection.query(
+                let paused = try await connection.query(
                     PreparedStatement(
                         """
                         WITH quarantined AS (
@@ -109,17 +109,28 @@ extension DeliveryStore {
                                 paused_at = now(), paused_by = NULL, paused_note = NULL
                             FROM unnest($1::uuid[], $2::text[]) AS u(id, reason)
                             WHERE s.id = u.id
-                            RETURNING s.id, s.created_by, u.reason)
-                        INSERT INTO schedule_history (schedule_id, owner_id, actor_id, action, changes)
-                        SELECT id, created_by, NULL, 'paused', json_build_object(
-                            'enabled', json_build_object('from', true, 'to', false),
-                            'disabled_reason', json_build_object('from', NULL, 'to', reason))
-                        FROM quarantined
+                            RETURNING s.id, s.created_by, s.paused_at, u.reason),
+                        logged AS (
+                            INSERT INTO schedule_history (schedule_id, owner_id, actor_id, action, changes)
+                            SELECT id, created_by, NULL, 'paused', json_build_object(
+                                'enabled', json_build_object('from', true, 'to', false),
+                                'disabled_reason', json_build_object('from', NULL, 'to', reason))
+                            FROM quarantined)
+                        SELECT id, created_by, paused_at, reason FROM quarantined
                         """),
                     [
                         PostgresArray.literal(claim.quarantined.map { SQL.text($0.id) }),
                         PostgresArray.literal(claim.quarantined.map { $0.reason }),
                     ])
+                let news = try paused.map { row in
+                    let id = try row.uuid("id")
+                    return HookCalls.News(
+                        owner: try row.int64("created_by"), scheduleID: id,
+                        data: HookCalls.paused(
+                            scheduleID: id, by: nil, at: try row.date("paused_at") ?? now, note: nil, cause: .invalidDefinition,
+                            reason: row["reason"]))
+                }
+                try await HookCalls.queue(.schedulePaused, news, hookToken: hookAuthToken, connection: connection)
             }
             guard !advanced.isEmpty else { return claim }
             let ids = PostgresArray.literal(advanced.map(SQL.text))

@@ -21,23 +21,6 @@ extension DeliveryStore {
             [SQL.text(scheduleID)])
     }
 
-    /// Queues a webhook call (published by beat from the outbox).
-    /// Queues a hook call, owned by the hook's owner (`ownerID`): its record and its dead
-    /// letter are theirs, not the schedule's owner's.
-    public static func queueWebhookCall(
-        scheduleID: UUID, ownerID: Int64, target: String, body: JSONValue, authToken: String?, connection: PostgresConnection
-    ) async throws {
-        try await connection.query(
-            """
-            INSERT INTO deliveries (id, schedule_id, kind, scheduled_for, routing_key, target, body, auth_token, owner_id)
-            VALUES ($1, $2, 'webhook', now(), $3, $4, $5, $6, $7)
-            """,
-            [
-                SQL.text(DeliveryID.fresh()), SQL.text(scheduleID), "schedule.\(SQL.text(scheduleID))", target, body.serialized,
-                authToken, SQL.text(ownerID),
-            ])
-    }
-
     /// The schedule's deliveries, with the hook calls about it that `owner` may see (nil: all;
     /// another user's hook call is theirs).
     public func deliveries(scheduleID: UUID, owner: Int64? = nil, limit: Int, offset: Int) async throws -> Page<Delivery> {

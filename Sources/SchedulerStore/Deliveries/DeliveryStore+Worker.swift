@@ -138,20 +138,57 @@ extension DeliveryStore {
     /// same moment, or a second copy's record; PostgreSQL then aborts one of them, and it is
     /// run again: the worker records again (`settleRetryDelay`), a transaction is run again by
     /// `PostgresPool.withTransaction`. Sorting the batch by id makes that rarer.
+    ///
+    /// A batch with dead letters is recorded in a transaction that also tells the
+    /// `delivery.failed` hooks of each occurrence that dies now (not of one recorded dead
+    /// before: a job redelivered after its record is told of once).
     public func record(_ attempts: [Attempt]) async throws {
         guard !attempts.isEmpty else { return }
         let attempts = attempts.sorted { $0.id < $1.id }
-        try await pool.query(
-            Self.recordStatement,
-            [
-                PostgresArray.literal(attempts.map { SQL.text($0.id) }),
-                PostgresArray.literal(attempts.map(\.state.rawValue)),
-                PostgresArray.literal(attempts.map { String($0.attempts) }),
-                PostgresArray.literal(attempts.map { $0.status.map { String($0) } }),
-                PostgresArray.literal(attempts.map(\.error)),
-                PostgresArray.literal(attempts.map { $0.latencyMilliseconds.map { String($0) } }),
-                PostgresArray.literal(attempts.map { $0.latenessMilliseconds.flatMap { $0.isFinite ? String($0) : nil } }),
-            ])
+        let parameters = [
+            PostgresArray.literal(attempts.map { SQL.text($0.id) }),
+            PostgresArray.literal(attempts.map(\.state.rawValue)),
+            PostgresArray.literal(attempts.map { String($0.attempts) }),
+            PostgresArray.literal(attempts.map { $0.status.map { String($0) } }),
+            PostgresArray.literal(attempts.map(\.error)),
+            PostgresArray.literal(attempts.map { $0.latencyMilliseconds.map { String($0) } }),
+            PostgresArray.literal(attempts.map { $0.latenessMilliseconds.flatMap { $0.isFinite ? String($0) : nil } }),
+        ]
+        let dead = attempts.filter { $0.state == .dead }
+        guard !dead.isEmpty else {
+            try await pool.query(Self.recordStatement, parameters)
+            return
+        }
+        let hookToken = hookAuthToken
+        try await pool.withTransaction { connection in
+            // Occurrences (not hook calls) dying now, locked so that a second copy's record
+            // waits and then finds them dead; read only when some hook listens.
+            let dying = try await connection.query(
+                """
+                SELECT d.id, d.schedule_id, d.scheduled_for, d.origin, s.created_by
+                FROM deliveries d JOIN schedules s ON s.id = d.schedule_id
+                WHERE d.id = ANY($1::uuid[]) AND d.kind = 'schedule' AND d.state IN ('queued', 'retrying')
+                    AND EXISTS (SELECT 1 FROM webhooks WHERE event = $2)
+                ORDER BY d.id FOR UPDATE OF d
+                """, [PostgresArray.literal(dead.map { SQL.text($0.id) }), HookEvent.deliveryFailed.rawValue])
+            try await connection.query(Self.recordStatement, parameters)
+            let byID = Dictionary(dead.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+            let news = try dying.compactMap { row -> HookCalls.News? in
+                guard let attempt = byID[try row.uuid("id")] else { return nil }
+                return HookCalls.News(
+                    owner: try row.int64("created_by"), scheduleID: try row.uuid("schedule_id"),
+                    data: .object([
+                        "delivery_id": .string(attempt.id.lowercasedText),
+                        "schedule_id": .string(try row.uuid("schedule_id").lowercasedText),
+                        "scheduled_for": .string(Timestamp.format(try row.requiredDate("scheduled_for"))),
+                        "origin": .string(row["origin"] ?? DeliveryJob.Origin.scheduled.rawValue),
+                        "attempts": .number(String(attempt.attempts)),
+                        "last_status": attempt.status.map { .number(String($0)) } ?? .null,
+                        "reason": attempt.error.map(JSONValue.string) ?? .null,
+                    ]))
+            }
+            try await HookCalls.queue(.deliveryFailed, news, hookToken: hookToken, connection: connection)
+        }
     }
 
     /// A schedule paused because its failures would otherwise pile up.
@@ -173,55 +210,68 @@ extension DeliveryStore {
     /// `afterFailures` finished occurrences all failed for good (0: never), and each whose
     /// owner holds `tenantDeadLetters` dead letters or more (0: no bound). The dead letters
     /// themselves are kept: nothing is dropped, the schedule stops adding to them.
+    /// Each pause is told to the `schedule.paused` hooks in the same transaction.
     public func pauseFailing(deadIDs: [UUID], afterFailures: Int, tenantDeadLetters: Int) async throws -> [Paused] {
         guard !deadIDs.isEmpty, afterFailures > 0 || tenantDeadLetters > 0 else { return [] }
-        let rows = try await pool.query(
-            """
-            WITH dead AS (
-                SELECT DISTINCT d.schedule_id, s.created_by AS owner
-                FROM deliveries d JOIN schedules s ON s.id = d.schedule_id
-                WHERE d.id = ANY($1::uuid[]) AND d.kind = 'schedule' AND s.enabled),
-            streak AS (
-                SELECT dead.schedule_id FROM dead
-                WHERE $2::int > 0 AND (
-                    SELECT count(*) FILTER (WHERE t.state <> 'delivered') FROM (
-                        SELECT x.state FROM deliveries x
-                        WHERE x.schedule_id = dead.schedule_id AND x.kind = 'schedule' AND x.state IN ('delivered', 'dead', 'purged')
-                        ORDER BY x.scheduled_for DESC LIMIT $2) AS t) = $2),
-            owners AS (
-                SELECT o.owner FROM (SELECT DISTINCT owner FROM dead WHERE owner IS NOT NULL) AS o
-                WHERE $3::int > 0 AND (
-                    SELECT count(*) FROM (
-                        SELECT 1 FROM schedules mine JOIN deliveries x ON x.schedule_id = mine.id AND x.state = 'dead' AND x.kind = 'schedule'
-                        WHERE mine.created_by = o.owner LIMIT $3) AS c) >= $3),
-            chosen AS (
-                SELECT schedule_id, 'failures' AS why FROM streak
-                UNION ALL
-                SELECT dead.schedule_id, 'dead_letters' FROM dead JOIN owners ON owners.owner = dead.owner
-                WHERE dead.schedule_id NOT IN (SELECT schedule_id FROM streak)),
-            paused AS (
-                UPDATE schedules s SET enabled = false, updated_at = now(), paused_at = now(), paused_by = NULL, paused_note = NULL,
-                    disabled_reason = CASE chosen.why
-                        WHEN 'failures' THEN 'paused: its last ' || $2 || ' occurrences failed for good; fix the receiver, then enable it again'
-                        ELSE 'paused: its owner holds ' || $3 || ' dead letters or more (DEAD_LETTERS_PER_TENANT); re-drive or purge them, then enable it again'
-                    END
-                FROM chosen WHERE s.id = chosen.schedule_id AND s.enabled
-                RETURNING s.id, chosen.why, s.disabled_reason, s.created_by),
-            logged AS (
-                INSERT INTO schedule_history (schedule_id, owner_id, actor_id, action, changes)
-                SELECT id, created_by, NULL, 'paused', json_build_object(
-                    'enabled', json_build_object('from', true, 'to', false),
-                    'disabled_reason', json_build_object('from', NULL, 'to', disabled_reason))
-                FROM paused),
-            cancelled AS (
-                UPDATE deliveries d SET state = 'cancelled', finished_at = now(), updated_at = now()
-                FROM paused WHERE d.schedule_id = paused.id AND d.kind = 'schedule' AND d.state IN ('queued', 'retrying'))
-            SELECT id, why, disabled_reason FROM paused
-            """, [PostgresArray.literal(deadIDs.map(SQL.text)), String(afterFailures), String(tenantDeadLetters)])
-        return try rows.map {
-            Paused(
-                scheduleID: try $0.uuid("id"), why: Paused.Why(rawValue: try $0.requiredString("why")) ?? .failures,
-                reason: try $0.requiredString("disabled_reason"))
+        let hookToken = hookAuthToken
+        return try await pool.withTransaction { connection in
+            let rows = try await connection.query(
+                """
+                WITH dead AS (
+                    SELECT DISTINCT d.schedule_id, s.created_by AS owner
+                    FROM deliveries d JOIN schedules s ON s.id = d.schedule_id
+                    WHERE d.id = ANY($1::uuid[]) AND d.kind = 'schedule' AND s.enabled),
+                streak AS (
+                    SELECT dead.schedule_id FROM dead
+                    WHERE $2::int > 0 AND (
+                        SELECT count(*) FILTER (WHERE t.state <> 'delivered') FROM (
+                            SELECT x.state FROM deliveries x
+                            WHERE x.schedule_id = dead.schedule_id AND x.kind = 'schedule' AND x.state IN ('delivered', 'dead', 'purged')
+                            ORDER BY x.scheduled_for DESC LIMIT $2) AS t) = $2),
+                owners AS (
+                    SELECT o.owner FROM (SELECT DISTINCT owner FROM dead WHERE owner IS NOT NULL) AS o
+                    WHERE $3::int > 0 AND (
+                        SELECT count(*) FROM (
+                            SELECT 1 FROM schedules mine JOIN deliveries x ON x.schedule_id = mine.id AND x.state = 'dead' AND x.kind = 'schedule'
+                            WHERE mine.created_by = o.owner LIMIT $3) AS c) >= $3),
+                chosen AS (
+                    SELECT schedule_id, 'failures' AS why FROM streak
+                    UNION ALL
+                    SELECT dead.schedule_id, 'dead_letters' FROM dead JOIN owners ON owners.owner = dead.owner
+                    WHERE dead.schedule_id NOT IN (SELECT schedule_id FROM streak)),
+                paused AS (
+                    UPDATE schedules s SET enabled = false, updated_at = now(), paused_at = now(), paused_by = NULL, paused_note = NULL,
+                        disabled_reason = CASE chosen.why
+                            WHEN 'failures' THEN 'paused: its last ' || $2 || ' occurrences failed for good; fix the receiver, then enable it again'
+                            ELSE 'paused: its owner holds ' || $3 || ' dead letters or more (DEAD_LETTERS_PER_TENANT); re-drive or purge them, then enable it again'
+                        END
+                    FROM chosen WHERE s.id = chosen.schedule_id AND s.enabled
+                    RETURNING s.id, chosen.why, s.disabled_reason, s.created_by, s.paused_at),
+                logged AS (
+                    INSERT INTO schedule_history (schedule_id, owner_id, actor_id, action, changes)
+                    SELECT id, created_by, NULL, 'paused', json_build_object(
+                        'enabled', json_build_object('from', true, 'to', false),
+                        'disabled_reason', json_build_object('from', NULL, 'to', disabled_reason))
+                    FROM paused),
+                cancelled AS (
+                    UPDATE deliveries d SET state = 'cancelled', finished_at = now(), updated_at = now()
+                    FROM paused WHERE d.schedule_id = paused.id AND d.kind = 'schedule' AND d.state IN ('queued', 'retrying'))
+                SELECT id, why, disabled_reason, created_by, paused_at FROM paused
+                """, [PostgresArray.literal(deadIDs.map(SQL.text)), String(afterFailures), String(tenantDeadLetters)])
+            let paused = try rows.map {
+                Paused(
+                    scheduleID: try $0.uuid("id"), why: Paused.Why(rawValue: try $0.requiredString("why")) ?? .failures,
+                    reason: try $0.requiredString("disabled_reason"))
+            }
+            let news = try zip(rows, paused).map { row, pause in
+                HookCalls.News(
+                    owner: try row.int64("created_by"), scheduleID: pause.scheduleID,
+                    data: HookCalls.paused(
+                        scheduleID: pause.scheduleID, by: nil, at: try row.date("paused_at") ?? Date(), note: nil,
+                        cause: pause.why == .failures ? .failures : .deadLetters, reason: pause.reason))
+            }
+            try await HookCalls.queue(.schedulePaused, news, hookToken: hookToken, connection: connection)
+            return paused
         }
     }
 

@@ -14,10 +14,14 @@ public struct DeliveryStore: Sendable {
     /// The bounds beat checks a stored schedule against before it fires it.
     let limits: ScheduleLimits
 
-    public init(pool: PostgresPool, publishLease: Int = 60, limits: ScheduleLimits = .standard) {
+    /// HOOK_AUTH_TOKEN: sent to admins' hooks when they are told of a dead letter or a pause.
+    let hookAuthToken: String?
+
+    public init(pool: PostgresPool, publishLease: Int = 60, limits: ScheduleLimits = .standard, hookAuthToken: String? = nil) {
         self.pool = pool
         self.publishLease = publishLease
         self.limits = limits
+        self.hookAuthToken = hookAuthToken
     }
 
     /// Deliveries published and not finished: in a queue, or in a worker's hands. A beat marks

@@ -17,6 +17,8 @@ public struct ReceiverStore: Sendable {
         public var heldOpen: Bool
         public var changedAt: Date?
         public var updatedAt: Date?
+        /// An admin's limits across every worker (`setLimits`); read, not written, by `write`.
+        public var limits = ReceiverLimits()
 
         public init(
             receiver: String, state: String, concurrency: Double, inFlight: Int, waiting: Int, successRate: Double?,
@@ -44,9 +46,12 @@ public struct ReceiverStore: Sendable {
     }
 
     let pool: PostgresPool
+    /// HOOK_AUTH_TOKEN: sent to admins' hooks when they are told of a circuit's change.
+    let hookAuthToken: String?
 
-    public init(pool: PostgresPool) {
+    public init(pool: PostgresPool, hookAuthToken: String? = nil) {
         self.pool = pool
+        self.hookAuthToken = hookAuthToken
     }
 
     /// Writes the reports (one statement; the last writer wins).
@@ -81,31 +86,119 @@ public struct ReceiverStore: Sendable {
             """, [rows.serialized])
     }
 
-    /// Every receiver, open ones first.
     /// Deletes the receivers no worker has written for `days` days (an operator's hold open
     /// is kept); returns how many went. Without it, the table grows by every host a tenant
     /// ever pointed a schedule at.
     @discardableResult
     public func prune(unseenForDays days: Int) async throws -> Int {
         try await pool.query(
-            "DELETE FROM receivers WHERE updated_at < now() - make_interval(days => $1::int) AND NOT held_open", [String(days)]
+            """
+            DELETE FROM receivers WHERE updated_at < now() - make_interval(days => $1::int) AND NOT held_open
+                AND limit_concurrency IS NULL AND limit_rate IS NULL
+            """, [String(days)]
         ).affectedRows
     }
 
-    public func all() async throws -> [Report] {
+    /// Every receiver, open ones first (at most `limit`).
+    public func all(limit: Int = 100_000) async throws -> [Report] {
         try await pool.query(
             """
             SELECT receiver, state, concurrency, in_flight, waiting, success_rate, latency_ms, paused_until, held_open,
-                changed_at, updated_at
-            FROM receivers ORDER BY state = 'closed', receiver
-            """
+                changed_at, updated_at, limit_concurrency, limit_rate, limit_burst
+            FROM receivers ORDER BY state = 'closed', receiver LIMIT $1
+            """, [String(limit)]
         ).map { row in
-            Report(
+            var report = Report(
                 receiver: try row.requiredString("receiver"), state: try row.requiredString("state"),
                 concurrency: Double(row["concurrency"] ?? "") ?? 0, inFlight: Int(row["in_flight"] ?? "") ?? 0,
                 waiting: Int(row["waiting"] ?? "") ?? 0, successRate: row["success_rate"].flatMap(Double.init),
                 latencyMilliseconds: row["latency_ms"].flatMap(Double.init), pausedUntil: try row.date("paused_until"),
                 heldOpen: try row.bool("held_open"), changedAt: try row.date("changed_at"), updatedAt: try row.date("updated_at"))
+            report.limits = Self.limits(row)
+            return report
+        }
+    }
+
+    static func limits(_ row: PostgresRow) -> ReceiverLimits {
+        ReceiverLimits(
+            concurrency: row["limit_concurrency"].flatMap { Int($0) }, rate: row["limit_rate"].flatMap { Double($0) },
+            burst: row["limit_burst"].flatMap { Int($0) })
+    }
+
+    /// Sets a receiver's limits across every worker (`ReceiverLimits.validated`; empty: the
+    /// worker's own again); kept over restarts, read by every worker at its next sync. A
+    /// receiver no worker has seen yet may be given limits ahead.
+    public func setLimits(_ limits: ReceiverLimits, receiver: String) async throws {
+        try await pool.query(
+            """
+            INSERT INTO receivers (receiver, limit_concurrency, limit_rate, limit_burst, limits_at)
+            VALUES ($1, $2, $3, $4, clock_timestamp())
+            ON CONFLICT (receiver) DO UPDATE SET limit_concurrency = $2, limit_rate = $3, limit_burst = $4,
+                limits_at = clock_timestamp()
+            """,
+            [
+                receiver, limits.concurrency.map { String($0) }, limits.rate.map { String($0) },
+                limits.rate == nil ? nil : limits.burst.map { String($0) },
+            ])
+    }
+
+    /// The receivers that have limits set by hand (at most `limit` of them).
+    public func limits(limit: Int = 100_000) async throws -> [String: ReceiverLimits] {
+        var limits: [String: ReceiverLimits] = [:]
+        for row in try await pool.query(
+            """
+            SELECT receiver, limit_concurrency, limit_rate, limit_burst FROM receivers
+            WHERE limit_concurrency IS NOT NULL OR limit_rate IS NOT NULL ORDER BY receiver LIMIT $1
+            """, [String(limit)])
+        {
+            guard let receiver = row["receiver"] else { continue }
+            limits[receiver] = Self.limits(row)
+        }
+        return limits
+    }
+
+    /// Notes that worker `id` is alive, and returns how many workers are (seen in the last
+    /// `window` seconds) and its rank among them: its share of the limits set by hand.
+    public func workers(alive id: String, window: Double = 10) async throws -> (count: Int, rank: Int) {
+        try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                WITH seen AS (
+                    INSERT INTO workers (id, seen_at) VALUES ($1, now()) ON CONFLICT (id) DO UPDATE SET seen_at = now())
+                DELETE FROM workers WHERE seen_at < now() - interval '1 hour'
+                """, [id])
+            let alive = try await connection.query(
+                "SELECT id FROM workers WHERE seen_at > now() - make_interval(secs => $1) OR id = $2 ORDER BY id",
+                [String(window), id]
+            ).compactMap { $0["id"] }
+            return (max(1, alive.count), alive.firstIndex(of: id) ?? 0)
+        }
+    }
+
+    /// Deletes worker `id`'s row (it stopped): the others' shares grow at their next sync.
+    public func workerStopped(_ id: String) async throws {
+        try await pool.query("DELETE FROM workers WHERE id = $1", [id])
+    }
+
+    /// Tells the admins' `receiver.opened` or `receiver.closed` hooks of a circuit's change,
+    /// unless another worker told of the same change already (each worker has a circuit of
+    /// its own); returns whether this call told.
+    @discardableResult
+    public func announce(receiver: String, opened: Bool, data: JSONValue) async throws -> Bool {
+        let hookToken = hookAuthToken
+        return try await pool.withTransaction { connection in
+            let changed = try await connection.query(
+                """
+                INSERT INTO receivers (receiver, announced) VALUES ($1, $2)
+                ON CONFLICT (receiver) DO UPDATE SET announced = excluded.announced
+                WHERE receivers.announced IS DISTINCT FROM excluded.announced
+                RETURNING receiver
+                """, [receiver, opened ? "opened" : "closed"])
+            guard changed.first != nil else { return false }
+            try await HookCalls.queue(
+                opened ? .receiverOpened : .receiverClosed, [.init(owner: nil, scheduleID: nil, data: data)], hookToken: hookToken,
+                connection: connection)
+            return true
         }
     }
 

@@ -5,9 +5,12 @@ import SchedulerCore
 /// Schedules in PostgreSQL.
 public struct ScheduleStore: Sendable {
     let pool: PostgresPool
+    /// HOOK_AUTH_TOKEN: sent to admins' hooks when they are told of a pause.
+    let hookAuthToken: String?
 
-    public init(pool: PostgresPool) {
+    public init(pool: PostgresPool, hookAuthToken: String? = nil) {
         self.pool = pool
+        self.hookAuthToken = hookAuthToken
     }
 
     /// How many schedules there are, and how many of them are enabled.
@@ -155,6 +158,14 @@ public struct ScheduleStore: Sendable {
                 try await ScheduleHistory.record(
                     scheduleID: id, ownerID: stored.createdBy, actorID: userID,
                     action: ScheduleChanges.action(from: existing, to: schedule.fields), changes: changes, connection: connection)
+            }
+            if existing.enabled && !schedule.fields.enabled {
+                let data = HookCalls.paused(
+                    scheduleID: id, by: userID, at: schedule.pausedAt ?? Date(), note: schedule.fields.pausedNote, cause: .user,
+                    reason: nil)
+                try await HookCalls.queue(
+                    .schedulePaused, [.init(owner: stored.createdBy, scheduleID: id, data: data)], hookToken: hookAuthToken,
+                    connection: connection)
             }
             return schedule
         }

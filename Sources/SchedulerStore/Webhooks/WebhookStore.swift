@@ -12,7 +12,35 @@ public struct Webhook: Sendable, Equatable {
     public let target: String
 
     /// The events a hook may subscribe to.
-    public static let events = ["schedule.added"]
+    public static let events = HookEvent.allCases.map(\.rawValue)
+
+    /// As the API shows it, and as a hook call names its hook.
+    public var json: JSONValue {
+        .object([
+            "id": .number(String(id)), "created": .string(Timestamp.format(created)),
+            "updated": .string(Timestamp.format(updated)), "user": .number(String(userID)),
+            "event": .string(event), "target": .string(target),
+        ])
+    }
+}
+
+/// What a hook may hear of. The original has `schedule.added`; the others tell of what
+/// an owner or an operator must act on.
+public enum HookEvent: String, CaseIterable, Sendable {
+    /// A schedule was created.
+    case scheduleAdded = "schedule.added"
+    /// A schedule was paused: by someone (with their note), or by the service (its failures,
+    /// its owner's dead letters, a definition that cannot be computed).
+    case schedulePaused = "schedule.paused"
+    /// An occurrence failed for good: it is a dead letter now.
+    case deliveryFailed = "delivery.failed"
+    /// A receiver's circuit opened: its jobs wait instead of using their attempts.
+    case receiverOpened = "receiver.opened"
+    /// A receiver's circuit closed again.
+    case receiverClosed = "receiver.closed"
+
+    /// Receivers are shared by every tenant: only admins' hooks hear of them.
+    public var forAdminsOnly: Bool { self == .receiverOpened || self == .receiverClosed }
 }
 
 /// Webhooks in PostgreSQL. Each user sees and changes only their own.
@@ -56,20 +84,20 @@ public struct WebhookStore: Sendable {
         ).first.map(Self.webhook)
     }
 
-    /// The hooks subscribed to `event` that may hear of what `owner` did: the owner's own
+    /// The hooks subscribed to `event` that may hear of what any of `owners` did: their own
     /// hooks and admins' hooks (admins hear of everything), each with whether an admin
     /// registered it.
     public static func webhooks(
-        event: String, about owner: Int64?, connection: PostgresConnection
+        event: String, about owners: [Int64], connection: PostgresConnection
     ) async throws -> [(hook: Webhook, byAdmin: Bool)] {
         try await connection.query(
             """
             SELECT \(columns.split(separator: ",").map { "w." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")),
                 u.is_admin
             FROM webhooks w JOIN auth_user u ON u.id = w.user_id
-            WHERE w.event = $1 AND (u.is_admin OR w.user_id = $2::bigint)
+            WHERE w.event = $1 AND (u.is_admin OR w.user_id = ANY($2::bigint[]))
             ORDER BY w.id
-            """, [event, owner.map { String($0) }]
+            """, [event, PostgresArray.literal(owners.map { String($0) })]
         ).map { row in (try webhook(row), row["is_admin"] == "t") }
     }
 
