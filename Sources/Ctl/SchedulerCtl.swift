@@ -17,7 +17,7 @@ public struct SchedulerCtl: AsyncParsableCommand {
         version: SchedulerVersion.current,
         subcommands: [
             Migrate.self, CreateAdmin.self, CreateToken.self, RevokeToken.self, RotateToken.self, Queues.self, DeadLetters.self,
-            Receivers.self, MaintainHistory.self, QuotaCommand.self, Schedules.self, Probe.self,
+            Receivers.self, MaintainHistory.self, QuotaCommand.self, Schedules.self, Probe.self, ImportOriginal.self,
         ]
     )
 

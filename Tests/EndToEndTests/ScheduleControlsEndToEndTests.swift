@@ -181,6 +181,47 @@ struct ScheduleControlsEndToEndTests {
         }
     }
 
+    /// Debian's libfaketime, which scripts/test installs.
+    static let fakeClockLibrary = ["x86_64", "aarch64"].map { "/usr/lib/\($0)-linux-gnu/faketime/libfaketime.so.1" }
+        .first { FileManager.default.fileExists(atPath: $0) }
+
+    @Test(
+        "daylight saving with a real receiver and worker, beat on a clock that reads New York's 2027 spring forward; shift POSTs the skipped 02:30 at 03:00 EDT, skip does not"
+    )
+    func daylightSavingGap() async throws {
+        let library = try #require(Self.fakeClockLibrary, "libfaketime (scripts/test installs it)")
+        try await Pipeline.run(beat: false, worker: false) { pipeline in
+            // 15 s before 02:00 EST, when the clock jumps to 03:00 EDT (07:00 UTC).
+            let start = "2027-03-14T06:59:45Z"
+            var ids: [String: UUID] = [:]
+            for gap in ["shift", "skip"] {
+                ids[gap] = try await pipeline.createSchedule(
+                    #"{"endpoint":"\#(pipeline.receiver.url(gap))","cron_definition":"30 2 * * *","timezone":"America/New_York","dst_gap":"\#(gap)","next_send_at":"\#(start)"}"#
+                )
+            }
+            // Beat's clock starts at `start` and runs at the normal rate; beat publishes each
+            // occurrence at its due time (no lookahead), and the worker, on the real clock,
+            // sends what it gets at once (a job due more than 15 s ahead by its clock is not held).
+            // Beat alone: libdispatch's timers, armed from a moved clock, do not fire, and the
+            // worker holds jobs with them.
+            let clock = ["LD_PRELOAD": library, "FAKETIME": "@2027-03-14 06:59:45", "TZ": "UTC", "BEAT_LOOKAHEAD": "0"]
+            let launched = Date()
+            _ = try pipeline.launch("beat", extra: clock)
+            await pipeline.startWorker()
+            // Each is due at `start`: sent once (late, as the original sends a missed run), and
+            // its next run computed by beat on its clock, with its choice.
+            let shifted = try await pipeline.receiver.waitFor("shift", count: 2, timeout: 45)
+            #expect(shifted.map { $0.header("X-Scheduler-Scheduled-For") } == [start, "2027-03-14T07:00:00Z"])
+            #expect(
+                shifted.count == 2 && shifted[1].arrived.timeIntervalSince(launched) >= 14.5, "at 03:00 EDT by their clock, not at once")
+            #expect(pipeline.receiver.received("skip").map { $0.header("X-Scheduler-Scheduled-For") } == [start])
+            let (_, skip) = try await pipeline.send(.get, "/api/v1/schedule/\(ids["skip"]!)/")
+            #expect(skip?.objectValue?["next_send_at"] == .string("2027-03-15T06:30:00Z"), "02:30 EDT the next day")
+            let (_, shift) = try await pipeline.send(.get, "/api/v1/schedule/\(ids["shift"]!)/")
+            #expect(shift?.objectValue?["next_send_at"] == .string("2027-03-15T06:30:00Z"))
+        }
+    }
+
     @Test("scheduler-ctl schedules: list, show, pause with a note, resume, run now (delivered) and the history, as an operator")
     func operatorCommands() async throws {
         try await Pipeline.run { pipeline in

@@ -65,9 +65,10 @@ class Receiver:
 
 
 class Stack:
-    def __init__(self):
+    def __init__(self, label="console"):
         base = os.environ["SCHEDULER_TEST_DATABASE"].rsplit("/", 1)[0]
-        name = f"console_{os.getpid()}"
+        name = f"{label}_{os.getpid()}"
+        self.database = f"{base}/{name}"
         subprocess.run(["psql", os.environ["SCHEDULER_TEST_DATABASE"], "-qc", f"DROP DATABASE IF EXISTS {name}", "-c", f"CREATE DATABASE {name}"],
                        check=True, stdout=subprocess.DEVNULL)
         ctl = os.environ["SCHEDULER_TEST_RABBITMQCTL"]

@@ -11,11 +11,18 @@ public struct UserStore: Sendable {
         self.minter = minter
     }
 
-    /// The user whose token this is, or nil.
+    /// The user whose token this is (the one this service derives, or the one imported from
+    /// the original), if they are active; else nil.
     public func authenticate(token: String) async throws -> User? {
         guard token.utf8.count <= 128 else { return nil }
         let rows = try await pool.query(
-            "SELECT id, username, email, is_admin FROM auth_user WHERE token_hash = $1", [TokenMinter.hash(token)])
+            PreparedStatement(
+                """
+                SELECT id, username, email, is_admin FROM auth_user WHERE token_hash = $1 AND is_active
+                UNION ALL
+                SELECT id, username, email, is_admin FROM auth_user WHERE original_token_hash = $1 AND is_active
+                LIMIT 1
+                """), [TokenMinter.hash(token)])
         return try rows.first.map(Self.user)
     }
 
@@ -35,7 +42,7 @@ public struct UserStore: Sendable {
                 """
                 INSERT INTO console_sessions (id_hash, user_id, token_generation, expires_at)
                 SELECT $1, id, token_generation, now() + make_interval(secs => $3::int) FROM auth_user
-                WHERE id = $2 AND token_hash IS NOT NULL
+                WHERE id = $2 AND (token_hash IS NOT NULL OR original_token_hash IS NOT NULL)
                 """, [TokenMinter.hash(id), SQL.text(user.id), String(seconds)])
             guard inserted.affectedRows == 1 else { throw StoreError.unexpectedNull("console_sessions") }
             try await connection.query(
@@ -54,7 +61,8 @@ public struct UserStore: Sendable {
         return try await pool.query(
             """
             SELECT u.id, u.username, u.email, u.is_admin FROM console_sessions s JOIN auth_user u ON u.id = s.user_id
-            WHERE s.id_hash = $1 AND s.expires_at > now() AND s.token_generation = u.token_generation AND u.token_hash IS NOT NULL
+            WHERE s.id_hash = $1 AND s.expires_at > now() AND s.token_generation = u.token_generation AND u.is_active
+                AND (u.token_hash IS NOT NULL OR u.original_token_hash IS NOT NULL)
             """, [TokenMinter.hash(id)]
         ).first.map(Self.user)
     }
@@ -111,7 +119,7 @@ public struct UserStore: Sendable {
     private static func revoke(email: String, connection: PostgresConnection) async throws -> (user: User, generation: Int)? {
         let row = try await connection.query(
             """
-            UPDATE auth_user SET token_generation = token_generation + 1, token_hash = NULL
+            UPDATE auth_user SET token_generation = token_generation + 1, token_hash = NULL, original_token_hash = NULL
             WHERE lower(email) = lower($1)
             RETURNING id, username, email, is_admin, token_generation
             """, [email]
