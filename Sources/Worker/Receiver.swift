@@ -155,8 +155,11 @@ struct Receiver {
         } else if before.concurrency != nil {
             limit = Self.startingLimit(settings)
         }
-        if limits.rate != nil, before.rate == nil || limits.burst != before.burst {
-            tokens = Double(limits.burst ?? 1)
+        if limits.rate != nil {
+            // A new rate starts with its burst; a changed one keeps what was left of the
+            // old (no more than its own burst): a share that shrinks grants nothing.
+            let left = before.rate == nil ? .infinity : tokensAvailable(now: now)
+            tokens = min(left, Double(limits.burst ?? 1))
             filledAt = now
         }
     }

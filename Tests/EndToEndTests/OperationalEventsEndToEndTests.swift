@@ -187,12 +187,19 @@ struct OperationalEventsEndToEndTests {
             defer { Task { await rated.stop() } }
             let (status, output) = try ctl(pipeline, ["receivers", "set", rated.url("rated"), "--rate", "5", "--burst", "5"])
             #expect(status == 0, "\(output)")
-            // Both workers alive and counted by each other (each syncs every 2 s).
+            // Both workers alive, then each synced again (every 2 s): that sync counted the
+            // other, and handed the worker its share.
             let both = try await pipeline.eventually(timeout: 15) {
                 try await pipeline.pool.query("SELECT count(*) AS n FROM workers").first?["n"] == "2"
             }
             try #require(both)
-            try await Task.sleep(for: .seconds(3))
+            let since = try #require(try await pipeline.pool.query("SELECT max(seen_at)::text AS t FROM workers").first?["t"])
+            let synced = try await pipeline.eventually(timeout: 15) {
+                try await pipeline.pool.query("SELECT count(*) AS n FROM workers WHERE seen_at > $1::timestamptz", [since]).first?["n"]
+                    == "2"
+            }
+            try #require(synced)
+            try await Task.sleep(for: .seconds(0.5))
             let due = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.up) + 2)
             try await pipeline.pool.query(
                 "INSERT INTO schedules (id, endpoint, next_send_at) SELECT gen_random_uuid(), $1, $2 FROM generate_series(1, 30)",

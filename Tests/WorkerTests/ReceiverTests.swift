@@ -354,6 +354,11 @@ import Testing
         now = now.addingTimeInterval(60)
         #expect(receiver.release(now: now).start == [6, 7, 8])
         #expect(receiver.tokensAvailable(now: now) == 0)
+        // Its share shrinks (another worker came): no fresh burst comes with the change.
+        receiver.fix(ReceiverLimits(rate: 1, burst: 2), settings: settings, now: now)
+        #expect(receiver.tokensAvailable(now: now) == 0)
+        now = now.addingTimeInterval(10)
+        #expect(receiver.tokensAvailable(now: now) == 2, "the new burst, refilled at the new rate")
     }
 
     @Test func limitsAreCheckedAndSharedAmongTheWorkersAlive() throws {
