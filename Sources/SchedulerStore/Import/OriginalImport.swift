@@ -280,24 +280,24 @@ public struct OriginalImport: Sendable {
         /// not change since the last import: a token revoked here stays revoked.
         mutating func tokens(_ rows: [PostgresRow]) async throws {
             for row in rows {
-                guard let id = row["id"], let key = row["key"] else { continue }
+                guard let id = row["id"], let key = row["key"], let user = local(.user, id) else { continue }
+                let active = try await connection.query("SELECT is_active FROM auth_user WHERE id = $1::bigint", [user]).first?["is_active"] == "t"
+                // What decides the import: the key, and whether its user may use it.
                 let hash = TokenMinter.hash(key)
-                if unchanged(.token, id, hash) { continue }
-                guard let user = local(.user, id) else { continue }
+                let fingerprint = active ? hash : hash + " inactive"
+                if unchanged(.token, id, fingerprint) { continue }
                 if let problem = OriginalImport.tokenProblem(key) {
-                    try await remember(.token, id, local: user, fingerprint: hash, refused: problem)
+                    try await remember(.token, id, local: user, fingerprint: fingerprint, refused: problem)
                     continue
                 }
-                let active = try await connection.query("SELECT is_active FROM auth_user WHERE id = $1::bigint", [user]).first?["is_active"]
-                guard active == "t" else {
+                guard active else {
                     try await remember(
-                        .token, id, local: user, fingerprint: hash,
+                        .token, id, local: user, fingerprint: fingerprint,
                         refused: "the user is inactive in the original: its token did not authenticate there, and is not imported")
                     continue
                 }
-                try await connection.query(
-                    "UPDATE auth_user SET original_token_hash = $2 WHERE id = $1::bigint", [user, hash])
-                try await remember(.token, id, local: user, fingerprint: hash)
+                try await connection.query("UPDATE auth_user SET original_token_hash = $2 WHERE id = $1::bigint", [user, hash])
+                try await remember(.token, id, local: user, fingerprint: fingerprint)
             }
         }
 
