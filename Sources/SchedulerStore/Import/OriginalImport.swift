@@ -281,7 +281,8 @@ public struct OriginalImport: Sendable {
         mutating func tokens(_ rows: [PostgresRow]) async throws {
             for row in rows {
                 guard let id = row["id"], let key = row["key"], let user = local(.user, id) else { continue }
-                let active = try await connection.query("SELECT is_active FROM auth_user WHERE id = $1::bigint", [user]).first?["is_active"] == "t"
+                let active =
+                    try await connection.query("SELECT is_active FROM auth_user WHERE id = $1::bigint", [user]).first?["is_active"] == "t"
                 // What decides the import: the key, and whether its user may use it.
                 let hash = TokenMinter.hash(key)
                 let fingerprint = active ? hash : hash + " inactive"
