@@ -46,6 +46,12 @@ public final class Beat: Service, Sendable {
     }
 
     let owed = Mutex(Owed())
+    /// Whether occurrences may be waiting behind their schedule's previous one (`buffer_one`):
+    /// set when this beat buffered one, cleared when none is left. Rounds look for them only
+    /// then, and every `bufferedLookEvery` seconds (another beat may have buffered one, and
+    /// stopped): the schedules that do not ask for it pay nothing for it.
+    let buffered = Mutex((maybe: true, lookedAt: Date.distantPast))
+    static let bufferedLookEvery = 30.0
     /// Whether a job goes to the held queue (published ahead of its time) or the main one.
     let routing = Mutex(HeldRouting())
     let store: DeliveryStore
@@ -119,7 +125,7 @@ public final class Beat: Service, Sendable {
                     try await runRound()
                     Readiness.shared.ready("database")
                     failures = 0
-                    let next = try await store.nextWake()
+                    let next = try await store.nextWake(watchBuffered: buffered.withLock { $0.maybe })
                     var deadline = min(try await wake(next: next.due), next.publish ?? .distantFuture, Date().addingTimeInterval(idleWake))
                     if let marks = owed.withLock({ $0.unmarked.values.min() }) {
                         deadline = min(deadline, marks.addingTimeInterval(markDelay))
@@ -243,6 +249,7 @@ public final class Beat: Service, Sendable {
                     ])
             }
             if !claim.missed.isEmpty { BeatMetrics.missed.increment(by: claim.missed.count) }
+            if !claim.buffered.isEmpty { buffered.withLock { $0.maybe = true } }
             if let earliest = jobs.map(\.scheduledFor).min() { lag = max(lag, claimedAt.timeIntervalSince(earliest)) }
             // A batch that fails stays owed: the next round publishes it first.
             try await publishing?.value
@@ -255,7 +262,11 @@ public final class Beat: Service, Sendable {
         }
         try await publishing?.value
         // Occurrences waiting behind their schedule's previous one, now done, go out below.
-        try await store.releaseBuffered()
+        if buffered.withLock({ $0.maybe || Date().timeIntervalSince($0.lookedAt) >= Self.bufferedLookEvery }) {
+            try await store.releaseBuffered()
+            let waiting = try await store.anyBuffered()
+            buffered.withLock { $0 = (waiting, Date()) }
+        }
         while true {
             let jobs = try await store.leaseUnpublished(limit: batchSize)
             if !jobs.isEmpty {

@@ -229,7 +229,7 @@ final class DeliveryLoop: Sendable {
                 }
                 // Limits set by hand, shared among the workers alive.
                 let workers = try await store.workers(alive: workerID)
-                let shares = try await store.limits().mapValues { $0.share(workers: workers.count, rank: workers.rank) }
+                let shares = workers.limits.mapValues { $0.share(workers: workers.count, rank: workers.rank) }
                 if sync.withLock({ state in
                     defer { state.limits = shares }
                     return state.limits != shares

@@ -240,6 +240,26 @@ extension DeliveryStore {
         ).affectedRows
     }
 
+    static let nextWakeStatement = PreparedStatement(
+        """
+        SELECT (SELECT min(next_send_at) FROM schedules WHERE enabled AND next_send_at IS NOT NULL) AS due,
+               (SELECT min(publish_after) FROM deliveries WHERE published_at IS NULL AND state = 'queued') AS publish
+        """)
+
+    static let nextWakeWatchingBuffered = PreparedStatement(
+        """
+        SELECT (SELECT min(next_send_at) FROM schedules WHERE enabled AND next_send_at IS NOT NULL) AS due,
+               least(
+                   (SELECT min(publish_after) FROM deliveries WHERE published_at IS NULL AND state = 'queued'),
+                   (SELECT now() + interval '1 second' FROM deliveries WHERE state = 'buffered' LIMIT 1)) AS publish
+        """)
+
+    /// Whether any occurrence waits behind its schedule's previous one.
+    public func anyBuffered() async throws -> Bool {
+        try await pool.query(PreparedStatement("SELECT EXISTS (SELECT 1 FROM deliveries WHERE state = 'buffered') AS any")).first?["any"]
+            == "t"
+    }
+
     /// A row's daylight-saving choices; the original's rules where a value does not read.
     static func daylightSaving(_ row: PostgresRow) -> DaylightSaving {
         DaylightSaving(
@@ -286,18 +306,10 @@ extension DeliveryStore {
 
     /// When beat has work next: the earliest next run of any enabled schedule (`due`: claimed
     /// ahead of it), and the earliest time a recorded delivery is to be published (`publish`:
-    /// taken at that time, not ahead).
-    public func nextWake() async throws -> (due: Date?, publish: Date?) {
-        let row = try await pool.query(
-            PreparedStatement(
-                """
-                SELECT (SELECT min(next_send_at) FROM schedules WHERE enabled AND next_send_at IS NOT NULL) AS due,
-                       least(
-                           (SELECT min(publish_after) FROM deliveries WHERE published_at IS NULL AND state = 'queued'),
-                           -- An occurrence waiting behind its previous one: look again in a second.
-                           (SELECT now() + interval '1 second' FROM deliveries WHERE state = 'buffered' LIMIT 1)) AS publish
-                """)
-        ).first
+    /// taken at that time, not ahead); with `watchBuffered`, a second from now while an
+    /// occurrence waits behind its schedule's previous one.
+    public func nextWake(watchBuffered: Bool = true) async throws -> (due: Date?, publish: Date?) {
+        let row = try await pool.query(watchBuffered ? Self.nextWakeWatchingBuffered : Self.nextWakeStatement).first
         // A time this service cannot read (`infinity`, a year past 9999, written by hand) is
         // far ahead here: one at or before now was claimed and quarantined in the round
         // before. Nothing to wake for; throwing made beat retry its round every half second.

@@ -142,37 +142,37 @@ public struct ReceiverStore: Sendable {
             ])
     }
 
-    /// The receivers that have limits set by hand (at most `limit` of them).
-    public func limits(limit: Int = 100_000) async throws -> [String: ReceiverLimits] {
-        var limits: [String: ReceiverLimits] = [:]
-        for row in try await pool.query(
-            """
-            SELECT receiver, limit_concurrency, limit_rate, limit_burst FROM receivers
-            WHERE limit_concurrency IS NOT NULL OR limit_rate IS NOT NULL ORDER BY receiver LIMIT $1
-            """, [String(limit)])
-        {
-            guard let receiver = row["receiver"] else { continue }
-            limits[receiver] = Self.limits(row)
-        }
-        return limits
-    }
-
-    /// Notes that worker `id` is alive, and returns how many workers are (seen in the last
-    /// `window` seconds) and its rank among them: its share of the limits set by hand.
-    public func workers(alive id: String, window: Double = 10) async throws -> (count: Int, rank: Int) {
-        try await pool.withConnection { connection in
-            try await connection.query(
+    /// Notes that worker `id` is alive and returns, in one statement (the workers run it every
+    /// few seconds): how many workers are alive (seen in the last `window` seconds, this one
+    /// included), this one's rank among them (their ids in order), and the receivers' limits
+    /// set by hand (at most `limit` receivers): what `ReceiverLimits.share` takes. Rows of
+    /// workers gone for an hour are deleted.
+    public func workers(alive id: String, window: Double = 10, limit: Int = 100_000) async throws -> (
+        count: Int, rank: Int, limits: [String: ReceiverLimits]
+    ) {
+        let row = try await pool.query(
+            PreparedStatement(
                 """
                 WITH seen AS (
-                    INSERT INTO workers (id, seen_at) VALUES ($1, now()) ON CONFLICT (id) DO UPDATE SET seen_at = now())
-                DELETE FROM workers WHERE seen_at < now() - interval '1 hour'
-                """, [id])
-            let alive = try await connection.query(
-                "SELECT id FROM workers WHERE seen_at > now() - make_interval(secs => $1) OR id = $2 ORDER BY id",
-                [String(window), id]
-            ).compactMap { $0["id"] }
-            return (max(1, alive.count), alive.firstIndex(of: id) ?? 0)
+                    INSERT INTO workers (id, seen_at) VALUES ($1, now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()),
+                gone AS (DELETE FROM workers WHERE seen_at < now() - interval '1 hour' AND id <> $1)
+                SELECT
+                    (SELECT count(*) FROM workers WHERE seen_at > now() - make_interval(secs => $2) AND id <> $1) + 1 AS count,
+                    (SELECT count(*) FROM workers WHERE seen_at > now() - make_interval(secs => $2) AND id < $1) AS rank,
+                    (SELECT json_agg(json_build_array(receiver, limit_concurrency, limit_rate, limit_burst))::text FROM (
+                        SELECT receiver, limit_concurrency, limit_rate, limit_burst FROM receivers
+                        WHERE limit_concurrency IS NOT NULL OR limit_rate IS NOT NULL ORDER BY receiver LIMIT $3) AS l) AS limits
+                """), [id, String(window), String(limit)]
+        ).first
+        var limits: [String: ReceiverLimits] = [:]
+        if let text = row?["limits"], case .array(let entries) = try JSONParser.parse(text) {
+            for case .array(let fields) in entries where fields.count == 4 {
+                guard let receiver = fields[0].stringValue else { continue }
+                let rate: Double? = if case .number(let literal) = fields[2] { Double(literal) } else { nil }
+                limits[receiver] = ReceiverLimits(concurrency: fields[1].integerValue, rate: rate, burst: fields[3].integerValue)
+            }
         }
+        return (max(1, row?["count"].flatMap { Int($0) } ?? 1), row?["rank"].flatMap { Int($0) } ?? 0, limits)
     }
 
     /// Deletes worker `id`'s row (it stopped): the others' shares grow at their next sync.
