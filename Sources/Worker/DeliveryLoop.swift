@@ -43,9 +43,10 @@ final class DeliveryLoop: Sendable {
     /// shares of the limits set by hand it last handed the machine.
     private let sync = Mutex<(running: Bool, commandsSince: Date, limits: [String: ReceiverLimits]?)>(
         (false, Date(timeIntervalSince1970: 0), nil))
-    /// This worker among the workers alive (`ReceiverStore.workers`).
+    /// This worker among the workers alive (`ReceiverStore.workers`). `HOSTNAME` (the pod's name
+    /// on Kubernetes), not `ProcessInfo.hostName`, which may wait on a DNS lookup at start-up.
     private let workerID =
-        "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
+        "\(ProcessInfo.processInfo.environment["HOSTNAME"] ?? "worker")-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
 
     init(settings: Settings, pool: PostgresPool, logger: Logger) {
         var settings = settings
