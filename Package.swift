@@ -17,7 +17,8 @@ let package = Package(
     // Each at the exact version the tests ran with (README: "Dependencies" says how to move
     // them forward); what they depend on is resolved within their own ranges.
     dependencies: [
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+        // Without its default trait ConfigurationSupport (swift-configuration: unused here).
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1", traits: ["FullFoundation"]),
         .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", exact: "1.35.2"),
@@ -185,7 +186,13 @@ let package = Package(
 
         .target(
             name: "TestSupport",
-            dependencies: ["Postgres", "SchedulerStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Postgres", "SchedulerStore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
@@ -204,7 +211,6 @@ let package = Package(
             name: "SchedulerAPITests",
             dependencies: [
                 "SchedulerAPI", "SchedulerStore", "SchedulerCore", "Postgres", "TestSupport",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -214,7 +220,6 @@ let package = Package(
                 "Beat", "Worker", "DeliveryQueues", "AMQP", "SchedulerAPI", "SchedulerStore", "SchedulerCore", "Postgres", "TestSupport",
                 "Telemetry", "HTTPClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

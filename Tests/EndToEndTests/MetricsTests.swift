@@ -1,6 +1,6 @@
 import Foundation
-import HummingbirdTesting
 import SchedulerCore
+import TestSupport
 import Testing
 
 /// A strict reader of the Prometheus text exposition format (version 0.0.4).

@@ -2,7 +2,6 @@ import Beat
 import DeliveryQueues
 import Foundation
 import Hummingbird
-import HummingbirdTesting
 import Logging
 import Postgres
 import SchedulerAPI

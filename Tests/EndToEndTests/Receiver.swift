@@ -27,6 +27,9 @@ final class Receiver: Sendable {
         let retryAfter = Mutex<[String: String]>([:])
         /// Requests being answered now, and the most at once, by name.
         let concurrency = Mutex<(now: [String: Int], most: [String: Int])>(([:], [:]))
+        /// Occurrences (distinct Idempotency-Keys) being answered now, and the most at once, by
+        /// name: a worker's retry of a POST it gave up on is the same occurrence, not another.
+        let occurrences = Mutex<(now: [String: [String: Int]], most: [String: Int])>(([:], [:]))
 
         func record(_ request: Request, name: String) -> Int {
             requests.withLock { $0.append(request) }
@@ -73,6 +76,17 @@ final class Receiver: Sendable {
                 counts.most[name] = max(counts.most[name] ?? 0, counts.now[name] ?? 0)
             }
             defer { state.concurrency.withLock { $0.now[name, default: 1] -= 1 } }
+            let key = headers["idempotency-key"] ?? ""
+            state.occurrences.withLock { counts in
+                counts.now[name, default: [:]][key, default: 0] += 1
+                counts.most[name] = max(counts.most[name] ?? 0, counts.now[name]?.count ?? 0)
+            }
+            defer {
+                state.occurrences.withLock { counts in
+                    counts.now[name, default: [:]][key, default: 1] -= 1
+                    if counts.now[name]?[key] == 0 { counts.now[name]?[key] = nil }
+                }
+            }
             if let delay = state.delays.withLock({ $0[name] }) { try await Task.sleep(for: .seconds(delay)) }
             var answer = Response(status: .init(code: status))
             if !(200..<300).contains(status), let retryAfter = state.retryAfter.withLock({ $0[name] }) {
@@ -121,6 +135,11 @@ final class Receiver: Sendable {
     /// The most requests to `name` answered at once.
     func mostAtOnce(_ name: String) -> Int {
         state.concurrency.withLock { $0.most[name] ?? 0 }
+    }
+
+    /// The most occurrences of `name` (distinct Idempotency-Keys) answered at once.
+    func mostOccurrencesAtOnce(_ name: String) -> Int {
+        state.occurrences.withLock { $0.most[name] ?? 0 }
     }
 
     /// How many times each Idempotency-Key arrived at `name`.

@@ -163,9 +163,11 @@ struct ScheduleControlsEndToEndTests {
             try await Task.sleep(for: .seconds(11))
             for id in ids.values { _ = try await pipeline.send(.patch, "/api/v1/schedule/\(id)/", json: #"{"enabled":false}"#) }
             try await Task.sleep(for: .seconds(3.5))
-            #expect(pipeline.receiver.mostAtOnce("allow") >= 2)
-            #expect(pipeline.receiver.mostAtOnce("skip") == 1)
-            #expect(pipeline.receiver.mostAtOnce("buffer_one") == 1)
+            // Occurrences at once: a worker that gave up on a POST (DELIVERY_TIMEOUT) retries the
+            // same occurrence, which is not an overlap.
+            #expect(pipeline.receiver.mostOccurrencesAtOnce("allow") >= 2)
+            #expect(pipeline.receiver.mostOccurrencesAtOnce("skip") == 1)
+            #expect(pipeline.receiver.mostOccurrencesAtOnce("buffer_one") == 1)
             let skip = try await pipeline.deliveries(ids["skip"]!)
             #expect(skip.filter { $0.state == .skipped }.count >= 2, "\(skip.map(\.state))")
             #expect(skip.first { $0.state == .skipped }?.lastError?.contains("still being delivered") == true)
