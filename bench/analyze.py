@@ -118,6 +118,15 @@ def burst(tag, expected, path, due, peaks, cost="{}"):
     }
 
 
+def apiburst(tag, expected, path, due, peaks, cost, api_path):
+    """A burst, and the API's latency around it (bench/api_load.py's output)."""
+    result = burst(tag, expected, path, due, peaks, cost)
+    result["phase"] = "apiburst"
+    with open(api_path) as api:
+        result["api"] = json.load(api)
+    return result
+
+
 def steady(tag, schedules, path, start, peaks, seconds, cost="{}"):
     rows = arrivals(path, tag)
     keys = [key for _, key, _ in rows]
@@ -206,12 +215,18 @@ def report(results_path, out_path):
     for r in results:
         rss = r.get("peak_rss_mb", {})
         memory = " / ".join(fmt(rss.get(name), 0) for name in ("web", "beat", "worker"))
-        if r["phase"] in ("burst", "steady"):
+        if r["phase"] in ("burst", "steady", "apiburst"):
             late = r["lateness"]
-            count = r["schedules"] if r["phase"] == "burst" else f"{r['schedules']} x {r['seconds']}s"
+            count = r["schedules"] if r["phase"] != "steady" else f"{r['schedules']} x {r['seconds']}s"
             received = f"{r['received']} ({r['duplicates']})"
             print(f"| {r['phase']} | {count} | {received} | {fmt(r['deliveries_per_second'])} | "
                   f"{fmt(late['p50_ms'])} / {fmt(late['p95_ms'])} / {fmt(late['p99_ms'])} / {fmt(late['max_ms'])} | {memory} |")
+        if r["phase"] == "apiburst":
+            for name in ("post", "get"):
+                x = r["api"].get(name, {})
+                print(f"| apiburst: API {name.upper()} at {fmt(x.get('rate'))}/s around the instant | - | "
+                      f"{x.get('requests', 0)} ({x.get('errors', 0)} errors) | - | "
+                      f"{fmt(x.get('p50_ms'), 1)} / - / {fmt(x.get('p99_ms'), 1)} / {fmt(x.get('max_ms'), 1)} | {memory} |")
         elif r["phase"] == "scale":
             print(f"| scale | {r['stored']} stored, {r['due']} due | {r['received']} | - | beat round {fmt(r['beat_round_ms'], 2)} ms, "
                   f"index used: {r['uses_index']} | {memory} |")
@@ -247,7 +262,7 @@ def report(results_path, out_path):
         print("|---|---|" + "---|" * (len(roles) + 5))
         for r in costed:
             c = r["cost"]
-            label = r["phase"] + (f" {r['schedules']}" if r["phase"] == "burst" else "")
+            label = r["phase"] + (f" {r['schedules']}" if r["phase"] in ("burst", "apiburst") else "")
             jobs = c.get("worker_jobs")
             jobs_text = " / ".join(str(jobs[k]) for k in ("parked", "retried", "dead")) if jobs else "-"
             print(f"| {label} | {c['deliveries']} | " + " | ".join(fmt(c["cpu_ms_per_delivery"].get(x), 3) for x in roles)
@@ -256,7 +271,7 @@ def report(results_path, out_path):
         for r in costed:
             if not r["cost"].get("pg_statements"):
                 continue
-            label = r["phase"] + (f" {r['schedules']}" if r["phase"] == "burst" else "")
+            label = r["phase"] + (f" {r['schedules']}" if r["phase"] in ("burst", "apiburst") else "")
             print(f"\nPostgreSQL statements, {label} (the ten that took longest):")
             print("| calls | total ms | mean ms | planning ms | statement |")
             print("|---|---|---|---|---|")
@@ -266,7 +281,7 @@ def report(results_path, out_path):
     for r in results:
         if r["phase"] == "scale":
             print("\nbeat's query plans with", r["stored"], "schedules stored:\n" + r["plans"])
-    failures = [r for r in results if r["phase"] == "burst" and (r["unique"] != r["schedules"] or r["duplicates"] != 0)]
+    failures = [r for r in results if r["phase"] in ("burst", "apiburst") and (r["unique"] != r["schedules"] or r["duplicates"] != 0)]
     if failures:
         print("\nFAILED: a burst lost or duplicated deliveries:", [(r["schedules"], r["unique"], r["duplicates"]) for r in failures])
         sys.exit(1)
@@ -313,4 +328,5 @@ if __name__ == "__main__":
     elif mode == "budget":
         print(json.dumps(budget(*args)))
     else:
-        print(json.dumps({"burst": burst, "steady": steady, "scale": scale, "fairness": fairness, "tenants": tenants}[mode](*args)))
+        print(json.dumps({"burst": burst, "steady": steady, "scale": scale, "fairness": fairness, "tenants": tenants,
+                          "apiburst": apiburst}[mode](*args)))

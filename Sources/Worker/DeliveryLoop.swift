@@ -17,6 +17,8 @@ final class DeliveryLoop: Sendable {
     struct Settings: Sendable {
         let brokerURL: String
         let prefetch: Int
+        /// The held queue's prefetch (`WORKER_HELD_WINDOW`).
+        let heldWindow: Int
         /// AMQP heartbeat in seconds (0: none): a silent broker is noticed after two.
         var heartbeat: Int = 10
         var machine: DeliveryMachine.Settings
@@ -68,11 +70,6 @@ final class DeliveryLoop: Sendable {
         input.yield(.stop)
     }
 
-    /// The held queue's window: twice the main one, so that the jobs of a steady load the
-    /// lookahead publishes ahead (1,000 a second, 1.5 s ahead) are all taken when beat
-    /// publishes them, not as the jobs due before them are acked, at their due instant.
-    static func heldWindow(_ prefetch: Int) -> Int { min(2 * prefetch, Int(UInt16.max)) }
-
     func run() async {
         let input = input
         let logger = logger
@@ -82,7 +79,7 @@ final class DeliveryLoop: Sendable {
                 // Jobs due now, and jobs published ahead of their time (held until then), each
                 // with a window of its own: held jobs never keep a job due now waiting.
                 url: settings.brokerURL,
-                queues: [(DeliveryTopology.queue, settings.prefetch), (DeliveryTopology.heldQueue, Self.heldWindow(settings.prefetch))],
+                queues: [(DeliveryTopology.queue, settings.prefetch), (DeliveryTopology.heldQueue, settings.heldWindow)],
                 heartbeat: settings.heartbeat, topology: DeliveryTopology.make(settings.machine.policy)),
             logger: logger
         ) { event in
@@ -114,7 +111,7 @@ final class DeliveryLoop: Sendable {
             "consuming",
             metadata: [
                 "queues": "\(DeliveryTopology.queue), \(DeliveryTopology.heldQueue)",
-                "prefetch": "\(settings.prefetch), \(Self.heldWindow(settings.prefetch))",
+                "prefetch": "\(settings.prefetch), \(settings.heldWindow)",
             ])
         let clock = Task {
             while !Task.isCancelled {

@@ -46,7 +46,8 @@ struct DeliveryMachine {
         /// nor, while the queue holds more due jobs for this worker, half of its `window`.
         var settleDelay: Double = 0.1
         /// Jobs the broker hands this worker unacked at most from the main queue
-        /// (`WORKER_PREFETCH`; twice that from the held queue, counted here together). When jobs
+        /// (`WORKER_PREFETCH`; the held queue has a window of its own, `WORKER_HELD_WINDOW`,
+        /// not counted here while its jobs are held). When jobs
         /// that were due on arrival fill it (a burst, a backlog), the jobs behind them in the
         /// queue wait for acks: outcomes then stop gathering at half of it, so that the next
         /// jobs arrive while the rest of these are POSTed, instead of the POSTs stopping
@@ -168,6 +169,8 @@ struct DeliveryMachine {
         /// The headers that depend on the job alone (`requestHeaders`), made while it is held,
         /// so that the due instant spends no time on them.
         var headers: [String]? = nil
+        /// Held by this worker until its due time: in its hands already (see `Receiver.admit`).
+        var heldUntilDue = false
     }
 
     /// Work gathered for the next batch, and what failed and waits to be tried again.
@@ -255,8 +258,9 @@ struct DeliveryMachine {
             } else {
                 let heldBefore = held.count
                 for delivery in deliveries { accept(delivery, now: now, into: &actions) }
-                // Jobs that were due on arrival, filling the window: more wait behind them.
-                backlogged = held.count - heldBefore < deliveries.count && jobs.count >= settings.window
+                // Jobs that were due on arrival, filling the window (held jobs have one of their
+                // own): more wait behind them.
+                backlogged = held.count - heldBefore < deliveries.count && jobs.count - held.count >= settings.window
             }
         case .lost(let generation):
             guard generation == self.generation else { break }
@@ -298,10 +302,9 @@ struct DeliveryMachine {
             // What is not POSTed yet goes back at once; POSTs in flight finish.
             let waiting = jobs.filter { [.holding, .waitingToRead, .reading, .waitingForReceiver].contains($0.value.phase) }.keys.sorted()
             held.removeAll()
-            for tag in waiting {
-                if let key = jobs[tag]?.receiver { receivers[key]?.forget(tag) }
-                jobs[tag] = nil
-            }
+            let gone = Set(waiting)
+            for key in Set(waiting.compactMap { jobs[$0]?.receiver }) { receivers[key]?.forget(gone) }
+            for tag in waiting { jobs[tag] = nil }
             reads = Gathering()
             if !waiting.isEmpty { actions.append(.handBack(waiting, generation: generation)) }
             actions.append(.note(.stopping(inFlight: jobs.count, handedBack: waiting.count)))
@@ -417,7 +420,9 @@ struct DeliveryMachine {
         var waiting = waiting
         waiting.phase = .waitingToRead
         let delivery = waiting.delivery
-        if waiting.job?.kind == .schedule, let key = knownReceivers[delivery.routingKey], let reason = receivers[key]?.wouldPark(now: now) {
+        if waiting.job?.kind == .schedule, let key = knownReceivers[delivery.routingKey],
+            let reason = receivers[key]?.wouldPark(now: now, held: waiting.heldUntilDue)
+        {
             // Its receiver could not take it now: park it without reading its target.
             waiting.receiver = key
             jobs[tag] = waiting
@@ -479,7 +484,7 @@ struct DeliveryMachine {
         // In place: a copy would copy its list of waiting jobs for every job admitted.
         let limits = fixedLimits[key] ?? ReceiverLimits()
         let admission = receivers[key, default: Receiver(key: key, settings: settings.receivers, now: now, limits: limits)].admit(
-            tag, settings: settings.receivers, now: now)
+            tag, settings: settings.receivers, now: now, held: job.heldUntilDue)
         switch admission {
         case .start:
             start(tag, now: now, into: &actions)
@@ -749,7 +754,9 @@ struct DeliveryMachine {
             let ready = held[..<due].map(\.tag)
             held.removeFirst(due)
             for tag in ready {
-                if let job = jobs[tag], job.phase == .holding { admit(tag: tag, job: job, now: now, into: &actions) }
+                guard var job = jobs[tag], job.phase == .holding else { continue }
+                job.heldUntilDue = true
+                admit(tag: tag, job: job, now: now, into: &actions)
             }
         }
         reads.retryDue(now)

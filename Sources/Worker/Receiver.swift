@@ -95,7 +95,7 @@ struct Receiver {
     }
     var inFlight: Int { starts.count }
     /// Jobs (delivery tags) waiting in the worker for a request slot, oldest first.
-    private(set) var waiting: [UInt64] = [] { didSet { noteBusy() } }
+    private(set) var waiting: FIFO<UInt64> = [] { didSet { noteBusy() } }
     private(set) var pausedUntil: Date?
     private(set) var breaker = Breaker.closed
     /// Opened by an operator: stays open, with no probes, until closed by hand.
@@ -241,8 +241,11 @@ struct Receiver {
         return max(remembered, Int(rate))
     }
 
-    /// Why a new job would be parked now, if it would (without counting it in).
-    func wouldPark(now: Date) -> ParkReason? {
+    /// Why a new job would be parked now, if it would (without counting it in). A job the
+    /// worker `held` until its due time is in its hands already, with a window of its own
+    /// (`WORKER_HELD_WINDOW`): parking it would only send it through the broker again, so it
+    /// is not parked for capacity unless its receiver is slow.
+    func wouldPark(now: Date, held: Bool = false) -> ParkReason? {
         if heldOpen { return .open }
         switch breaker {
         case .open:
@@ -252,6 +255,7 @@ struct Receiver {
             return .open
         case .closed:
             if let pausedUntil, now < pausedUntil { return .paused }
+            if held && !isSlow(now: now) { return nil }
             return !hasRoom(now: now) && waiting.count >= maximumWaiting(now: now) ? .capacity : nil
         }
     }
@@ -278,6 +282,11 @@ struct Receiver {
     }
 
     var isIdle: Bool { inFlight == 0 && waiting.isEmpty && breaker == .closed && !heldOpen && pausedUntil == nil }
+
+    /// Slow: its oldest request has been out for `slowRequest` or longer.
+    func isSlow(now: Date) -> Bool {
+        starts.first.map { now.timeIntervalSince($0) >= Self.slowRequest } ?? false
+    }
 
     /// Seconds of work a receiver may keep waiting in the worker.
     static let waitingSeconds = 1.0
@@ -308,8 +317,10 @@ struct Receiver {
 
     // MARK: Jobs
 
-    /// Decides about a job that is ready; `.start` and `.wait` count it in.
-    mutating func admit(_ tag: UInt64, settings: Settings, now: Date) -> Admission {
+    /// Decides about a job that is ready; `.start` and `.wait` count it in. A job `held` until
+    /// its due time waits beyond the waiting room while the receiver is not slow (see
+    /// `wouldPark`); once it is, `release` parks what does not fit.
+    mutating func admit(_ tag: UInt64, settings: Settings, now: Date, held: Bool = false) -> Admission {
         lastActivity = now
         if let pausedUntil, now >= pausedUntil { self.pausedUntil = nil }
         if heldOpen { return parked(.open, now: now) }
@@ -330,7 +341,7 @@ struct Receiver {
             starts.append(now)
             return .start(probe: false)
         }
-        if waiting.count < maximumWaiting(now: now) {
+        if waiting.count < maximumWaiting(now: now) || (held && !isSlow(now: now)) {
             waiting.append(tag)
             return .wait
         }
@@ -349,9 +360,10 @@ struct Receiver {
         if parks.count > 10_000 { parks.removeFirst(parks.count - 10_000) }
     }
 
-    /// Takes a waiting job out (it was handed back or its connection was lost).
-    mutating func forget(_ tag: UInt64) {
-        waiting.removeAll { $0 == tag }
+    /// Takes waiting jobs out (they were handed back or their connection was lost).
+    mutating func forget(_ tags: Set<UInt64>) {
+        guard !waiting.isEmpty else { return }
+        waiting.removeAll { tags.contains($0) }
     }
 
     /// Records how an attempt ended, and returns the breaker's change, if any.
@@ -451,8 +463,8 @@ struct Receiver {
             )
         }
         var start: [UInt64] = []
-        while inFlight < Int(limit), !waiting.isEmpty, takeToken(now: now) {
-            start.append(waiting.removeFirst())
+        while inFlight < Int(limit), !waiting.isEmpty, takeToken(now: now), let tag = waiting.popFirst() {
+            start.append(tag)
             starts.append(now)
         }
         // Its requests got slow: what no longer fits goes to the broker, newest first. Slow
@@ -460,8 +472,7 @@ struct Receiver {
         // once by a worker that is busy with that batch measures its first answers slow, and
         // would send away jobs it is about to answer.
         var park: [(UInt64, ParkReason)] = []
-        let slow = starts.first.map { now.timeIntervalSince($0) >= Self.slowRequest } ?? false
-        let room = slow ? maximumWaiting(now: now) : .max
+        let room = isSlow(now: now) ? maximumWaiting(now: now) : .max
         while waiting.count > room, let tag = waiting.popLast() {
             parks.append(now)
             park.append((tag, .capacity))

@@ -10,7 +10,8 @@ public final class Worker: Service, Sendable {
     public init(configuration: Configuration, pool: PostgresPool, logger: Logger) {
         loop = DeliveryLoop(
             settings: .init(
-                brokerURL: configuration.brokerURL, prefetch: configuration.workerPrefetch, heartbeat: configuration.brokerHeartbeat,
+                brokerURL: configuration.brokerURL, prefetch: configuration.workerPrefetch, heldWindow: configuration.workerHeldWindow,
+                heartbeat: configuration.brokerHeartbeat,
                 machine: .init(
                     policy: configuration.retryPolicy, timeout: configuration.deliveryTimeout,
                     connectTimeout: configuration.deliveryConnectTimeout,

@@ -264,9 +264,9 @@ struct DeliveryTests {
     )
     func heldQueue() async throws {
         // A window of 10 (20 for held jobs): the worker holds 20 of the 50 jobs claimed 10 s
-        // early. Before the held queue, 10 filled its window and the other 40 waited in the
-        // main queue in front of anything due sooner.
-        try await Pipeline.run(environment: ["BEAT_LOOKAHEAD": "10s", "WORKER_PREFETCH": "10"]) { pipeline in
+        // early, the other 30 wait in the held queue. Before the held queue, 10 filled its
+        // window and the other 40 waited in the main queue in front of anything due sooner.
+        try await Pipeline.run(environment: ["BEAT_LOOKAHEAD": "10s", "WORKER_PREFETCH": "10", "WORKER_HELD_WINDOW": "20"]) { pipeline in
             let due = Date().addingTimeInterval(9)
             try await pipeline.createDue(50, name: "held-burst", due: due)
             let claimed = try await pipeline.eventually(timeout: 4) { try await pipeline.states()["queued"] == 50 }

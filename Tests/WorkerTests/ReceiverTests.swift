@@ -45,6 +45,57 @@ import Testing
         #expect(ReceiverKey.normalize(url) == nil)
     }
 
+    @Test mutating func jobsHeldUntilTheirDueTimeWaitBeyondTheRoomUntilTheReceiverIsSlow() {
+        for tag in 1...4 { #expect(admit(UInt64(tag)) == .start(probe: false)) }
+        let room = receiver.maximumWaiting(now: now)
+        // A burst the worker held: all of it waits in the worker, none goes back to the broker.
+        for tag in 5..<(5 + UInt64(room) + 1_000) {
+            #expect(receiver.admit(tag, settings: settings, now: now, held: true) == .wait)
+        }
+        #expect(receiver.wouldPark(now: now, held: true) == nil)
+        #expect(receiver.wouldPark(now: now) == .capacity, "a job not held is parked past the room, as before")
+        #expect(receiver.admit(1_000_000, settings: settings, now: now) == .park(.capacity))
+        // Its requests have been out for 2 s: it is slow; what does not fit its room is parked.
+        now = now.addingTimeInterval(2)
+        #expect(receiver.admit(1_000_001, settings: settings, now: now, held: true) == .park(.capacity))
+        let parked = receiver.release(now: now).park
+        #expect(receiver.waiting.count == receiver.maximumWaiting(now: now))
+        #expect(parked.count == room + 1_000 - receiver.waiting.count && parked.allSatisfy { $0.1 == .capacity })
+    }
+
+    @Test mutating func fiftyThousandWaitingJobsStartInLinearTime() {
+        // Taken one by one with an array's removeFirst, 50,000 waiting jobs took seconds.
+        for tag in 1...4 { #expect(admit(UInt64(tag)) == .start(probe: false)) }
+        for tag in 5...50_004 { _ = receiver.admit(UInt64(tag), settings: settings, now: now, held: true) }
+        #expect(receiver.waiting.count == 50_000)
+        var started: [UInt64] = []
+        let clock = ContinuousClock()
+        let took = clock.measure {
+            while !receiver.waiting.isEmpty {
+                answer(200, seconds: 0.001)
+                started += receiver.release(now: now).start
+            }
+        }
+        #expect(started == Array(5...50_004), "oldest first, each once")
+        #expect(took < .seconds(5), "took \(took)")
+    }
+
+    @Test func aFIFOTakesItsFirstInOrderAndKeepsTheRestAcrossCompactions() {
+        var queue: FIFO<Int> = []
+        for n in 0..<5_000 { queue.append(n) }
+        for n in 0..<3_000 { #expect(queue.popFirst() == n) }
+        #expect(queue.count == 2_000 && queue.first == 3_000)
+        queue.append(5_000)
+        #expect(queue.popLast() == 5_000 && queue.popLast() == 4_999)
+        queue.removeAll { $0 % 2 == 1 }
+        #expect(Array(queue) == Array(stride(from: 3_000, to: 4_999, by: 2)))
+        #expect(queue == FIFO(Array(stride(from: 3_000, to: 4_999, by: 2))))
+        while queue.popFirst() != nil {}
+        #expect(queue.isEmpty && queue.first == nil && queue.popLast() == nil)
+        queue.append(7)
+        #expect(queue == [7])
+    }
+
     @Test mutating func jobsStartUpToTheLimitThenWaitThenPark() {
         for tag in 1...4 { #expect(admit(UInt64(tag)) == .start(probe: false)) }
         // Its requests have been out for 2 s: it keeps its limit's worth waiting, no more.

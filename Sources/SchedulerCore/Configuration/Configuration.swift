@@ -40,6 +40,10 @@ public struct Configuration: Sendable, Equatable {
     public var retryPolicy: RetryPolicy
     /// Jobs a worker holds unacknowledged (and POSTs at once), at most.
     public var workerPrefetch: Int
+    /// Jobs published ahead of their time a worker holds unacknowledged until then, at most
+    /// (the held queue's prefetch): enough for a burst to be in the worker's hands at its
+    /// instant, not read from the broker after it.
+    public var workerHeldWindow: Int
     /// Standard Webhooks signing secret (`whsec_<base64>`, or any other text used as is).
     public var signingSecret: String?
     /// Schedules beat claims per transaction.
@@ -158,6 +162,8 @@ public struct Configuration: Sendable, Equatable {
         }
         retryPolicy = RetryPolicy(maxAttempts: attempts, delays: delays)
         workerPrefetch = try reader.int("WORKER_PREFETCH", default: 1000, range: 1...10_000)
+        // AMQP's prefetch count is 16 bits.
+        workerHeldWindow = try reader.int("WORKER_HELD_WINDOW", default: 60_000, range: 1...65_535)
         signingSecret = reader.string("SIGNING_SECRET")
         beatBatchSize = try reader.int("BEAT_BATCH_SIZE", default: 2000, range: 1...50_000)
         beatPublishLease = try reader.int("BEAT_PUBLISH_LEASE", default: 60, range: 2...3600)
