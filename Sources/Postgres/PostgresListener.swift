@@ -19,14 +19,21 @@ public final class PostgresListener: Sendable {
     /// Returns true when a notification arrived before `deadline`, false at the deadline
     /// or after `stop()`. Throws when the connection broke.
     public func wait(until deadline: Date) async throws -> Bool {
+        try await !notifications(until: deadline).isEmpty
+    }
+
+    /// The payloads of the notifications that arrived, as soon as one has; none at the
+    /// deadline or after `stop()`. Throws when the connection broke.
+    public func notifications(until deadline: Date) async throws -> [String] {
         try await connection.onQueue { [self] in
             while !stopped.withLock({ $0 }) {
-                if try connection.drainNotificationsBlocking() > 0 { return true }
+                let payloads = try connection.drainNotificationsBlocking()
+                if !payloads.isEmpty { return payloads }
                 let remaining = deadline.timeIntervalSinceNow
-                if remaining <= 0 { return false }
+                if remaining <= 0 { return [] }
                 try connection.pollReadableBlocking(milliseconds: Int32(min(remaining, 0.5) * 1000) + 1)
             }
-            return false
+            return []
         }
     }
 
@@ -36,18 +43,18 @@ public final class PostgresListener: Sendable {
 }
 
 extension PostgresConnection {
-    /// Reads what the server sent and returns how many notifications were waiting.
-    func drainNotificationsBlocking() throws -> Int {
+    /// Reads what the server sent and returns the payloads of the notifications waiting.
+    func drainNotificationsBlocking() throws -> [String] {
         try withHandle { handle in
             guard PQconsumeInput(handle) == 1 else {
                 throw PostgresError(kind: .connection, message: String(cString: PQerrorMessage(handle)))
             }
-            var count = 0
+            var payloads: [String] = []
             while let notification = PQnotifies(handle) {
+                payloads.append(notification.pointee.extra.map { String(cString: $0) } ?? "")
                 PQfreemem(notification)
-                count += 1
             }
-            return count
+            return payloads
         }
     }
 

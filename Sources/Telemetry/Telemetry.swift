@@ -87,6 +87,7 @@ public enum Telemetry {
         "scheduler_occurrences_missed_total": "Occurrences recorded as missed: due longer ago than their schedule's catch-up window.",
         "scheduler_deliveries_total": "Jobs settled by the worker, by outcome and status class.",
         "scheduler_delivery_attempts_total": "POSTs the worker made.",
+        "scheduler_targets_read_ahead_total": "POSTs sent at their due time with the target read while the job was held.",
         "scheduler_delivery_duration_seconds": "Seconds from a POST to its answer.",
         "scheduler_delivery_lateness_seconds": "Seconds from an occurrence's due time to its first POST leaving.",
         "scheduler_schedules_paused_total": "Schedules paused because their failures would pile up, by reason.",

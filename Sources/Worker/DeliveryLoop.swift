@@ -21,6 +21,9 @@ final class DeliveryLoop: Sendable {
         let heldWindow: Int
         /// AMQP heartbeat in seconds (0: none): a silent broker is noticed after two.
         var heartbeat: Int = 10
+        /// Where to LISTEN for changes of schedules, which make targets read ahead for held
+        /// jobs stale (nil: none are read ahead).
+        var databaseURL: String? = nil
         var machine: DeliveryMachine.Settings
         /// Told when a receiver's circuit opens or closes.
         var alertURL: String? = nil
@@ -68,6 +71,32 @@ final class DeliveryLoop: Sendable {
     /// returns when that is done.
     func stop() {
         input.yield(.stop)
+    }
+
+    /// Listens for changes of schedules (`scheduler_targets`, migration 0020) and tells the
+    /// machine: which schedules changed, and whether it hears of every change (only then are
+    /// targets read ahead). On a lost connection it says it no longer does, and tries again.
+    static func watchTargets(url: String, logger: Logger, _ tell: @Sendable (DeliveryMachine.Event) -> Void) async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let listener = try await PostgresListener(url: url, channel: "scheduler_targets", logger: logger)
+                defer { listener.stop() }
+                tell(.targetsWatched(true))
+                failures = 0
+                while !Task.isCancelled {
+                    let changed = try await listener.notifications(until: Date().addingTimeInterval(1)).compactMap(UUID.init(uuidString:))
+                    if !changed.isEmpty { tell(.targetsChanged(changed)) }
+                }
+            } catch {
+                tell(.targetsWatched(false))
+                failures += 1
+                logger.warning(
+                    "listening for changes of schedules failed; targets are read at the due time", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(min(30.0, 0.25 * pow(2.0, Double(min(failures, 7))))))
+            }
+        }
+        tell(.targetsWatched(false))
     }
 
     func run() async {
@@ -119,6 +148,11 @@ final class DeliveryLoop: Sendable {
                 input.yield(.tick)
             }
         }
+        let watch = Task { [settings, logger] in
+            guard let url = settings.databaseURL, settings.machine.readAheadBytes > 0 else { return }
+            await Self.watchTargets(url: url, logger: logger) { input.yield($0) }
+        }
+        defer { watch.cancel() }
         var machine = DeliveryMachine(settings: settings.machine)
         var lastSync = Date.distantPast
         // A tick at the next held job's due time, and a warm-up just before (`HoldTimers`).
@@ -139,7 +173,9 @@ final class DeliveryLoop: Sendable {
             for action in machine.handle(event, now: now) {
                 switch action {
                 case .read(let batch, let ids):
-                    read(batch: batch, ids: ids)
+                    read(batch: batch, ids: ids, maximumBodyBytes: settings.machine.maximumPayloadBytes)
+                case .readAhead(let batch, let ids):
+                    read(batch: batch, ids: ids, maximumBodyBytes: settings.machine.readAheadMaximumBodyBytes)
                 case .post(let post):
                     posts.append(post)
                 case .settle(let batch, let settlements):
@@ -285,8 +321,8 @@ final class DeliveryLoop: Sendable {
         }
     }
 
-    private func read(batch: Int, ids: [UUID]) {
-        let (store, input, maximumBodyBytes) = (store, input, settings.machine.maximumPayloadBytes)
+    private func read(batch: Int, ids: [UUID], maximumBodyBytes: Int) {
+        let (store, input) = (store, input)
         Task {
             do {
                 input.yield(.read(batch: batch, try await store.targets(ids, maximumBodyBytes: maximumBodyBytes)))
@@ -373,6 +409,8 @@ final class DeliveryLoop: Sendable {
             }
         case .late(let seconds):
             DeliveryMetrics.lateness.record(seconds)
+        case .readAhead:
+            DeliveryMetrics.readAhead.increment()
         case .readFailed(let reason):
             logger.error("cannot read delivery records; will try again", metadata: ["error": "\(reason)"])
         case .settleFailed(let reason):

@@ -7,6 +7,7 @@ enum DeliveryMetrics {
     static let lateness = Recorder(label: "scheduler_delivery_lateness_seconds", aggregate: true)
     static let duration = Recorder(label: "scheduler_delivery_duration_seconds", aggregate: true)
     static let attempts = Counter(label: "scheduler_delivery_attempts_total")
+    static let readAhead = Counter(label: "scheduler_targets_read_ahead_total")
 
     static func attempt(decision: DeliveryDecision, status: Int?, seconds: Double) {
         attempts.increment()

@@ -225,12 +225,18 @@ struct DeliveryTests {
         }
     }
 
-    @Test("BEAT_LOOKAHEAD: a job is published early and held; an edit or a disable until its due time counts, and it leaves on time")
+    @Test(
+        "BEAT_LOOKAHEAD: a job is published early and held, its target read ahead; an edit or a disable until its due time counts, and it leaves on time"
+    )
     func lookahead() async throws {
-        try await Pipeline.run(environment: ["BEAT_LOOKAHEAD": "10s"]) { pipeline in
+        let workerPort = try ProgramTests.freePort()
+        try await Pipeline.run(environment: ["BEAT_LOOKAHEAD": "10s", "WORKER_METRICS_PORT": String(workerPort)]) { pipeline in
             let due = Date().addingTimeInterval(11.5)
             let edited = try await pipeline.createSchedule(
                 #"{"endpoint":"\#(pipeline.receiver.url("held-edited"))","payload":{"v":1},"next_send_at":"\#(Timestamp.format(due))"}"#)
+            // Read ahead while held, and POSTed at its instant without a read.
+            _ = try await pipeline.createSchedule(
+                #"{"endpoint":"\#(pipeline.receiver.url("held-kept"))","payload":{"v":3},"next_send_at":"\#(Timestamp.format(due))"}"#)
             let disabled = try await pipeline.createSchedule(
                 #"{"endpoint":"\#(pipeline.receiver.url("held-disabled"))","next_send_at":"\#(Timestamp.format(due))"}"#)
             // Both are claimed and published up to 10 s before their time: the worker holds them.
@@ -238,7 +244,7 @@ struct DeliveryTests {
             // so the count can say so up to 5 s after the worker took them.
             let published = try await pipeline.eventually(timeout: 9) {
                 let claimed = try await pipeline.deliveries(edited).count + pipeline.deliveries(disabled).count
-                return try claimed == 2 && pipeline.unacknowledged(DeliveryTopology.heldQueue) == 2
+                return try claimed == 2 && pipeline.unacknowledged(DeliveryTopology.heldQueue) == 3
             }
             try #require(published)
             try #require(Date() < due.addingTimeInterval(-2), "published early enough to change them before their time")
@@ -253,6 +259,10 @@ struct DeliveryTests {
             #expect(first.body == #"{"v":2}"#, "the payload as it is at the due time")
             let lateness = first.arrived.timeIntervalSince(due)
             #expect(lateness >= 0 && lateness < 0.5, "lateness \(lateness)")
+            let kept = try #require(try await pipeline.receiver.waitFor("held-kept", count: 1, timeout: 5).first)
+            #expect(kept.body == #"{"v":3}"# && kept.arrived >= due)
+            // The edited and the disabled were read again at their instant; the other was not.
+            #expect(try ProgramTests.scrape(port: workerPort).value("scheduler_targets_read_ahead_total") == 1)
             try await Task.sleep(for: .seconds(1))
             #expect(pipeline.receiver.received("held-disabled").isEmpty)
             #expect(try await pipeline.deliveries(disabled).map(\.state) == [.cancelled])

@@ -524,6 +524,108 @@ import Testing
         #expect(machine.nextHold == nil)
     }
 
+    // MARK: Targets read ahead for held jobs
+
+    /// Connects, says changes of schedules are heard of, and receives `job` (held): returns the
+    /// read ahead it starts once reads ahead have gathered (`readAheadGather`, 0.2 s).
+    mutating func heldAndReadAhead(_ job: DeliveryJob, tag: UInt64 = 1) throws -> (batch: Int, ids: [UUID]) {
+        if machine.generation == 0 { _ = send(.connected(generation: 1)) }
+        _ = send(.targetsWatched(true))
+        #expect(send(.received(Self.delivery(tag: tag, job: job), generation: 1)).reads.isEmpty, "gathering")
+        #expect(machine.jobs[tag]?.phase == .holding)
+        return try #require(send(.tick, after: machine.settings.readAheadGather).reads.first)
+    }
+
+    @Test mutating func readsAheadGatherIntoOneStatement() throws {
+        _ = send(.connected(generation: 1))
+        _ = send(.targetsWatched(true))
+        let jobs = (0..<3).map { _ in Self.job(scheduledFor: now.addingTimeInterval(2)) }
+        for (n, job) in jobs.enumerated() {
+            #expect(send(.received(Self.delivery(tag: UInt64(n + 1), job: job), generation: 1), after: 0.05).reads.isEmpty)
+        }
+        #expect(
+            send(.tick, after: 0.15).reads.map(\.ids) == [jobs.map(\.deliveryID)], "one read, once 0.2 s passed since the first arrived")
+    }
+
+    @Test mutating func aHeldJobsTargetIsReadAheadAndItIsPostedAtItsInstantWithoutARead() throws {
+        let job = Self.job(scheduledFor: now.addingTimeInterval(0.5))
+        let ahead = try heldAndReadAhead(job)
+        #expect(ahead.ids == [job.deliveryID])
+        #expect(send(.read(batch: ahead.batch, [job.deliveryID: Self.target()])).posts.isEmpty, "held until its instant")
+        #expect(machine.jobs[1]?.phase == .holding && machine.readAheadBytes > 0)
+        let due = send(.tick, after: 0.5)
+        #expect(due.reads.isEmpty, "no read at the instant")
+        let post = try #require(due.posts.first)
+        #expect(post.url == "http://receiver.example/hook" && post.body == Array(#"{"a":1}"#.utf8))
+        #expect(machine.readAheadBytes == 0)
+    }
+
+    @Test mutating func aChangeOfItsScheduleAfterTheReadAheadHasItReadAgainAtItsInstant() throws {
+        let job = Self.job(scheduledFor: now.addingTimeInterval(0.5))
+        let ahead = try heldAndReadAhead(job)
+        _ = send(.read(batch: ahead.batch, [job.deliveryID: Self.target()]))
+        _ = send(.targetsChanged([UUID(), try #require(job.scheduleID)]), after: 0.1)
+        #expect(machine.readAheadBytes == 0)
+        let due = send(.tick, after: 0.4)
+        #expect(due.posts.isEmpty)
+        let read = try #require(due.reads.first)
+        #expect(read.ids == [job.deliveryID])
+        // What the read at the instant says counts (here: the schedule was paused meanwhile).
+        let actions = send(.read(batch: read.batch, [job.deliveryID: Self.target(state: .cancelled)]))
+        #expect(actions.posts.isEmpty && actions.settles.first?.items.first?.message == nil)
+    }
+
+    @Test mutating func aChangeWhileTheReadAheadIsOutDiscardsWhatItReturns() throws {
+        let job = Self.job(scheduledFor: now.addingTimeInterval(0.5))
+        let ahead = try heldAndReadAhead(job)
+        _ = send(.targetsChanged([try #require(job.scheduleID)]))
+        _ = send(.read(batch: ahead.batch, [job.deliveryID: Self.target(endpoint: "http://old.example/hook")]))
+        #expect(machine.readAheadBytes == 0, "the old target is not kept")
+        let read = try #require(send(.tick, after: 0.5).reads.first)
+        let post = try #require(send(.read(batch: read.batch, [job.deliveryID: Self.target()])).posts.first)
+        #expect(post.url == "http://receiver.example/hook")
+    }
+
+    @Test mutating func noChangesHeardOfMeansNoReadAheadAndLosingThemForgetsWhatWasRead() throws {
+        _ = send(.connected(generation: 1))
+        let unwatched = Self.job(scheduledFor: now.addingTimeInterval(0.5))
+        #expect(send(.received(Self.delivery(tag: 1, job: unwatched), generation: 1)).reads.isEmpty, "not read ahead")
+        let job = Self.job(scheduledFor: now.addingTimeInterval(0.5))
+        let ahead = try heldAndReadAhead(job, tag: 2)
+        _ = send(.read(batch: ahead.batch, [job.deliveryID: Self.target()]))
+        _ = send(.targetsWatched(false))
+        #expect(machine.readAheadBytes == 0)
+        #expect(Set(send(.tick, after: 0.5).reads.flatMap(\.ids)) == [unwatched.deliveryID, job.deliveryID], "both read at the instant")
+    }
+
+    @Test mutating func targetsReadAheadStayWithinTheirBytes() throws {
+        machine = DeliveryMachine(
+            settings: .init(policy: Self.policy, timeout: 30, batchesInFlight: 1, readAheadBytes: 300, readAheadBatch: 10))
+        let jobs = (0..<3).map { _ in Self.job(scheduledFor: now.addingTimeInterval(0.5)) }
+        _ = send(.connected(generation: 1))
+        _ = send(.targetsWatched(true))
+        _ = send(.deliveries(jobs.enumerated().map { Self.delivery(tag: UInt64($0.offset + 1), job: $0.element) }, generation: 1))
+        let ahead = try #require(send(.tick, after: 0.2).reads.first)
+        #expect(ahead.ids == jobs.map(\.deliveryID))
+        // Each target takes 64 bytes and its text (about 100 here): two fit in 300, not three.
+        _ = send(.read(batch: ahead.batch, Dictionary(uniqueKeysWithValues: jobs.map { ($0.deliveryID, Self.target()) })))
+        #expect(machine.readAheadBytes <= 300 && machine.readAheadBytes > 0)
+        let due = send(.tick, after: 0.3)
+        #expect(due.posts.count == 2 && due.reads.map(\.ids) == [[jobs[2].deliveryID]])
+    }
+
+    @Test mutating func readsAheadWaitWhileAJobDueNowWaitsForItsRead() throws {
+        _ = send(.connected(generation: 1))
+        _ = send(.targetsWatched(true))
+        let dueNow = Self.job()
+        let read = try #require(send(.received(Self.delivery(tag: 1, job: dueNow), generation: 1)).reads.first)
+        let held = Self.job(scheduledFor: now.addingTimeInterval(1))
+        #expect(send(.received(Self.delivery(tag: 2, job: held), generation: 1)).reads.isEmpty, "one batch in flight at most here")
+        #expect(send(.tick, after: 0.2).reads.isEmpty, "gathered, and still waiting for the read of the job due now")
+        let answered = send(.read(batch: read.batch, [dueNow.deliveryID: Self.target()]))
+        #expect(answered.posts.count == 1 && answered.reads.map(\.ids) == [[held.deliveryID]], "then the read ahead")
+    }
+
     @Test mutating func aHeldJobWhoseScheduleWasCancelledMeanwhileIsNotPosted() throws {
         _ = send(.connected(generation: 1))
         let job = Self.job(scheduledFor: now.addingTimeInterval(0.5))
@@ -603,7 +705,12 @@ import Testing
 
 extension Array where Element == DeliveryMachine.Action {
     var reads: [(batch: Int, ids: [UUID])] {
-        compactMap { if case .read(let batch, let ids) = $0 { (batch, ids) } else { nil } }
+        compactMap {
+            switch $0 {
+            case .read(let batch, let ids), .readAhead(let batch, let ids): (batch, ids)
+            default: nil
+            }
+        }
     }
     var posts: [HTTPPost] { compactMap { if case .post(let post) = $0 { post } else { nil } } }
     var settles: [(batch: Int, items: [DeliveryMachine.Settlement])] {

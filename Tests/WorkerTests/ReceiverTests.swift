@@ -63,6 +63,22 @@ import Testing
         #expect(parked.count == room + 1_000 - receiver.waiting.count && parked.allSatisfy { $0.1 == .capacity })
     }
 
+    @Test mutating func requestsThatLookOldWhileAnswersComeQuicklyAreNotSlow() {
+        // A worker busy with a burst hears late of quick answers: its oldest request looks old.
+        for tag in 1...4 { #expect(admit(UInt64(tag)) == .start(probe: false)) }
+        answer(200, seconds: 0.002, after: 0.01)
+        #expect(receiver.release(now: now).start == [])
+        let room = receiver.maximumWaiting(now: now)
+        for tag in 5..<(5 + UInt64(room) + 100) { _ = receiver.admit(tag, settings: settings, now: now, held: true) }
+        now = now.addingTimeInterval(0.5)
+        #expect(!receiver.isSlow(now: now), "answered within the last second, quickly")
+        #expect(receiver.release(now: now).park.isEmpty)
+        // No answer for more than a second: slow, and what does not fit is parked.
+        now = now.addingTimeInterval(0.6)
+        #expect(receiver.isSlow(now: now))
+        #expect(!receiver.release(now: now).park.isEmpty)
+    }
+
     @Test mutating func fiftyThousandWaitingJobsStartInLinearTime() {
         // Taken one by one with an array's removeFirst, 50,000 waiting jobs took seconds.
         for tag in 1...4 { #expect(admit(UInt64(tag)) == .start(probe: false)) }
