@@ -11,8 +11,9 @@ public final class PostgresListener: Sendable {
     private let connection: PostgresConnection
     private let stopped = Mutex(false)
 
-    public init(url: String, channel: String, logger: Logger) async throws {
-        connection = try await PostgresConnection.connect(url: url, applicationName: "seed-scheduler listener", logger: logger)
+    /// `applicationName` tells the listeners apart in `pg_stat_activity` (beat's is the default).
+    public init(url: String, channel: String, applicationName: String = "seed-scheduler listener", logger: Logger) async throws {
+        connection = try await PostgresConnection.connect(url: url, applicationName: applicationName, logger: logger)
         try await connection.execute("LISTEN \"\(channel.replacingOccurrences(of: "\"", with: ""))\"")
     }
 

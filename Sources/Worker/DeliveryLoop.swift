@@ -80,7 +80,8 @@ final class DeliveryLoop: Sendable {
         var failures = 0
         while !Task.isCancelled {
             do {
-                let listener = try await PostgresListener(url: url, channel: "scheduler_targets", logger: logger)
+                let listener = try await PostgresListener(
+                    url: url, channel: "scheduler_targets", applicationName: "seed-scheduler worker listener", logger: logger)
                 defer { listener.stop() }
                 tell(.targetsWatched(true))
                 failures = 0
