@@ -73,21 +73,49 @@ final class DeliveryLoop: Sendable {
         input.yield(.stop)
     }
 
-    /// Listens for changes of schedules (`scheduler_targets`, migration 0020) and tells the
-    /// machine: which schedules changed, and whether it hears of every change (only then are
-    /// targets read ahead). On a lost connection it says it no longer does, and tries again.
-    static func watchTargets(url: String, logger: Logger, _ tell: @Sendable (DeliveryMachine.Event) -> Void) async {
+    /// Listens for changes of schedules (`DeliveryStore.targetsChannel`) and tells the machine:
+    /// which schedules changed, and whether it hears of every change (only then are targets
+    /// read ahead). A LISTEN may hear nothing without failing (behind a pooler in transaction
+    /// mode a notification goes to whichever client holds the server connection then), so what
+    /// it hears is checked: a probe of its own is sent (`probe`) at once and every
+    /// `probeInterval` seconds; it says it hears once one came back, and fails when one did not
+    /// within `probeTimeout`. On failure it says it no longer hears, and tries again.
+    static func watchTargets(
+        url: String, logger: Logger, probe: @Sendable (UUID) async throws -> Void, probeInterval: Double = 30,
+        probeTimeout: Double = 5, _ tell: @Sendable (DeliveryMachine.Event) -> Void
+    ) async {
         var failures = 0
         while !Task.isCancelled {
             do {
                 let listener = try await PostgresListener(
-                    url: url, channel: "scheduler_targets", applicationName: "seed-scheduler worker listener", logger: logger)
+                    url: url, channel: DeliveryStore.targetsChannel, applicationName: "seed-scheduler worker listener", logger: logger)
                 defer { listener.stop() }
-                tell(.targetsWatched(true))
-                failures = 0
+                var heard = false
+                var pending: UUID? = UUID()
+                var sent = Date()
+                try await probe(pending!)
                 while !Task.isCancelled {
-                    let changed = try await listener.notifications(until: Date().addingTimeInterval(1)).compactMap(UUID.init(uuidString:))
+                    let ids = try await listener.notifications(until: Date().addingTimeInterval(0.5)).compactMap(UUID.init(uuidString:))
+                    let probed = pending
+                    if let probed, ids.contains(probed) {
+                        pending = nil
+                        if !heard {
+                            heard = true
+                            failures = 0
+                            tell(.targetsWatched(true))
+                        }
+                    }
+                    let changed = ids.filter { $0 != probed }
                     if !changed.isEmpty { tell(.targetsChanged(changed)) }
+                    let now = Date()
+                    if pending != nil, now.timeIntervalSince(sent) > probeTimeout {
+                        throw TargetsWatchError("a notification sent to this listener did not come back within \(probeTimeout) s")
+                    }
+                    if pending == nil, now.timeIntervalSince(sent) >= probeInterval {
+                        let next = UUID()
+                        (pending, sent) = (next, now)
+                        try await probe(next)
+                    }
                 }
             } catch {
                 tell(.targetsWatched(false))
@@ -151,7 +179,7 @@ final class DeliveryLoop: Sendable {
         }
         let watch = Task { [settings, logger] in
             guard let url = settings.databaseURL, settings.machine.readAheadBytes > 0 else { return }
-            await Self.watchTargets(url: url, logger: logger) { input.yield($0) }
+            await Self.watchTargets(url: url, logger: logger, probe: { [store] in try await store.notifyTargets($0) }) { input.yield($0) }
         }
         defer { watch.cancel() }
         var machine = DeliveryMachine(settings: settings.machine)
@@ -429,4 +457,9 @@ final class DeliveryLoop: Sendable {
             announce(key, transition)
         }
     }
+}
+
+struct TargetsWatchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

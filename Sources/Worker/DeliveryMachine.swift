@@ -316,7 +316,7 @@ struct DeliveryMachine {
             }
         case .readFailed(let batch, _) where readsAhead.inFlight[batch] != nil:
             // Read at their instant instead.
-            readsAhead.inFlight[batch] = nil
+            staleReadsAhead.subtract(readsAhead.inFlight.removeValue(forKey: batch) ?? [])
         case .targetsChanged(let schedules):
             forgetTargets(of: schedules)
         case .targetsWatched(let on):

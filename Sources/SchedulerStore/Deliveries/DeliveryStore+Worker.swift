@@ -76,6 +76,15 @@ extension DeliveryStore {
         }
     }
 
+    /// The channel on which every change of a schedule by anything but beat is told, with the
+    /// schedule's id (migration 0020): targets a worker read ahead for it are stale.
+    public static let targetsChannel = "scheduler_targets"
+
+    /// Sends `id` on `targetsChannel`, for a worker to check that its LISTEN hears what is sent.
+    public func notifyTargets(_ id: UUID) async throws {
+        _ = try await pool.query("SELECT pg_notify($1, $2)", [Self.targetsChannel, id.lowercasedText])
+    }
+
     /// The targets of these deliveries; a delivery with no row is not in the result.
     /// Payloads larger than `maximumBodyBytes` are not read (only their size), so a
     /// worker holds at most its prefetch times that in payloads.
