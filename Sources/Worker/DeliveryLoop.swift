@@ -21,6 +21,8 @@ final class DeliveryLoop: Sendable {
         let heldWindow: Int
         /// AMQP heartbeat in seconds (0: none): a silent broker is noticed after two.
         var heartbeat: Int = 10
+        /// Threads the POSTs are sent on (`WORKER_HTTP_THREADS`).
+        var httpThreads: Int = 1
         /// Where to LISTEN for changes of schedules, which make targets read ahead for held
         /// jobs stale (nil: none are read ahead).
         var databaseURL: String? = nil
@@ -156,7 +158,7 @@ final class DeliveryLoop: Sendable {
         let egress = settings.machine.egress
         let poster = HTTPPoster(
             maximumResponseBytes: DeliveryLimits.maximumResponseBytes,
-            egress: { bytes in IPAddress(bytes: bytes).flatMap { egress.refusal(for: $0) } }
+            egress: { bytes in IPAddress(bytes: bytes).flatMap { egress.refusal(for: $0) } }, threads: settings.httpThreads
         ) { outcomes in
             input.yield(.outcomes(outcomes))
         }

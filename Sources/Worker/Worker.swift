@@ -11,7 +11,8 @@ public final class Worker: Service, Sendable {
         loop = DeliveryLoop(
             settings: .init(
                 brokerURL: configuration.brokerURL, prefetch: configuration.workerPrefetch, heldWindow: configuration.workerHeldWindow,
-                heartbeat: configuration.brokerHeartbeat, databaseURL: configuration.databaseURL,
+                heartbeat: configuration.brokerHeartbeat, httpThreads: configuration.workerHTTPThreads,
+                databaseURL: configuration.databaseURL,
                 machine: .init(
                     policy: configuration.retryPolicy, timeout: configuration.deliveryTimeout,
                     connectTimeout: configuration.deliveryConnectTimeout,

@@ -68,11 +68,11 @@ struct HTTPPosterTests {
         await receiver.stop()
     }
 
-    @Test("200 POSTs, 50 at once, each arrives once with its own body and headers")
-    func manyAtOnce() async throws {
+    @Test("200 POSTs, 50 at once, each arrives once with its own body and headers (on one thread and on three)", arguments: [1, 3])
+    func manyAtOnce(threads: Int) async throws {
         let receiver = try await Receiver.start()
         let (stream, input) = AsyncStream.makeStream(of: HTTPOutcome.self)
-        let poster = HTTPPoster(maximumResponseBytes: 1_000_000) { outcomes in
+        let poster = HTTPPoster(maximumResponseBytes: 1_000_000, threads: threads) { outcomes in
             for outcome in outcomes { input.yield(outcome) }
         }
         poster.start()
@@ -100,6 +100,31 @@ struct HTTPPosterTests {
             #expect((request.header("X-Even") == "yes") == (number % 2 == 0))
         }
         #expect(Set(got.compactMap { $0.header("Idempotency-Key") }).count == 200)
+        await poster.close()
+        await receiver.stop()
+    }
+
+    @Test("on three threads, a cancelled POST ends without an outcome whichever thread has it; the others answer")
+    func cancelledOnTheirThreads() async throws {
+        let receiver = try await Receiver.start()
+        receiver.delay("slow", seconds: 2)
+        let (stream, input) = AsyncStream.makeStream(of: HTTPOutcome.self)
+        let poster = HTTPPoster(maximumResponseBytes: 1_000_000, threads: 3) { outcomes in
+            for outcome in outcomes { input.yield(outcome) }
+        }
+        poster.start()
+        // Ids 1-6 fall to each of the three threads twice: the odd ones are cancelled.
+        let slow = (UInt64(1)...6).map { HTTPPost(id: $0, url: receiver.url("slow"), headers: [], body: [], timeout: 5) }
+        #expect(poster.post(slow).isEmpty)
+        _ = try await receiver.waitFor("slow", count: 6, timeout: 5)
+        poster.cancel([1, 3, 5])
+        var answered: [UInt64] = []
+        for await outcome in stream {
+            #expect(outcome.status == 200)
+            answered.append(outcome.id)
+            if answered.count == 3 { break }
+        }
+        #expect(answered.sorted() == [2, 4, 6])
         await poster.close()
         await receiver.stop()
     }

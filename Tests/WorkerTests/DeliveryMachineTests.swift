@@ -398,6 +398,32 @@ import Testing
         #expect(send(.posted(Self.outcome(posts[5].id, status: 200)), after: 0.001).settles.first?.items.count == 6)
     }
 
+    @Test mutating func batchesSettledOutOfOrderAreAckedInOrder() throws {
+        // Two record batches in flight; the later (smaller) one comes back first. Its acks wait
+        // for the earlier's, so that the oldest go in one multiple ack, not each alone.
+        machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 2))
+        let first = try posted(tag: 1, job: Self.job())
+        let earlier = try #require(send(.posted(Self.outcome(first.id, status: 200))).settles.first)
+        let second = try posted(tag: 2, job: Self.job())
+        let later = try #require(send(.posted(Self.outcome(second.id, status: 200))).settles.first)
+        #expect(earlier.batch != later.batch)
+        #expect(send(.settled(batch: later.batch)).acks.isEmpty, "waits for the batch started before it")
+        #expect(send(.settled(batch: earlier.batch)).acks.map(\.tags) == [[1], [2]])
+        #expect(machine.jobs.isEmpty)
+    }
+
+    @Test mutating func aFailedEarlierBatchDoesNotHoldBackTheAcksOfTheNext() throws {
+        machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 2))
+        let first = try posted(tag: 1, job: Self.job())
+        let earlier = try #require(send(.posted(Self.outcome(first.id, status: 200))).settles.first)
+        let second = try posted(tag: 2, job: Self.job())
+        let later = try #require(send(.posted(Self.outcome(second.id, status: 200))).settles.first)
+        #expect(send(.settled(batch: later.batch)).acks.isEmpty)
+        #expect(send(.settleFailed(batch: earlier.batch, reason: "gone")).acks.map(\.tags) == [[2]], "tried again later, alone")
+        let again = try #require(send(.tick, after: 1).settles.first)
+        #expect(send(.settled(batch: again.batch)).acks.map(\.tags) == [[1]])
+    }
+
     @Test mutating func deliveriesAndOutcomesThatArriveTogetherShareOneBatch() throws {
         _ = send(.connected(generation: 1))
         let jobs = (1...3).map { _ in Self.job() }
@@ -522,6 +548,78 @@ import Testing
         #expect(post.headers.contains("Idempotency-Key: \(sooner.deliveryID.uuidString.lowercased())"))
         #expect(send(.tick, after: 0.2).reads.map(\.ids) == [[later.deliveryID]])
         #expect(machine.nextHold == nil)
+    }
+
+    /// Receives `count` jobs held until `due`, read ahead (one read of them all): the tags 1...count.
+    mutating func heldBurst(_ count: Int, due: Date) throws -> [DeliveryJob] {
+        _ = send(.connected(generation: 1))
+        _ = send(.targetsWatched(true))
+        let jobs = (0..<count).map { _ in Self.job(scheduledFor: due) }
+        var actions = send(.deliveries(jobs.enumerated().map { Self.delivery(tag: UInt64($0.offset + 1), job: $0.element) }, generation: 1))
+        var read = 0
+        while read < count {
+            if actions.reads.isEmpty { actions = send(.tick, after: machine.settings.readAheadGather) }
+            let ahead = try #require(actions.reads.first)
+            read += ahead.ids.count
+            actions = send(.read(batch: ahead.batch, Dictionary(uniqueKeysWithValues: ahead.ids.map { ($0, Self.target()) })))
+            #expect(actions.posts.isEmpty)
+        }
+        #expect(machine.jobs.values.allSatisfy { $0.phase == .holding && $0.target != nil })
+        return jobs
+    }
+
+    @Test mutating func aHeldBurstIsAdmittedABatchATurnAndTheRestFollowsAtOnce() throws {
+        // 5,000 held jobs due at one instant: the first POSTs leave after 2,000 admissions,
+        // not 5,000; the rest are admitted in the turns that follow (a tick at once).
+        let due = now.addingTimeInterval(1)
+        _ = try heldBurst(5_000, due: due)
+        let first = send(.tick, after: due.timeIntervalSince(now))
+        #expect(!first.posts.isEmpty, "POSTs leave in the first turn")
+        #expect(machine.held.count == 3_000, "two thousand admitted")
+        #expect(try #require(machine.nextHold) <= now, "the loop ticks again at once")
+        _ = send(.tick)
+        _ = send(.tick)
+        #expect(machine.held.isEmpty && machine.nextHold == nil)
+        #expect(machine.jobs.values.allSatisfy { $0.phase != .holding })
+    }
+
+    @Test mutating func outcomesOfAHeldBurstGatherUntilItsLastJobIsPosted() throws {
+        let due = now.addingTimeInterval(1)
+        _ = try heldBurst(5_000, due: due)
+        var posts = send(.tick, after: due.timeIntervalSince(now)).posts
+        #expect(machine.held.count == 3_000)
+        // Answered quickly, again and again: none is recorded (though `settleDelay` passes,
+        // and more than nine tenths of the worker's jobs wait for their record) while held
+        // jobs wait to be admitted or for their receiver.
+        var recorded: [Int] = []
+        while machine.heldWaiting > 0 || !machine.held.isEmpty {
+            let actions = send(.outcomes(posts.map { Self.outcome($0.id, status: 200) }), after: 0.002)
+            for settle in actions.settles {
+                #expect(machine.heldWaiting == 0 && machine.held.isEmpty, "gathering while held jobs wait")
+                recorded.append(settle.items.count)
+                _ = send(.settled(batch: settle.batch))
+            }
+            posts = actions.posts + send(.tick).posts
+        }
+        #expect(now.timeIntervalSince(due) > machine.settings.settleDelay)
+        // The last are POSTed: the usual gathering again, and everything answered is recorded.
+        let settles = send(.outcomes(posts.map { Self.outcome($0.id, status: 200) }), after: 0.002).settles
+        recorded += settles.map(\.items.count)
+        #expect(recorded.reduce(0, +) == 5_000, "\(recorded)")
+    }
+
+    @Test mutating func aHeldBurstsOutcomesAreRecordedAfterBurstSettleDelayAtMost() throws {
+        machine = DeliveryMachine(
+            settings: .init(
+                policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 1, burstSettleDelay: 1, heldAdmitBatch: 10))
+        let due = now.addingTimeInterval(1)
+        _ = try heldBurst(5_000, due: due)
+        let posts = send(.tick, after: due.timeIntervalSince(now)).posts
+        _ = send(.outcomes(posts.map { Self.outcome($0.id, status: 200) }), after: 0.01)
+        #expect(!machine.held.isEmpty)
+        #expect(send(.tick, after: machine.settings.burstSettleDelay - 0.1).settles.isEmpty)
+        let settle = try #require(send(.tick, after: 0.1).settles.first, "recorded, though held jobs still wait")
+        #expect(settle.items.count == posts.count && settle.items.allSatisfy { $0.attempt?.state == .delivered })
     }
 
     // MARK: Targets read ahead for held jobs

@@ -79,6 +79,36 @@ import Testing
         #expect(!receiver.release(now: now).park.isEmpty)
     }
 
+    @Test mutating func aBurstTheWorkerHeldIsNotJudgedSlowInItsFirstSeconds() {
+        // 50,000 held jobs fall due at once on an idle receiver: the worker, busy admitting
+        // them, hears of the first answers 0.4 s late, and libcurl measured them at 0.3 s.
+        for tag in UInt64(1)...50_000 { _ = receiver.admit(tag, settings: settings, now: now, held: true) }
+        #expect(receiver.inFlight == 4 && receiver.waiting.count == 49_996)
+        now = now.addingTimeInterval(0.4)
+        for _ in 1...4 {
+            answer(200, seconds: 0.3)
+            let (started, parked) = receiver.release(now: now)
+            #expect(started.count == 1 && parked.isEmpty, "none of the burst is parked")
+        }
+        now = now.addingTimeInterval(0.4)
+        #expect(!receiver.isSlow(now: now), "within the burst's first \(Receiver.heldGrace) s")
+        // A receiver that is slow is judged so once the grace is over: what does not fit is parked.
+        now = now.addingTimeInterval(Receiver.heldGrace)
+        #expect(receiver.isSlow(now: now))
+        let parked = receiver.release(now: now).park
+        #expect(!parked.isEmpty && receiver.waiting.count == receiver.maximumWaiting(now: now))
+    }
+
+    @Test mutating func aReceiverBusyBeforeAHeldBurstHasNoGrace() {
+        // Its requests were out for a second already (jobs not held): a held job now finds it
+        // busy and slow, and is parked beyond the room as before.
+        for tag in 1...4 { #expect(admit(UInt64(tag)) == .start(probe: false)) }
+        now = now.addingTimeInterval(1)
+        for tag in UInt64(5)...2_000 { _ = receiver.admit(tag, settings: settings, now: now, held: true) }
+        #expect(receiver.isSlow(now: now))
+        #expect(receiver.wouldPark(now: now, held: true) == .capacity)
+    }
+
     @Test mutating func fiftyThousandWaitingJobsStartInLinearTime() {
         // Taken one by one with an array's removeFirst, 50,000 waiting jobs took seconds.
         for tag in 1...4 { #expect(admit(UInt64(tag)) == .start(probe: false)) }

@@ -44,6 +44,8 @@ public struct Configuration: Sendable, Equatable {
     /// (the held queue's prefetch): enough for a burst to be in the worker's hands at its
     /// instant, not read from the broker after it.
     public var workerHeldWindow: Int
+    /// Threads a worker sends its POSTs on (each with its own kept-alive connections).
+    public var workerHTTPThreads: Int
     /// Standard Webhooks signing secret (`whsec_<base64>`, or any other text used as is).
     public var signingSecret: String?
     /// Schedules beat claims per transaction.
@@ -164,6 +166,7 @@ public struct Configuration: Sendable, Equatable {
         workerPrefetch = try reader.int("WORKER_PREFETCH", default: 1000, range: 1...10_000)
         // AMQP's prefetch count is 16 bits.
         workerHeldWindow = try reader.int("WORKER_HELD_WINDOW", default: 60_000, range: 1...65_535)
+        workerHTTPThreads = try reader.int("WORKER_HTTP_THREADS", default: 2, range: 1...64)
         signingSecret = reader.string("SIGNING_SECRET")
         beatBatchSize = try reader.int("BEAT_BATCH_SIZE", default: 2000, range: 1...50_000)
         beatPublishLease = try reader.int("BEAT_PUBLISH_LEASE", default: 60, range: 2...3600)

@@ -20,6 +20,31 @@ extension DeliveryStore {
         public var claimed = 0
     }
 
+    /// Beat's claim: due schedules in the order of their instant and fair slot, `$2` at most,
+    /// skipping rows another beat holds. The order names the column (`schedules.next_send_at`):
+    /// the bare name would be the output's text of it, sorted in memory or on disk after a
+    /// scan of the whole table, where the column is read in order from `schedules_due_fair`.
+    static let claimStatement = PreparedStatement(
+        """
+        SELECT id, cron_definition, interval_definition, timezone, next_send_at::text AS next_send_at, frequency, triggered,
+               start_at::text AS start_at, end_at::text AS end_at, catchup_window, jitter, dst_gap, dst_overlap,
+               overlap,
+               -- Its occurrences due and not done yet, counted only where the policy
+               -- asks (lookups in small partial indexes, at most two rows each). One
+               -- not due yet (held, claimed ahead) is not running: it does not count.
+               CASE WHEN overlap = 'allow' THEN 0 ELSE (SELECT count(*) FROM (
+                   SELECT 1 FROM deliveries d WHERE d.schedule_id = schedules.id AND d.state IN ('queued', 'retrying')
+                   AND d.kind = 'schedule' AND d.scheduled_for <= $3 LIMIT 2) AS p) END AS in_flight,
+               CASE WHEN overlap = 'allow' THEN 0 ELSE (SELECT count(*) FROM (
+                   SELECT 1 FROM deliveries d WHERE d.schedule_id = schedules.id AND d.state = 'buffered' LIMIT 1) AS b) END
+                   AS buffered
+        FROM schedules
+        WHERE enabled AND next_send_at IS NOT NULL AND next_send_at <= $1
+        ORDER BY schedules.next_send_at, fair_slot
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+        """)
+
     /// Claims up to `limit` due schedules (skipping rows another beat holds), records one
     /// delivery per occurrence, advances each schedule, and commits; returns the jobs to
     /// publish. An occurrence recorded before (same delivery id) is not returned again.
@@ -39,26 +64,7 @@ extension DeliveryStore {
         try await pool.withTransaction { connection in
             try await connection.execute("SET LOCAL scheduler.beat = 'on'")
             let due = try await connection.query(
-                PreparedStatement(
-                    """
-                    SELECT id, cron_definition, interval_definition, timezone, next_send_at::text AS next_send_at, frequency, triggered,
-                           start_at::text AS start_at, end_at::text AS end_at, catchup_window, jitter, dst_gap, dst_overlap,
-                           overlap,
-                           -- Its occurrences due and not done yet, counted only where the policy
-                           -- asks (lookups in small partial indexes, at most two rows each). One
-                           -- not due yet (held, claimed ahead) is not running: it does not count.
-                           CASE WHEN overlap = 'allow' THEN 0 ELSE (SELECT count(*) FROM (
-                               SELECT 1 FROM deliveries d WHERE d.schedule_id = schedules.id AND d.state IN ('queued', 'retrying')
-                               AND d.kind = 'schedule' AND d.scheduled_for <= $3 LIMIT 2) AS p) END AS in_flight,
-                           CASE WHEN overlap = 'allow' THEN 0 ELSE (SELECT count(*) FROM (
-                               SELECT 1 FROM deliveries d WHERE d.schedule_id = schedules.id AND d.state = 'buffered' LIMIT 1) AS b) END
-                               AS buffered
-                    FROM schedules
-                    WHERE enabled AND next_send_at IS NOT NULL AND next_send_at <= $1
-                    ORDER BY next_send_at, fair_slot
-                    LIMIT $2
-                    FOR UPDATE SKIP LOCKED
-                    """), [SQL.text(now.addingTimeInterval(max(0, lookahead))), String(limit), SQL.text(now)])
+                Self.claimStatement, [SQL.text(now.addingTimeInterval(max(0, lookahead))), String(limit), SQL.text(now)])
             guard due.count > 0 else { return Claim() }
             var claim = Claim()
             claim.claimed = due.count
