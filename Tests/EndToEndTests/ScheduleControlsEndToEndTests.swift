@@ -6,11 +6,13 @@ import Testing
 /// Run now, a window to run in and a catch-up window, with the real programs and a real receiver.
 @Suite("Schedule controls, end to end", .timeLimit(.minutes(5)))
 struct ScheduleControlsEndToEndTests {
-    @Test("run now: a paused schedule's receiver gets one POST at once, with the delivery's id as its key, recorded as manual")
+    @Test(
+        "run now: a paused schedule's receiver gets one POST at once (its jitter and overlap policy do not hold it), with the delivery's id as its key, recorded as manual"
+    )
     func runNow() async throws {
         try await Pipeline.run { pipeline in
             let id = try await pipeline.createSchedule(
-                #"{"endpoint":"\#(pipeline.receiver.url("now"))","interval_definition":"1 hours","enabled":false,"payload":{"run":"now"}}"#
+                #"{"endpoint":"\#(pipeline.receiver.url("now"))","interval_definition":"1 hours","enabled":false,"payload":{"run":"now"},"jitter":30,"overlap":"skip"}"#
             )
             let asked = Date()
             let (status, body) = try await pipeline.send(.post, "/api/v1/schedule/\(id)/trigger/")

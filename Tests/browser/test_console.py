@@ -388,6 +388,9 @@ def test_a_schedules_controls_history_and_run_now(stack, browser, receivers):
     assert status == 201, body
     sign_in(browser, stack, stack.admin)
     browser.get(f"{stack.url}/console/#schedules")
+    # The list drawn first: before it, the page's script may not hold the form yet, and a
+    # click would submit it as a plain form (seen on a busy machine: all schedules listed).
+    wait(browser, lambda b: b.find_element(By.ID, "schedule-count").text.endswith(" schedules"))
     form = browser.find_element(By.ID, "schedule-filters")
     field = form.find_element(By.NAME, "endpoint_contains")
     field.clear()
