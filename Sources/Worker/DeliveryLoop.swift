@@ -93,9 +93,10 @@ final class DeliveryLoop: Sendable {
                     url: url, channel: DeliveryStore.targetsChannel, applicationName: "seed-scheduler worker listener", logger: logger)
                 defer { listener.stop() }
                 var heard = false
-                var pending: UUID? = UUID()
+                let first = UUID()
+                var pending: UUID? = first
                 var sent = Date()
-                try await probe(pending!)
+                try await probe(first)
                 while !Task.isCancelled {
                     let ids = try await listener.notifications(until: Date().addingTimeInterval(0.5)).compactMap(UUID.init(uuidString:))
                     let probed = pending

@@ -398,14 +398,23 @@ import Testing
         #expect(send(.posted(Self.outcome(posts[5].id, status: 200)), after: 0.001).settles.first?.items.count == 6)
     }
 
-    @Test mutating func batchesSettledOutOfOrderAreAckedInOrder() throws {
-        // Two record batches in flight; the later (smaller) one comes back first. Its acks wait
-        // for the earlier's, so that the oldest go in one multiple ack, not each alone.
+    /// Two jobs (tags 1 and 2) POSTed and answered one after the other, with two record
+    /// batches in flight at once: the first job's batch, then the second's.
+    mutating func twoRecordBatches() throws -> (
+        earlier: (batch: Int, items: [DeliveryMachine.Settlement]), later: (batch: Int, items: [DeliveryMachine.Settlement])
+    ) {
         machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 2))
         let first = try posted(tag: 1, job: Self.job())
         let earlier = try #require(send(.posted(Self.outcome(first.id, status: 200))).settles.first)
         let second = try posted(tag: 2, job: Self.job())
         let later = try #require(send(.posted(Self.outcome(second.id, status: 200))).settles.first)
+        return (earlier, later)
+    }
+
+    @Test mutating func batchesSettledOutOfOrderAreAckedInOrder() throws {
+        // Two record batches in flight; the later (smaller) one comes back first. Its acks wait
+        // for the earlier's, so that the oldest go in one multiple ack, not each alone.
+        let (earlier, later) = try twoRecordBatches()
         #expect(earlier.batch != later.batch)
         #expect(send(.settled(batch: later.batch)).acks.isEmpty, "waits for the batch started before it")
         #expect(send(.settled(batch: earlier.batch)).acks.map(\.tags) == [[1], [2]])
@@ -413,11 +422,7 @@ import Testing
     }
 
     @Test mutating func aFailedEarlierBatchDoesNotHoldBackTheAcksOfTheNext() throws {
-        machine = DeliveryMachine(settings: .init(policy: Self.policy, timeout: 30, connectTimeout: 10, batchesInFlight: 2))
-        let first = try posted(tag: 1, job: Self.job())
-        let earlier = try #require(send(.posted(Self.outcome(first.id, status: 200))).settles.first)
-        let second = try posted(tag: 2, job: Self.job())
-        let later = try #require(send(.posted(Self.outcome(second.id, status: 200))).settles.first)
+        let (earlier, later) = try twoRecordBatches()
         #expect(send(.settled(batch: later.batch)).acks.isEmpty)
         #expect(send(.settleFailed(batch: earlier.batch, reason: "gone")).acks.map(\.tags) == [[2]], "tried again later, alone")
         let again = try #require(send(.tick, after: 1).settles.first)
