@@ -333,7 +333,7 @@ public final class Beat: Service, Sendable {
 
     private func publish(_ jobs: [DeliveryJob]) async throws {
         let now = Date()
-        let messages = routing.withLock { routing in jobs.map { $0.message(held: routing.held($0.scheduledFor, now: now)) } }
+        let messages = routing.withLock { routing in JobBatch.messages(jobs, now: now, routing: &routing) }
         do {
             try await publisher.publish(messages)
         } catch {

@@ -67,7 +67,7 @@ struct ImportOriginal: AsyncParsableCommand {
     static func message(_ letter: OriginalImport.DeadLetter) -> AMQPOutgoingMessage {
         let job = DeliveryJob(deliveryID: letter.deliveryID, scheduleID: letter.scheduleID, scheduledFor: letter.failedAt, kind: .schedule)
         return AMQPOutgoingMessage(
-            exchange: DeliveryTopology.deadExchange, routingKey: job.routingKey, body: job.json.serializedBytes,
+            exchange: DeliveryTopology.deadExchange, routingKey: job.routingKey, body: job.serializedBytes,
             messageID: letter.deliveryID.lowercasedText,
             headers: [
                 DeliveryHeaders.reason: .string(letter.reason), DeliveryHeaders.attempts: .int(0),

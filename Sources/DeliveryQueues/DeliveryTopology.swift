@@ -97,6 +97,8 @@ public enum DeliveryHeaders {
     public static let lastError = "x-last-error"
     public static let attempts = "x-attempts"
     public static let failedAt = "x-failed-at"
+    /// On a batch (`JobBatch`): how many jobs it holds.
+    public static let jobs = "x-jobs"
     /// Set by quorum queues on a redelivery: how many times the job was handed out before.
     public static let deliveryCount = "x-delivery-count"
 }
@@ -106,7 +108,7 @@ extension DeliveryJob {
     /// when it is published ahead of its due time.
     public func message(attempt: Int = 1, held: Bool = false) -> AMQPOutgoingMessage {
         AMQPOutgoingMessage(
-            exchange: held ? DeliveryTopology.heldExchange : DeliveryTopology.exchange, routingKey: routingKey, body: json.serializedBytes,
+            exchange: held ? DeliveryTopology.heldExchange : DeliveryTopology.exchange, routingKey: routingKey, body: serializedBytes,
             messageID: deliveryID.lowercasedText, headers: [DeliveryHeaders.attempt: .int(Int64(attempt))])
     }
 }

@@ -75,6 +75,13 @@ final class DeliveryLoop: Sendable {
         input.yield(.stop)
     }
 
+    /// The held queue's prefetch, in messages, for a window of `window` jobs: beat publishes
+    /// held jobs up to `DeliveryLimits.jobsPerMessage` to a message (`JobBatch`).
+    static func heldPrefetch(window: Int) -> Int {
+        let (whole, part) = max(0, window).quotientAndRemainder(dividingBy: DeliveryLimits.jobsPerMessage)
+        return max(1, whole + (part > 0 ? 1 : 0))
+    }
+
     /// Listens for changes of schedules (`DeliveryStore.targetsChannel`) and tells the machine:
     /// which schedules changed, and whether it hears of every change (only then are targets
     /// read ahead). A LISTEN may hear nothing without failing (behind a pooler in transaction
@@ -140,7 +147,10 @@ final class DeliveryLoop: Sendable {
                 // Jobs due now, and jobs published ahead of their time (held until then), each
                 // with a window of its own: held jobs never keep a job due now waiting.
                 url: settings.brokerURL,
-                queues: [(DeliveryTopology.queue, settings.prefetch), (DeliveryTopology.heldQueue, settings.heldWindow)],
+                queues: [
+                    (DeliveryTopology.queue, settings.prefetch),
+                    (DeliveryTopology.heldQueue, Self.heldPrefetch(window: settings.heldWindow)),
+                ],
                 heartbeat: settings.heartbeat, topology: DeliveryTopology.make(settings.machine.policy)),
             logger: logger
         ) { event in
@@ -426,7 +436,7 @@ final class DeliveryLoop: Sendable {
                 metadata: ["delivery.id": "\(id.lowercasedText)"])
         case .skipped(let id, let state):
             logger.debug("job not delivered", metadata: ["delivery.id": "\(id.lowercasedText)", "state": "\(state)"])
-            DeliveryMetrics.skipped(state == .delivered ? "duplicate" : "cancelled")
+            DeliveryMetrics.skipped(state == .delivered || state == .retrying ? "duplicate" : "cancelled")
         case .attempted(let id, let attempt, let decision, let status, let seconds):
             DeliveryMetrics.attempt(decision: decision, status: status, seconds: seconds)
             switch decision {
@@ -454,6 +464,10 @@ final class DeliveryLoop: Sendable {
             logger.info("stopping: finishing deliveries in flight", metadata: ["in.flight": "\(inFlight)", "handed.back": "\(handedBack)"])
         case .stopped(let handedBack):
             logger.info("stopped", metadata: ["handed.back": "\(handedBack)"])
+        case .split(let jobs, let redeliveries):
+            logger.warning(
+                "a batch handed out again and again without its outcomes: its jobs go back one to a message",
+                metadata: ["jobs": "\(jobs)", "redeliveries": "\(redeliveries)"])
         case .parked(let reason):
             ReceiverMetrics.parked(reason)
         case .receiver(let key, let transition):

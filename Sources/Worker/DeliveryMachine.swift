@@ -24,6 +24,8 @@ struct DeliveryMachine {
         var signer: WebhookSigner?
         /// A job redelivered this many times (its workers stopped without an outcome) is poison.
         var maxRedeliveries: Int = 5
+        /// A batch message redelivered this many times is split into messages of one job.
+        var splitBatchAfter: Int = 2
         /// Payloads larger than this are not read, let alone POSTed: the job is dead-lettered.
         var maximumPayloadBytes: Int = ScheduleLimits.standard.maximumPayloadBytes
         /// Batches of target reads, and of settlements, in flight at once; while that many
@@ -163,6 +165,8 @@ struct DeliveryMachine {
         case abandoned(posts: Int, jobs: Int)
         case stopping(inFlight: Int, handedBack: Int)
         case stopped(handedBack: Int)
+        /// A batch handed out `redeliveries` times before, returned as `jobs` messages of one job.
+        case split(jobs: Int, redeliveries: Int)
         case parked(Receiver.ParkReason)
         case receiver(String, Receiver.Transition)
     }
@@ -232,7 +236,18 @@ struct DeliveryMachine {
 
     let settings: Settings
     private(set) var generation = 0
+    /// The jobs in hand, by key: a message's delivery tag, or for a job of a batch message
+    /// (`JobBatch`) a key of its own (`batchKeyBit`; see `batches`).
     private(set) var jobs: [UInt64: Job] = [:]
+    /// Delivery tags count from 1 on each connection and never reach this bit: a job of a batch
+    /// has it set in its key.
+    static let batchKeyBit: UInt64 = 1 << 63
+    private var nextBatchKey: UInt64 = 1
+    /// A batch job's message: its key → the message's delivery tag.
+    private var batchTags: [UInt64: UInt64] = [:]
+    /// Batch messages in hand, by delivery tag: their jobs, and those not acked yet. The message
+    /// is acked with its last job.
+    private(set) var batches: [UInt64: (size: Int, left: Int)] = [:]
     /// POSTs in flight: transfer id → delivery tag. Transfer ids are never reused, so an
     /// outcome that arrives after a reconnect (delivery tags start again at 1) cannot be
     /// taken for another job's.
@@ -280,9 +295,9 @@ struct DeliveryMachine {
     private(set) var receivers: [String: Receiver] = [:]
     /// This worker's shares of the limits admins set, by receiver (`Event.limits`).
     private var fixedLimits: [String: ReceiverLimits] = [:]
-    /// The receiver of each schedule's jobs, as last read (routing key → receiver): a job
+    /// The receiver of each schedule's jobs, as last read (schedule id → receiver): a job
     /// for a receiver that could not take it anyway is parked without reading its target.
-    private var knownReceivers: [String: String] = [:]
+    private var knownReceivers: [UUID: String] = [:]
     /// What each endpoint's text alone decides (see `facts(of:)`), by the text.
     private(set) var endpoints: [String: EndpointFacts] = [:]
     private(set) var stopping = false
@@ -310,10 +325,18 @@ struct DeliveryMachine {
                 actions.append(.handBack(deliveries.map(\.deliveryTag), generation: generation))
             } else {
                 let heldBefore = held.count
-                for delivery in deliveries { accept(delivery, now: now, into: &actions) }
+                var arrived = 0
+                for delivery in deliveries {
+                    if JobBatch.isBatch(delivery.body) {
+                        arrived += acceptBatch(delivery, now: now, into: &actions)
+                    } else {
+                        accept(delivery, now: now, into: &actions)
+                        arrived += 1
+                    }
+                }
                 // Jobs that were due on arrival, filling the window (held jobs have one of their
                 // own): more wait behind them.
-                backlogged = held.count - heldBefore < deliveries.count && jobs.count - held.count >= settings.window
+                backlogged = held.count - heldBefore < arrived && jobs.count - held.count >= settings.window
             }
         case .lost(let generation):
             guard generation == self.generation else { break }
@@ -358,7 +381,7 @@ struct DeliveryMachine {
             // with nothing to record (parked) are done: acked now, not after the records.
             if published, let items = settlements.inFlight[batch] {
                 let done = items.filter { $0.attempt == nil }.map(\.tag).filter { jobs.removeValue(forKey: $0) != nil }
-                if !done.isEmpty { actions.append(.ack(done, generation: generation)) }
+                ack(done, into: &actions)
                 settlements.inFlight[batch] = items.filter { $0.attempt != nil }.map { item in
                     var item = item
                     item.message = nil
@@ -379,12 +402,19 @@ struct DeliveryMachine {
             held.removeAll()
             let gone = Set(waiting)
             for key in Set(waiting.compactMap { jobs[$0]?.receiver }) { receivers[key]?.forget(gone) }
-            for tag in waiting { jobs[tag] = nil }
             heldWaiting = 0
             reads = Gathering()
             forgetReadsAhead()
-            if !waiting.isEmpty { actions.append(.handBack(waiting, generation: generation)) }
-            actions.append(.note(.stopping(inFlight: jobs.count, handedBack: waiting.count)))
+            let (back, returned) = handBack(waiting)
+            for tag in back { jobs[tag] = nil }
+            // A batch some of whose jobs went on: the rest go back as messages of one job.
+            for key in returned {
+                guard let job = jobs[key] else { continue }
+                settleWithout(tag: key, job: job, message: Self.returnMessage(job.delivery, job: job.job, now: now))
+            }
+            let tags = messageTags(of: back)
+            if !tags.isEmpty { actions.append(.handBack(tags, generation: generation)) }
+            actions.append(.note(.stopping(inFlight: jobs.count - returned.count, handedBack: waiting.count)))
         case .command(let key, let command):
             var receiver = receivers[key] ?? newReceiver(key, now: now)
             if let transition = receiver.apply(command, settings: settings.receivers, now: now) {
@@ -428,15 +458,70 @@ struct DeliveryMachine {
         release(key, now: now, into: &actions)
     }
 
+    /// The attempt a message is for. Headers come from whoever published: clamped before any arithmetic.
+    static func attempt(of delivery: AMQPDelivery) -> Int {
+        Int(min(max(1, delivery.headers[DeliveryHeaders.attempt]?.intValue ?? 1), Int64(DeliveryLimits.maximumAttempt)))
+    }
+
     private mutating func accept(_ delivery: AMQPDelivery, now: Date, into actions: inout [Action]) {
-        // Headers come from whoever published: clamp before any arithmetic.
-        let attempt = Int(min(max(1, delivery.headers[DeliveryHeaders.attempt]?.intValue ?? 1), Int64(DeliveryLimits.maximumAttempt)))
+        let parsed: Result<DeliveryJob, FieldErrorMessage>
+        do {
+            parsed = .success(try DeliveryJob(body: delivery.body))
+        } catch {
+            parsed = .failure(error)
+        }
+        accept(delivery, parsed, now: now, into: &actions)
+    }
+
+    /// Takes a batch message's jobs apart (`JobBatch`), each with a key of its own, and returns
+    /// how many it held. A message that is not a batch a worker takes is dead-lettered whole. A
+    /// batch handed out `splitBatchAfter` times without its outcomes (its workers stopped each
+    /// time) goes back as messages of one job: a job that stops every worker taking it is then
+    /// dead-lettered alone (`maxRedeliveries`), not with the batch.
+    private mutating func acceptBatch(_ delivery: AMQPDelivery, now: Date, into actions: inout [Action]) -> Int {
+        let elements: [JobBatch.Element]
+        do {
+            elements = try JobBatch.elements(of: delivery.body)
+        } catch {
+            accept(delivery, .failure(error), now: now, into: &actions)
+            return 1
+        }
+        var headers = delivery.headers
+        headers[DeliveryHeaders.jobs] = nil
+        let redeliveries = headers[DeliveryHeaders.deliveryCount]?.intValue ?? 0
+        let split = redeliveries >= Int64(max(1, settings.splitBatchAfter))
+        let tag = delivery.deliveryTag
+        batches[tag] = (elements.count, elements.count)
+        for element in elements {
+            let key = Self.batchKeyBit | nextBatchKey
+            nextBatchKey += 1
+            batchTags[key] = tag
+            let job = try? element.job.get()
+            let single = AMQPDelivery(
+                deliveryTag: key, exchange: delivery.exchange, routingKey: job == nil ? delivery.routingKey : "",
+                redelivered: delivery.redelivered, body: element.body, messageID: nil, headers: headers)
+            if split, let job {
+                jobs[key] = Job(delivery: single, job: job, attempt: Self.attempt(of: single), phase: .settling)
+                queue(Settlement(tag: key, message: Self.returnMessage(single, job: job, now: now), attempt: nil))
+            } else {
+                accept(single, element.job, now: now, into: &actions)
+            }
+        }
+        if split { actions.append(.note(.split(jobs: elements.count, redeliveries: Int(redeliveries)))) }
+        return elements.count
+    }
+
+    private mutating func accept(
+        _ delivery: AMQPDelivery, _ parsed: Result<DeliveryJob, FieldErrorMessage>, now: Date, into actions: inout [Action]
+    ) {
+        let attempt = Self.attempt(of: delivery)
         let redeliveries = delivery.headers[DeliveryHeaders.deliveryCount]?.intValue ?? 0
         let tag = delivery.deliveryTag
         let job: DeliveryJob
-        do {
-            job = try DeliveryJob(body: delivery.body)
-        } catch {
+        switch parsed {
+        case .success(let parsed):
+            job = parsed
+        case .failure(let error):
             jobs[tag] = Job(delivery: delivery, job: nil, attempt: attempt, phase: .settling)
             actions.append(.note(.malformed(reason: error.message)))
             queue(
@@ -453,7 +538,7 @@ struct DeliveryMachine {
                 // be acked for a duplicate. It waits in a park queue and comes back when the
                 // first has gone; read then, it is POSTed only if the record says so.
                 actions.append(.note(.repeatedWhileSettling(job.deliveryID)))
-                queue(Settlement(tag: tag, message: Self.parkMessage(delivery, delay: settings.shortPark), attempt: nil))
+                queue(Settlement(tag: tag, message: Self.parkMessage(delivery, job: job, delay: settings.shortPark), attempt: nil))
             } else {
                 // A second copy of a job this worker holds (a beat published it again after a
                 // broker outage, say): both would read the record before either's outcome is
@@ -472,7 +557,8 @@ struct DeliveryMachine {
             actions.append(.note(.poison(job.deliveryID, reason: reason)))
             queue(
                 Settlement(
-                    tag: tag, message: deadLetter(delivery, reason: reason, status: nil, error: nil, attempts: attempt, now: now),
+                    tag: tag,
+                    message: deadLetter(delivery, job: job, reason: reason, status: nil, error: nil, attempts: attempt, now: now),
                     attempt: .init(
                         id: job.deliveryID, state: .dead, attempts: attempt, status: nil, error: reason, latencyMilliseconds: nil)))
             return
@@ -505,7 +591,7 @@ struct DeliveryMachine {
         waiting.target = nil
         if let target { readAheadBytes -= Self.bytes(of: target) }
         let delivery = waiting.delivery
-        if waiting.job?.kind == .schedule, let key = knownReceivers[delivery.routingKey],
+        if waiting.job?.kind == .schedule, let schedule = waiting.job?.scheduleID, let key = knownReceivers[schedule],
             let reason = receivers[key]?.wouldPark(now: now, held: waiting.heldUntilDue)
         {
             // Its receiver could not take it now: park it without reading its target.
@@ -574,6 +660,12 @@ struct DeliveryMachine {
             actions.append(.note(.skipped(deliveryJob.deliveryID, state: target.state)))
             settleWithout(tag: tag, job: job, message: nil)
             return
+        case .retrying where target.attempts >= job.attempt:
+            // This attempt was made and recorded, and its retry is in a delay queue: a copy
+            // (its batch came back after a worker stopped, say) must not make it again.
+            actions.append(.note(.skipped(deliveryJob.deliveryID, state: target.state)))
+            settleWithout(tag: tag, job: job, message: nil)
+            return
         case .queued, .retrying, .dead:
             break
         }
@@ -608,7 +700,7 @@ struct DeliveryMachine {
         jobs[tag]?.receiver = key
         jobs[tag]?.post = post
         // A schedule's jobs go to its endpoint; a webhook call about it goes elsewhere.
-        if deliveryJob.kind == .schedule { remember(job.delivery.routingKey, key) }
+        if deliveryJob.kind == .schedule, let schedule = deliveryJob.scheduleID { remember(schedule, key) }
         // In place: a copy would copy its list of waiting jobs for every job admitted.
         let limits = fixedLimits[key] ?? ReceiverLimits()
         let admission = receivers[key, default: Receiver(key: key, settings: settings.receivers, now: now, limits: limits)].admit(
@@ -660,7 +752,7 @@ struct DeliveryMachine {
         let earliest = settlements.inFlight.keys.min() ?? .max
         for batch in settledUnacked.keys.sorted() where batch < earliest {
             let tags = (settledUnacked.removeValue(forKey: batch) ?? []).filter { jobs.removeValue(forKey: $0) != nil }
-            if !tags.isEmpty { actions.append(.ack(tags, generation: generation)) }
+            ack(tags, into: &actions)
         }
     }
 
@@ -710,19 +802,100 @@ struct DeliveryMachine {
         }
         actions.append(.note(.parked(reason)))
         jobs[tag]?.phase = .settling
-        queue(Settlement(tag: tag, message: Self.parkMessage(job.delivery, delay: delay), attempt: nil))
+        queue(Settlement(tag: tag, message: Self.parkMessage(job.delivery, job: job.job, delay: delay), attempt: nil))
+    }
+
+    /// A batch's job as a message of one job, as it is: on the held queue while it is early,
+    /// else on the main queue.
+    static func returnMessage(_ delivery: AMQPDelivery, job: DeliveryJob?, now: Date) -> AMQPOutgoingMessage {
+        let early = job.map { $0.scheduledFor > now } ?? false
+        return AMQPOutgoingMessage(
+            exchange: early ? DeliveryTopology.heldExchange : DeliveryTopology.exchange, routingKey: routingKey(delivery, job),
+            body: body(delivery, job), messageID: messageID(delivery, job), headers: delivery.headers)
+    }
+
+    /// A job's message body, routing key and id. A batch's job has none of its own until a
+    /// message of one job is made of it (a retry, a park, a dead letter, a return): then they
+    /// are its job's, what a message of one job holds.
+    static func body(_ delivery: AMQPDelivery, _ job: DeliveryJob?) -> [UInt8] {
+        guard delivery.body.isEmpty, let job else { return delivery.body }
+        return job.serializedBytes
+    }
+
+    static func routingKey(_ delivery: AMQPDelivery, _ job: DeliveryJob?) -> String {
+        guard delivery.routingKey.isEmpty, let job else { return delivery.routingKey }
+        return job.routingKey
+    }
+
+    static func messageID(_ delivery: AMQPDelivery, _ job: DeliveryJob?) -> String? {
+        delivery.messageID ?? job?.deliveryID.lowercasedText
+    }
+
+    /// Acks jobs that left: a message of one job at once, a batch message with its last job.
+    private mutating func ack(_ keys: [UInt64], into actions: inout [Action]) {
+        var tags: [UInt64] = []
+        tags.reserveCapacity(keys.count)
+        for key in keys {
+            guard key & Self.batchKeyBit != 0 else {
+                tags.append(key)
+                continue
+            }
+            guard let tag = batchTags.removeValue(forKey: key), let batch = batches[tag] else { continue }
+            if batch.left > 1 {
+                batches[tag] = (batch.size, batch.left - 1)
+            } else {
+                batches[tag] = nil
+                tags.append(tag)
+            }
+        }
+        if !tags.isEmpty { actions.append(.ack(tags, generation: generation)) }
+    }
+
+    /// Of these jobs (not started, at a stop): those that go back to the queue with their
+    /// message, and those that return as messages of one job (`returnMessage`). A batch goes
+    /// back whole only if none of its jobs went on.
+    private func handBack(_ keys: [UInt64]) -> (back: [UInt64], returned: [UInt64]) {
+        var back: [UInt64] = []
+        var byMessage: [UInt64: [UInt64]] = [:]
+        for key in keys {
+            if let tag = batchTags[key] { byMessage[tag, default: []].append(key) } else { back.append(key) }
+        }
+        var returned: [UInt64] = []
+        for (tag, members) in byMessage {
+            if let batch = batches[tag], batch.left == batch.size, members.count == batch.size {
+                back += members
+            } else {
+                returned += members
+            }
+        }
+        return (back, returned)
+    }
+
+    /// The delivery tags of the messages these jobs came in, each once; their batches are
+    /// forgotten (the messages go back whole).
+    private mutating func messageTags(of keys: [UInt64]) -> [UInt64] {
+        var tags = Set<UInt64>()
+        for key in keys {
+            if key & Self.batchKeyBit == 0 {
+                tags.insert(key)
+            } else if let tag = batchTags.removeValue(forKey: key) {
+                tags.insert(tag)
+                batches[tag] = nil
+            }
+        }
+        return tags.sorted()
     }
 
     /// A job's message as it is, for the park queue of `delay` milliseconds.
-    private static func parkMessage(_ delivery: AMQPDelivery, delay: Int) -> AMQPOutgoingMessage {
+    private static func parkMessage(_ delivery: AMQPDelivery, job: DeliveryJob?, delay: Int) -> AMQPOutgoingMessage {
         AMQPOutgoingMessage(
-            exchange: DeliveryTopology.parkName(milliseconds: delay), routingKey: delivery.routingKey, body: delivery.body,
-            messageID: delivery.messageID, headers: delivery.headers)
+            exchange: DeliveryTopology.parkName(milliseconds: delay), routingKey: routingKey(delivery, job), body: body(delivery, job),
+            messageID: messageID(delivery, job), headers: delivery.headers)
     }
 
-    private mutating func remember(_ routingKey: String, _ receiver: String) {
+    private mutating func remember(_ schedule: UUID, _ receiver: String) {
         if knownReceivers.count >= 100_000 { knownReceivers.removeAll(keepingCapacity: true) }
-        knownReceivers[routingKey] = receiver
+        knownReceivers[schedule] = receiver
     }
 
     private func newReceiver(_ key: String, now: Date) -> Receiver {
@@ -841,7 +1014,8 @@ struct DeliveryMachine {
             headers[DeliveryHeaders.attempt] = .int(Int64(job.attempt + 1))
             let message = AMQPOutgoingMessage(
                 exchange: DeliveryTopology.retryName(milliseconds: settings.policy.delays[index]),
-                routingKey: job.delivery.routingKey, body: job.delivery.body, messageID: job.delivery.messageID, headers: headers)
+                routingKey: Self.routingKey(job.delivery, job.job), body: Self.body(job.delivery, job.job),
+                messageID: Self.messageID(job.delivery, job.job), headers: headers)
             queue(
                 Settlement(
                     tag: tag, message: message,
@@ -853,8 +1027,8 @@ struct DeliveryMachine {
                 Settlement(
                     tag: tag,
                     message: deadLetter(
-                        job.delivery, reason: reason, status: outcome.status, error: outcome.error, attempts: job.attempt,
-                        now: now),
+                        job.delivery, job: job.job, reason: reason, status: outcome.status, error: outcome.error,
+                        attempts: job.attempt, now: now),
                     attempt: .init(
                         id: id, state: .dead, attempts: job.attempt, status: outcome.status, error: outcome.error ?? reason,
                         latencyMilliseconds: latency, latenessMilliseconds: lateness)))
@@ -862,11 +1036,11 @@ struct DeliveryMachine {
     }
 
     private func deadLetter(_ job: Job, reason: String, now: Date) -> AMQPOutgoingMessage {
-        deadLetter(job.delivery, reason: reason, status: nil, error: nil, attempts: job.attempt, now: now)
+        deadLetter(job.delivery, job: job.job, reason: reason, status: nil, error: nil, attempts: job.attempt, now: now)
     }
 
     private func deadLetter(
-        _ delivery: AMQPDelivery, reason: String, status: Int?, error: String?, attempts: Int, now: Date
+        _ delivery: AMQPDelivery, job: DeliveryJob? = nil, reason: String, status: Int?, error: String?, attempts: Int, now: Date
     ) -> AMQPOutgoingMessage {
         var headers = delivery.headers
         headers[DeliveryHeaders.reason] = .string(reason)
@@ -875,8 +1049,8 @@ struct DeliveryMachine {
         if let status { headers[DeliveryHeaders.lastStatus] = .int(Int64(status)) }
         if let error { headers[DeliveryHeaders.lastError] = .string(error) }
         return AMQPOutgoingMessage(
-            exchange: DeliveryTopology.deadExchange, routingKey: delivery.routingKey, body: delivery.body,
-            messageID: delivery.messageID, headers: headers)
+            exchange: DeliveryTopology.deadExchange, routingKey: Self.routingKey(delivery, job), body: Self.body(delivery, job),
+            messageID: Self.messageID(delivery, job), headers: headers)
     }
 
     /// The connection is gone, and with it every delivery tag: drop all its work.
@@ -890,6 +1064,8 @@ struct DeliveryMachine {
         forgetReadsAhead()
         settlements = Gathering()
         settledUnacked.removeAll()
+        batchTags.removeAll()
+        batches.removeAll()
         settlementsSince = nil
         settlementsUrgent = false
         backlogged = false
@@ -975,7 +1151,8 @@ struct DeliveryMachine {
         }
         if stopping, let stopDeadline, jobs.isEmpty || now >= stopDeadline {
             let left = jobs.keys.sorted()
-            if !left.isEmpty { actions.append(.handBack(left, generation: generation)) }
+            let tags = messageTags(of: left)
+            if !tags.isEmpty { actions.append(.handBack(tags, generation: generation)) }
             let posts = transfers.keys.sorted()
             if !posts.isEmpty { actions.append(.cancelPosts(posts)) }
             actions.append(.note(.stopped(handedBack: left.count)))

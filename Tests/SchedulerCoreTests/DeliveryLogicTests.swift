@@ -62,7 +62,22 @@ struct DeliveryJobTests {
     func roundTrip() throws {
         let job = DeliveryJob(deliveryID: UUID(), scheduleID: UUID(), scheduledFor: date("2026-01-01T09:00:00.25Z"), kind: .schedule)
         #expect(try DeliveryJob(body: job.json.serializedBytes) == job)
+        #expect(try DeliveryJob(body: job.serializedBytes) == job)
         #expect(job.routingKey == "schedule.\(job.scheduleID!.uuidString.lowercased())")
+    }
+
+    @Test("a job's bytes written directly are its JSON's, whatever its kind, origin and schedule")
+    func directBytes() {
+        for kind in [DeliveryJob.Kind.schedule, .webhook] {
+            for origin in [DeliveryJob.Origin.scheduled, .manual, .backfill] {
+                for schedule in [UUID(), nil] {
+                    let job = DeliveryJob(
+                        deliveryID: UUID(), scheduleID: schedule, scheduledFor: date("2026-01-01T09:00:00.123456Z"), kind: kind,
+                        origin: origin)
+                    #expect(job.serializedBytes == job.json.serializedBytes, "\(String(decoding: job.serializedBytes, as: UTF8.self))")
+                }
+            }
+        }
     }
 
     @Test(

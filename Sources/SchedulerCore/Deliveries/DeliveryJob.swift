@@ -56,6 +56,18 @@ public struct DeliveryJob: Sendable, Equatable {
         return .object(object)
     }
 
+    /// `json` as a message's bytes, written directly (every value is an id, a time or a name:
+    /// nothing to escape), the same bytes as `json.serializedBytes` at a fraction of the cost:
+    /// beat writes one per occurrence.
+    public var serializedBytes: [UInt8] {
+        let schedule = scheduleID.map { "\"\($0.lowercasedText)\"" } ?? "null"
+        let origin = origin == .scheduled ? "" : #","origin":""# + origin.rawValue + "\""
+        let text =
+            #"{"delivery_id":""# + deliveryID.lowercasedText + #"","schedule_id":"# + schedule + #","scheduled_for":""#
+            + Timestamp.format(scheduledFor) + #"","kind":""# + kind.rawValue + "\"" + origin + "}"
+        return Array(text.utf8)
+    }
+
     /// Reads a message body; the error says what is wrong with it, for the dead letter.
     public init(body: [UInt8]) throws(FieldErrorMessage) {
         let value: JSONValue
@@ -64,6 +76,11 @@ public struct DeliveryJob: Sendable, Equatable {
         } catch {
             throw FieldErrorMessage("malformed job: not JSON (\(error.description))")
         }
+        try self.init(json: value)
+    }
+
+    /// Reads one job of a message (a message's body, or one element of a batch).
+    public init(json value: JSONValue) throws(FieldErrorMessage) {
         guard let object = value.objectValue else { throw FieldErrorMessage("malformed job: not a JSON object") }
         guard let text = object["delivery_id"]?.stringValue, let deliveryID = UUID(text: text) else {
             throw FieldErrorMessage("malformed job: delivery_id is missing or not a UUID")

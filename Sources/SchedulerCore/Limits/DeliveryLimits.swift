@@ -10,6 +10,13 @@ public enum DeliveryLimits {
     /// would drop the message. An explicit limit this high is never reached (3.x counts, and
     /// takes, only non-negative limits, so not -1).
     public static let deadLetterDeliveryLimit = 1_000_000
+    /// Jobs in one message at most: beat publishes held jobs in batches of up to this many
+    /// (`JobBatch`), and a worker's held window (`WORKER_HELD_WINDOW`, in jobs) is this many
+    /// jobs per message of the held queue's prefetch. A batch with more is dead-lettered whole.
+    public static let jobsPerMessage = 100
+    /// Bytes of a batch message at most (a job is about 170): a larger one is dead-lettered
+    /// whole, unread.
+    public static let maximumBatchBytes = jobsPerMessage * 1_024
     /// The highest attempt number a message header may claim; larger is read as this.
     public static let maximumAttempt = 1000
     /// Bytes of a receiver's answer body read at most; past it the answer's status is

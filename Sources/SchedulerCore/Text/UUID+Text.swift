@@ -15,8 +15,8 @@ extension UUID {
                         text[at] = UInt8(ascii: "-")
                         at += 1
                     }
-                    text[at] = Self.hexDigits[Int(byte >> 4)]
-                    text[at + 1] = Self.hexDigits[Int(byte & 0x0F)]
+                    text[at] = Self.hexDigit(byte >> 4)
+                    text[at + 1] = Self.hexDigit(byte & 0x0F)
                     at += 2
                 }
                 return at
@@ -24,31 +24,32 @@ extension UUID {
         }
     }
 
-    /// Reads the canonical text in either case (what `UUID(uuidString:)` accepts); nil
-    /// for anything else.
+    /// Reads the canonical text, in either case; nil for anything else. Into the value's own
+    /// bytes: no array per id (an id is read per job, and per row of a read of targets).
     public init?(text: some StringProtocol) {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        var count = 0
-        var index = 0
-        for character in text.utf8 {
-            defer { index += 1 }
-            if index == 8 || index == 13 || index == 18 || index == 23 {
-                guard character == UInt8(ascii: "-") else { return nil }
-                continue
+        var value: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        let read = withUnsafeMutableBytes(of: &value) { bytes in
+            var count = 0
+            var index = 0
+            for character in text.utf8 {
+                defer { index += 1 }
+                if index == 8 || index == 13 || index == 18 || index == 23 {
+                    guard character == UInt8(ascii: "-") else { return false }
+                    continue
+                }
+                guard index < 36, let value = Self.hexValue(character) else { return false }
+                if count % 2 == 0 { bytes[count / 2] = value << 4 } else { bytes[count / 2] |= value }
+                count += 1
             }
-            guard index < 36, let value = Self.hexValue(character) else { return nil }
-            if count % 2 == 0 { bytes[count / 2] = value << 4 } else { bytes[count / 2] |= value }
-            count += 1
+            return index == 36 && count == 32
         }
-        guard index == 36, count == 32 else { return nil }
-        self.init(
-            uuid: (
-                bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-                bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
-            ))
+        guard read else { return nil }
+        self.init(uuid: value)
     }
 
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
+    }
 
     private static func hexValue(_ character: UInt8) -> UInt8? {
         switch character {

@@ -45,6 +45,21 @@ extension DeliveryStore {
         FOR UPDATE SKIP LOCKED
         """)
 
+    /// The claim's transaction: beat's own writes (the triggers that tell of others' changes
+    /// leave them out), and joins by key only: the rows claimed are advanced through the
+    /// primary key (a nested loop), not by hashing the whole table, which PostgreSQL chose for
+    /// 2,000 rows of 50,000 (17-20 ms of the update's 50, measured), and which grows with the
+    /// table, not the claim.
+    static let claimSettings = "SET LOCAL scheduler.beat = 'on'; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+
+    /// Advances the claimed schedules: their next run, fire count and whether they go on.
+    static let advanceStatement = PreparedStatement(
+        """
+        UPDATE schedules s SET next_send_at = u.next, triggered = u.triggered, enabled = u.enabled
+        FROM unnest($1::uuid[], $2::timestamptz[], $3::boolean[], $4::int[]) AS u(id, next, enabled, triggered)
+        WHERE s.id = u.id
+        """)
+
     /// Claims up to `limit` due schedules (skipping rows another beat holds), records one
     /// delivery per occurrence, advances each schedule, and commits; returns the jobs to
     /// publish. An occurrence recorded before (same delivery id) is not returned again.
@@ -62,7 +77,7 @@ extension DeliveryStore {
     /// another tenant's few are published, and POSTed, among the first of a large burst.
     public func claimDue(now: Date, limit: Int, lookahead: Double = 0) async throws -> Claim {
         try await pool.withTransaction { connection in
-            try await connection.execute("SET LOCAL scheduler.beat = 'on'")
+            try await connection.execute(Self.claimSettings)
             let due = try await connection.query(
                 Self.claimStatement, [SQL.text(now.addingTimeInterval(max(0, lookahead))), String(limit), SQL.text(now)])
             guard due.count > 0 else { return Claim() }
@@ -141,12 +156,7 @@ extension DeliveryStore {
             guard !advanced.isEmpty else { return claim }
             let ids = PostgresArray.literal(advanced.map(SQL.text))
             try await connection.query(
-                PreparedStatement(
-                    """
-                    UPDATE schedules s SET next_send_at = u.next, triggered = u.triggered, enabled = u.enabled
-                    FROM unnest($1::uuid[], $2::timestamptz[], $3::boolean[], $4::int[]) AS u(id, next, enabled, triggered)
-                    WHERE s.id = u.id
-                    """),
+                Self.advanceStatement,
                 [ids, PostgresArray.literal(nextRuns), PostgresArray.literal(stillEnabled), PostgresArray.literal(triggeredCounts)])
             // Missed and skipped occurrences are recorded as finished and never published;
             // buffered ones wait (beat releases each once its schedule has nothing in flight).
