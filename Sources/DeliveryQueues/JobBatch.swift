@@ -15,9 +15,9 @@ public enum JobBatch {
     public static let routingKey = "schedule.batch"
 
     /// One message for these jobs, due in order, for the held queue: a single job's message
-    /// for one job.
+    /// for one job (none makes an empty batch, which a worker dead-letters).
     public static func message(_ jobs: [DeliveryJob]) -> AMQPOutgoingMessage {
-        guard jobs.count > 1 else { return jobs[0].message(held: true) }
+        if jobs.count == 1 { return jobs[0].message(held: true) }
         var body: [UInt8] = [UInt8(ascii: "[")]
         body.reserveCapacity(jobs.count * 176)
         for (index, job) in jobs.enumerated() {
@@ -31,8 +31,8 @@ public enum JobBatch {
     }
 
     /// The messages of these jobs (in due order): each run of consecutive jobs for the held
-    /// queue in batches of up to `DeliveryLimits.jobsPerMessage` (`JobBatch`), a job due now
-    /// alone on the main queue.
+    /// queue in batches of up to `DeliveryLimits.jobsPerMessage`, a job due now alone on the
+    /// main queue.
     public static func messages(_ jobs: [DeliveryJob], now: Date, routing: inout HeldRouting) -> [AMQPOutgoingMessage] {
         var messages: [AMQPOutgoingMessage] = []
         var batch: [DeliveryJob] = []

@@ -57,6 +57,7 @@ import Testing
                 #expect(error.message.contains(reason), "\(error.message)")
             }
         }
+        #expect(JobBatch.message([]).body == Array("[]".utf8), "no jobs: an empty batch, not a trap")
         #expect(!JobBatch.isBatch(Array(" \n{\"a\":[1]}".utf8)) && JobBatch.isBatch(Array(" \r\n\t[".utf8)) && !JobBatch.isBatch([]))
     }
 
