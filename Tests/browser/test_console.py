@@ -350,7 +350,9 @@ def test_a_normal_users_console_shows_only_their_schedules(stack, browser, recei
     # Disable from the console.
     browser.get(f"{stack.url}/console/#schedules")
     wait(browser, lambda b: b.find_element(By.ID, "schedule-count").text == "1 schedules")
-    browser.find_element(By.CSS_SELECTOR, f'#schedules button[data-id="{mine}"]').click()
+    # The list may render again under the click (the page's refresh): clicked once it holds.
+    wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, f'#schedules button[data-id="{mine}"]').click() is None,
+         message="the schedule's disable button clicked")
     wait(browser, lambda b: "disabled" in b.find_element(By.ID, "schedules").text)
     _, body = stack.api("GET", f"/api/v1/schedule/{mine}/", stack.user)
     assert body["enabled"] is False
