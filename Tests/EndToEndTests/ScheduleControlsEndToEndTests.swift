@@ -226,6 +226,44 @@ struct ScheduleControlsEndToEndTests {
         }
     }
 
+    @Test(
+        "daylight saving with a real receiver and worker, beat on a clock that reads New York's 2027 fall back; first POSTs 01:30 at its first showing, second at its second, both at each"
+    )
+    func daylightSavingOverlap() async throws {
+        let library = try #require(Self.fakeClockLibrary, "libfaketime (scripts/test installs it)")
+        try await Pipeline.run(beat: false, worker: false) { pipeline in
+            // 15 s before 01:30 EDT (05:30 UTC); the clock shows 01:30 again at 06:30 UTC (EST).
+            let start = "2027-11-07T05:29:45Z"
+            var ids: [String: UUID] = [:]
+            for choice in ["first", "second", "both"] {
+                ids[choice] = try await pipeline.createSchedule(
+                    #"{"endpoint":"\#(pipeline.receiver.url(choice))","cron_definition":"30 1 * * *","timezone":"America/New_York","dst_overlap":"\#(choice)","next_send_at":"\#(start)"}"#
+                )
+            }
+            // As in the spring-forward test: beat alone on the moved clock, no lookahead.
+            let clock = ["LD_PRELOAD": library, "FAKETIME": "@2027-11-07 05:29:45", "TZ": "UTC", "BEAT_LOOKAHEAD": "0"]
+            let launched = Date()
+            _ = try pipeline.launch("beat", extra: clock)
+            await pipeline.startWorker()
+            // Each is due at `start` and sent once; its next run is then the choice's 01:30.
+            for choice in ["first", "both"] {
+                let got = try await pipeline.receiver.waitFor(choice, count: 2, timeout: 45)
+                #expect(got.map { $0.header("X-Scheduler-Scheduled-For") } == [start, "2027-11-07T05:30:00Z"], "\(choice)")
+                #expect(got.count == 2 && got[1].arrived.timeIntervalSince(launched) >= 14.5, "at 01:30 EDT by their clock, not at once")
+            }
+            // `second` waits for 01:30 EST, an hour later.
+            try await Task.sleep(for: .seconds(1))
+            #expect(pipeline.receiver.received("second").map { $0.header("X-Scheduler-Scheduled-For") } == [start])
+            let expected = ["first": "2027-11-08T06:30:00Z", "second": "2027-11-07T06:30:00Z", "both": "2027-11-07T06:30:00Z"]
+            for (choice, next) in expected {
+                let (_, schedule) = try await pipeline.send(.get, "/api/v1/schedule/\(ids[choice]!)/")
+                #expect(
+                    schedule?.objectValue?["next_send_at"] == .string(next),
+                    "\(choice): 01:30 EST \(choice == "first" ? "the next day" : "today")")
+            }
+        }
+    }
+
     @Test("scheduler-ctl schedules: list, show, pause with a note, resume, run now (delivered) and the history, as an operator")
     func operatorCommands() async throws {
         try await Pipeline.run { pipeline in
