@@ -1,3 +1,4 @@
+import DeliveryQueues
 import Foundation
 import SchedulerCore
 
@@ -79,8 +80,10 @@ struct Receiver {
 
     let key: String
     private(set) var limit: Double
-    /// When each request in flight was sent, oldest first.
-    private(set) var starts: [Date] = [] { didSet { noteBusy() } }
+    /// When each request in flight was sent, oldest first (a FIFO: an answer takes the oldest,
+    /// and an array's `removeFirst()` moved every other one, up to 10,000 for a concurrency
+    /// set by hand, for each answer).
+    private(set) var starts = FIFO<Date>() { didSet { noteBusy() } }
     /// Since when it has had requests in flight (or jobs waiting) without a break.
     private(set) var busySince: Date?
     /// When a job held until its due time found it idle: the start of a burst the worker held
@@ -120,8 +123,11 @@ struct Receiver {
     /// Recent success rate and answer time (exponentially weighted).
     private(set) var successRate: Double?
     private(set) var latency: Double?
-    /// When jobs were parked recently (to say how many wait in the broker).
-    private var parks: [Date] = []
+    /// Jobs parked lately (to say how many wait in the broker), counted by tenth of a second
+    /// (of the clock), oldest first, for `parkMemory` seconds: a count per tenth, where a list
+    /// of each park's time was counted through (up to 10,000 entries) for every job parked,
+    /// and moved along by one for each past 10,000.
+    private var parkTenths: [(tenth: Int, count: Int)] = []
     /// Answers counted by tenth of a second (of the clock), the last few seconds only.
     private var answerTenths: [(tenth: Int, count: Int)] = []
     /// Answers since it last became busy (`busySince`).
@@ -263,9 +269,19 @@ struct Receiver {
         }
     }
 
-    /// Jobs parked in the last `window` seconds.
+    /// Seconds of parks remembered: the longest window asked for (the long park's delay,
+    /// in which a parked job comes back).
+    static let parkMemory = DeliveryTopology.parkDelays.max().map { $0 / 1000 } ?? 10
+
+    /// Jobs parked in the last `window` seconds (to a tenth of a second, at most `parkMemory`).
     func recentParks(now: Date, window: Double) -> Int {
-        parks.count { now.timeIntervalSince($0) < window }
+        let oldest = Self.tenth(now.addingTimeInterval(-min(max(window, 0), Double(Self.parkMemory))))
+        var sum = 0
+        for entry in parkTenths.reversed() {
+            guard entry.tenth > oldest else { break }
+            sum += entry.count
+        }
+        return sum
     }
 
     /// The connection is gone: its requests were cancelled and its waiting jobs return to
@@ -281,7 +297,7 @@ struct Receiver {
 
     /// Jobs waiting for this receiver, in the worker and parked in the broker in `window`.
     func waitingCount(now: Date, window: Double) -> Int {
-        waiting.count + parks.count { now.timeIntervalSince($0) < window }
+        waiting.count + recentParks(now: now, window: window)
     }
 
     var isIdle: Bool { inFlight == 0 && waiting.isEmpty && breaker == .closed && !heldOpen && pausedUntil == nil }
@@ -373,9 +389,15 @@ struct Receiver {
 
     /// Counts a job parked for this receiver (also one parked before it was read, on what
     /// `wouldPark` said).
-    mutating func noteParked(now: Date) {
-        parks.append(now)
-        if parks.count > 10_000 { parks.removeFirst(parks.count - 10_000) }
+    mutating func noteParked(now: Date, count: Int = 1) {
+        guard count > 0 else { return }
+        let tenth = Self.tenth(now)
+        if let last = parkTenths.last, last.tenth == tenth {
+            parkTenths[parkTenths.count - 1].count += count
+        } else {
+            parkTenths.append((tenth, count))
+            parkTenths.removeAll { $0.tenth <= tenth - 10 * Self.parkMemory }
+        }
     }
 
     /// Takes waiting jobs out (they were handed back or their connection was lost).
@@ -391,7 +413,7 @@ struct Receiver {
         lastActivity = now
         // The limit held jobs back: all its requests were out, or jobs waited for one.
         let atLimit = starts.count >= Int(limit) || !waiting.isEmpty
-        if !starts.isEmpty { starts.removeFirst() }
+        _ = starts.popFirst()
         countAnswer(now: now)
         lastAnswer = now
         let succeeded = answer != .failed(overloaded: false) && answer != .failed(overloaded: true)
@@ -472,13 +494,8 @@ struct Receiver {
         if heldOpen || breaker != .closed || pausedUntil != nil {
             let reason: ParkReason = (heldOpen || breaker != .closed) ? .open : .paused
             defer { waiting.removeAll() }
-            return (
-                [],
-                waiting.map { tag in
-                    parks.append(now)
-                    return (tag, reason)
-                }
-            )
+            noteParked(now: now, count: waiting.count)
+            return ([], waiting.map { ($0, reason) })
         }
         var start: [UInt64] = []
         while inFlight < Int(limit), !waiting.isEmpty, takeToken(now: now), let tag = waiting.popFirst() {
@@ -492,9 +509,9 @@ struct Receiver {
         var park: [(UInt64, ParkReason)] = []
         let room = isSlow(now: now) ? maximumWaiting(now: now) : .max
         while waiting.count > room, let tag = waiting.popLast() {
-            parks.append(now)
             park.append((tag, .capacity))
         }
+        noteParked(now: now, count: park.count)
         return (start, park.reversed())
     }
 

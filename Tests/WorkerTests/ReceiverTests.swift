@@ -395,6 +395,50 @@ import Testing
         #expect(receiver.inFlight == 0 && receiver.breaker == .open)
         #expect(admit(2) == .start(probe: true), "the probe interval already passed")
     }
+
+    @Test("parks are counted in their window: the last second's, the last ten seconds', none older")
+    mutating func parksInTheirWindow() {
+        receiver.noteParked(now: now)
+        receiver.noteParked(now: now.addingTimeInterval(4), count: 3)
+        now = now.addingTimeInterval(5.5)
+        receiver.noteParked(now: now, count: 2)
+        #expect(receiver.recentParks(now: now, window: 1) == 2)
+        #expect(receiver.recentParks(now: now, window: 2) == 5, "and the three 1.5 s ago")
+        #expect(receiver.recentParks(now: now, window: 10) == 6)
+        #expect(receiver.waitingCount(now: now, window: 10) == 6)
+        now = now.addingTimeInterval(11)
+        #expect(receiver.recentParks(now: now, window: 10) == 0, "older than ten seconds")
+        // The waiting jobs it sends away count too.
+        let held = Receiver.Settings(maximumConcurrency: 1, openAfter: 60, minimumFailures: 5, probeInterval: 30)
+        var one = Receiver(key: "http://r.example:80", settings: held, now: now, limits: ReceiverLimits(concurrency: 1))
+        _ = one.admit(1, settings: held, now: now)
+        for tag in UInt64(2)...5 { #expect(one.admit(tag, settings: held, now: now) == .wait) }
+        _ = one.apply(.open, settings: held, now: now)
+        #expect(one.release(now: now).park.count == 4)
+        #expect(one.recentParks(now: now, window: 1) == 4)
+    }
+
+    @Test("jobs parked at one instant cost the same each however many: 10,000 take about four times 2,500's time")
+    func parkingIsLinear() {
+        // As the machine does: each park counted, and the last second's parks counted for its delay.
+        func fastest(_ count: Int) -> Double {
+            var best = Double.infinity
+            for _ in 0..<3 {
+                var receiver = Receiver(key: "http://r.example:80", settings: settings, now: Self.start)
+                let clock = ContinuousClock.now
+                for _ in 0..<count {
+                    receiver.noteParked(now: Self.start)
+                    _ = receiver.recentParks(now: Self.start, window: 1)
+                }
+                let elapsed = ContinuousClock.now - clock
+                best = min(best, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            }
+            return best
+        }
+        // Linear: about 4; a list of each park's time counted through for each: about 16.
+        let (small, large) = (fastest(2_500), fastest(10_000))
+        #expect(large / max(small, 1e-6) < 8, "2,500 took \(small) s, 10,000 took \(large) s")
+    }
 }
 
 /// Limits an admin set by hand (`scheduler-ctl receivers set`): this worker's share of them.
