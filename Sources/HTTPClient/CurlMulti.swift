@@ -55,7 +55,7 @@ final class CurlMulti: @unchecked Sendable {
     /// control character: it would add headers or smuggle a request), `CurlError` when
     /// libcurl could not set the transfer up.
     public func start(_ post: HTTPPost) throws {
-        try post.validate()
+        if !post.isValidated { try post.validate() }
         guard let easy = idle.popLast() ?? curl_easy_init() else { throw CurlError(code: -1, message: "curl_easy_init failed") }
         var list: UnsafeMutablePointer<curl_slist>?
         for header in post.headers { list = curl_slist_append(list, header) }

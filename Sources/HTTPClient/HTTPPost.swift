@@ -11,6 +11,9 @@ public struct HTTPPost: Sendable {
     /// Whether the poster's egress guard judges the addresses this POST connects to (false
     /// for a host an operator allowed by name).
     public let guarded: Bool
+    /// Whether `validated()` made it: its fields cannot change since, so `HTTPPoster` and
+    /// libcurl's set-up take it without checking it again.
+    public private(set) var isValidated = false
 
     public init(
         id: UInt64, url: String, headers: [String], body: [UInt8], timeout: Double, connectTimeout: Double = 10, guarded: Bool = true
@@ -36,6 +39,15 @@ extension HTTPPost {
             let name = header.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
             throw HTTPPostError(description: "the \(name.filter { $0.isLetter || $0 == "-" }) header holds a control character")
         }
+    }
+
+    /// This POST, checked (`validate`) and marked so: `HTTPPoster` and libcurl's set-up take
+    /// it without checking it again.
+    public func validated() throws(HTTPPostError) -> HTTPPost {
+        try validate()
+        var checked = self
+        checked.isValidated = true
+        return checked
     }
 
     /// Whether a byte of `text` is one of these; over the string's own storage when it has

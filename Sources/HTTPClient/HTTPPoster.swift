@@ -46,7 +46,7 @@ public final class HTTPPoster: Sendable {
         var valid = [[HTTPPost]](repeating: [], count: lanes.count)
         for post in posts {
             do {
-                try post.validate()
+                if !post.isValidated { try post.validate() }
                 valid[lane(of: post.id)].append(post)
             } catch {
                 refused.append((post, error))

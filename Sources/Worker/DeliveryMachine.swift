@@ -685,11 +685,12 @@ struct DeliveryMachine {
         if let signer = settings.signer {
             headers += signer.headers(id: deliveryJob.deliveryID.lowercasedText, timestamp: Int(now.timeIntervalSince1970), body: body)
         }
-        let post = HTTPPost(
-            id: nextTransfer, url: endpoint, headers: headers, body: body, timeout: settings.timeout,
-            connectTimeout: settings.connectTimeout, guarded: facts.guarded)
+        let post: HTTPPost
         do {
-            try post.validate()
+            post = try HTTPPost(
+                id: nextTransfer, url: endpoint, headers: headers, body: body, timeout: settings.timeout,
+                connectTimeout: settings.connectTimeout, guarded: facts.guarded
+            ).validated()
         } catch {
             // Nothing a retry could fix: a header value or URL libcurl must not send.
             refuse(tag: tag, job: job, reason: "cannot be sent: \(error)", now: now, into: &actions)
@@ -732,14 +733,18 @@ struct DeliveryMachine {
 
     /// Sends a job's request (its receiver counted it in already).
     private mutating func start(_ tag: UInt64, now: Date, into actions: inout [Action]) {
-        guard let job = jobs[tag], let post = job.post, let deliveryJob = job.job else { return }
-        leavesWaiting(job)
-        if job.attempt == 1 && deliveryJob.measuresLateness {
+        // One lookup, and the job changed in place: a copy of it (its message, headers and
+        // request) for each POST would be a share of the instant's work.
+        guard let index = jobs.index(forKey: tag), let post = jobs.values[index].post, let deliveryJob = jobs.values[index].job else {
+            return
+        }
+        if jobs.values[index].phase == .waitingForReceiver && jobs.values[index].heldUntilDue { heldWaiting -= 1 }
+        if jobs.values[index].attempt == 1 && deliveryJob.measuresLateness {
             actions.append(.note(.late(seconds: now.timeIntervalSince(deliveryJob.scheduledFor))))
         }
         transfers[post.id] = tag
-        jobs[tag]?.phase = .posting(transfer: post.id)
-        jobs[tag]?.startedAt = now
+        jobs.values[index].phase = .posting(transfer: post.id)
+        jobs.values[index].startedAt = now
         actions.append(.post(post))
     }
 

@@ -81,8 +81,8 @@ struct Receiver {
     let key: String
     private(set) var limit: Double
     /// When each request in flight was sent, oldest first (a FIFO: an answer takes the oldest,
-    /// and an array's `removeFirst()` moved every other one, up to 10,000 for a concurrency
-    /// set by hand, for each answer).
+    /// and an array's `removeFirst()` would move every other one, up to 10,000 with a
+    /// concurrency set by hand).
     private(set) var starts = FIFO<Date>() { didSet { noteBusy() } }
     /// Since when it has had requests in flight (or jobs waiting) without a break.
     private(set) var busySince: Date?
@@ -124,9 +124,9 @@ struct Receiver {
     private(set) var successRate: Double?
     private(set) var latency: Double?
     /// Jobs parked lately (to say how many wait in the broker), counted by tenth of a second
-    /// (of the clock), oldest first, for `parkMemory` seconds: a count per tenth, where a list
-    /// of each park's time was counted through (up to 10,000 entries) for every job parked,
-    /// and moved along by one for each past 10,000.
+    /// (of the clock), oldest first, for `parkMemory` seconds: each park is asked how many
+    /// went in the last second, so a list of park times would be counted through for each
+    /// of the 50,000 a burst can park at one instant.
     private var parkTenths: [(tenth: Int, count: Int)] = []
     /// Answers counted by tenth of a second (of the clock), the last few seconds only.
     private var answerTenths: [(tenth: Int, count: Int)] = []

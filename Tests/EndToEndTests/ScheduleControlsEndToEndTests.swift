@@ -189,29 +189,42 @@ struct ScheduleControlsEndToEndTests {
     static let fakeClockLibrary = ["x86_64", "aarch64"].map { "/usr/lib/\($0)-linux-gnu/faketime/libfaketime.so.1" }
         .first { FileManager.default.fileExists(atPath: $0) }
 
+    /// A pipeline without beat or worker; `schedules` makes the test's schedules (each due at
+    /// `start`, crontab `cron` in New York, with `field` set to each of `choices`), then beat
+    /// starts on a clock that reads `start` and a worker on the real clock; `check` gets the
+    /// schedules by choice and when beat was launched.
+    ///
+    /// Beat's clock runs at the normal rate; beat publishes each occurrence at its due time
+    /// (no lookahead), and the worker sends what it gets at once (a job due more than 15 s
+    /// ahead by its clock is not held). Beat alone: libdispatch's timers, armed from a moved
+    /// clock, do not fire, and the worker holds jobs with them.
+    func withBeatOnClock(
+        at start: String, cron: String, field: String, choices: [String],
+        check: @Sendable (Pipeline, [String: UUID], Date) async throws -> Void
+    ) async throws {
+        let library = try #require(Self.fakeClockLibrary, "libfaketime (scripts/test installs it)")
+        try await Pipeline.run(beat: false, worker: false) { pipeline in
+            var ids: [String: UUID] = [:]
+            for choice in choices {
+                ids[choice] = try await pipeline.createSchedule(
+                    #"{"endpoint":"\#(pipeline.receiver.url(choice))","cron_definition":"\#(cron)","timezone":"America/New_York","\#(field)":"\#(choice)","next_send_at":"\#(start)"}"#
+                )
+            }
+            let fake = "@" + start.replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: "")
+            let launched = Date()
+            _ = try pipeline.launch("beat", extra: ["LD_PRELOAD": library, "FAKETIME": fake, "TZ": "UTC", "BEAT_LOOKAHEAD": "0"])
+            await pipeline.startWorker()
+            try await check(pipeline, ids, launched)
+        }
+    }
+
     @Test(
         "daylight saving with a real receiver and worker, beat on a clock that reads New York's 2027 spring forward; shift POSTs the skipped 02:30 at 03:00 EDT, skip does not"
     )
     func daylightSavingGap() async throws {
-        let library = try #require(Self.fakeClockLibrary, "libfaketime (scripts/test installs it)")
-        try await Pipeline.run(beat: false, worker: false) { pipeline in
-            // 15 s before 02:00 EST, when the clock jumps to 03:00 EDT (07:00 UTC).
-            let start = "2027-03-14T06:59:45Z"
-            var ids: [String: UUID] = [:]
-            for gap in ["shift", "skip"] {
-                ids[gap] = try await pipeline.createSchedule(
-                    #"{"endpoint":"\#(pipeline.receiver.url(gap))","cron_definition":"30 2 * * *","timezone":"America/New_York","dst_gap":"\#(gap)","next_send_at":"\#(start)"}"#
-                )
-            }
-            // Beat's clock starts at `start` and runs at the normal rate; beat publishes each
-            // occurrence at its due time (no lookahead), and the worker, on the real clock,
-            // sends what it gets at once (a job due more than 15 s ahead by its clock is not held).
-            // Beat alone: libdispatch's timers, armed from a moved clock, do not fire, and the
-            // worker holds jobs with them.
-            let clock = ["LD_PRELOAD": library, "FAKETIME": "@2027-03-14 06:59:45", "TZ": "UTC", "BEAT_LOOKAHEAD": "0"]
-            let launched = Date()
-            _ = try pipeline.launch("beat", extra: clock)
-            await pipeline.startWorker()
+        // 15 s before 02:00 EST, when the clock jumps to 03:00 EDT (07:00 UTC).
+        let start = "2027-03-14T06:59:45Z"
+        try await withBeatOnClock(at: start, cron: "30 2 * * *", field: "dst_gap", choices: ["shift", "skip"]) { pipeline, ids, launched in
             // Each is due at `start`: sent once (late, as the original sends a missed run), and
             // its next run computed by beat on its clock, with its choice.
             let shifted = try await pipeline.receiver.waitFor("shift", count: 2, timeout: 45)
@@ -230,21 +243,10 @@ struct ScheduleControlsEndToEndTests {
         "daylight saving with a real receiver and worker, beat on a clock that reads New York's 2027 fall back; first POSTs 01:30 at its first showing, second at its second, both at each"
     )
     func daylightSavingOverlap() async throws {
-        let library = try #require(Self.fakeClockLibrary, "libfaketime (scripts/test installs it)")
-        try await Pipeline.run(beat: false, worker: false) { pipeline in
-            // 15 s before 01:30 EDT (05:30 UTC); the clock shows 01:30 again at 06:30 UTC (EST).
-            let start = "2027-11-07T05:29:45Z"
-            var ids: [String: UUID] = [:]
-            for choice in ["first", "second", "both"] {
-                ids[choice] = try await pipeline.createSchedule(
-                    #"{"endpoint":"\#(pipeline.receiver.url(choice))","cron_definition":"30 1 * * *","timezone":"America/New_York","dst_overlap":"\#(choice)","next_send_at":"\#(start)"}"#
-                )
-            }
-            // As in the spring-forward test: beat alone on the moved clock, no lookahead.
-            let clock = ["LD_PRELOAD": library, "FAKETIME": "@2027-11-07 05:29:45", "TZ": "UTC", "BEAT_LOOKAHEAD": "0"]
-            let launched = Date()
-            _ = try pipeline.launch("beat", extra: clock)
-            await pipeline.startWorker()
+        // 15 s before 01:30 EDT (05:30 UTC); the clock shows 01:30 again at 06:30 UTC (EST).
+        let start = "2027-11-07T05:29:45Z"
+        let choices = ["first", "second", "both"]
+        try await withBeatOnClock(at: start, cron: "30 1 * * *", field: "dst_overlap", choices: choices) { pipeline, ids, launched in
             // Each is due at `start` and sent once; its next run is then the choice's 01:30.
             for choice in ["first", "both"] {
                 let got = try await pipeline.receiver.waitFor(choice, count: 2, timeout: 45)

@@ -27,4 +27,12 @@ import Testing
             }
         }
     }
+
+    @Test("validated() checks as validate() does and marks what passed; a POST made anew is not marked")
+    func validatedOnce() throws {
+        #expect(try post().validated().isValidated)
+        #expect(!post().isValidated)
+        #expect(throws: HTTPPostError.self) { try post(headers: ["X-A: a\r\nX-B: b"]).validated() }
+        #expect(throws: HTTPPostError.self) { try post(url: "https://r.example/a b").validated() }
+    }
 }
