@@ -738,7 +738,7 @@ struct DeliveryMachine {
         guard let index = jobs.index(forKey: tag), let post = jobs.values[index].post, let deliveryJob = jobs.values[index].job else {
             return
         }
-        if jobs.values[index].phase == .waitingForReceiver && jobs.values[index].heldUntilDue { heldWaiting -= 1 }
+        leavesWaiting(jobs.values[index])
         if jobs.values[index].attempt == 1 && deliveryJob.measuresLateness {
             actions.append(.note(.late(seconds: now.timeIntervalSince(deliveryJob.scheduledFor))))
         }

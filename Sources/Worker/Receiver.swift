@@ -127,9 +127,9 @@ struct Receiver {
     /// (of the clock), oldest first, for `parkMemory` seconds: each park is asked how many
     /// went in the last second, so a list of park times would be counted through for each
     /// of the 50,000 a burst can park at one instant.
-    private var parkTenths: [(tenth: Int, count: Int)] = []
+    private var parks = TenthCounts(seconds: Receiver.parkMemory)
     /// Answers counted by tenth of a second (of the clock), the last few seconds only.
-    private var answerTenths: [(tenth: Int, count: Int)] = []
+    private var answers = TenthCounts(seconds: Receiver.answerMemory)
     /// Answers since it last became busy (`busySince`).
     private var answersWhileBusy = 0
     private var lastAnswer: Date?
@@ -208,19 +208,8 @@ struct Receiver {
     static let answerMemory = 3
 
     private mutating func countAnswer(now: Date) {
-        let tenth = Self.tenth(now)
-        if let last = answerTenths.last, last.tenth == tenth {
-            answerTenths[answerTenths.count - 1].count += 1
-        } else {
-            answerTenths.append((tenth, 1))
-            answerTenths.removeAll { $0.tenth <= tenth - 10 * Self.answerMemory }
-        }
+        answers.add(1, at: now)
         if busySince != nil { answersWhileBusy += 1 }
-    }
-
-    private static func tenth(_ date: Date) -> Int {
-        let tenths = (date.timeIntervalSince1970 * 10).rounded(.down)
-        return tenths.isFinite && abs(tenths) < 1e15 ? Int(tenths) : 0
     }
 
     /// About how many answers it gives in a second, lately: the most it gave in any second
@@ -230,7 +219,8 @@ struct Receiver {
     func answeredInASecond(now: Date) -> Int {
         if let oldest = starts.first, now.timeIntervalSince(oldest) >= Self.waitingSeconds { return 0 }
         // The largest sum over ten consecutive tenths (in order, gaps allowed).
-        let oldest = Self.tenth(now) - 10 * Self.answerMemory
+        let answerTenths = answers.entries
+        let oldest = TenthCounts.tenth(now) - 10 * Self.answerMemory
         let first = answerTenths.firstIndex { $0.tenth > oldest } ?? answerTenths.endIndex
         var remembered = 0
         var sum = 0
@@ -275,13 +265,7 @@ struct Receiver {
 
     /// Jobs parked in the last `window` seconds (to a tenth of a second, at most `parkMemory`).
     func recentParks(now: Date, window: Double) -> Int {
-        let oldest = Self.tenth(now.addingTimeInterval(-min(max(window, 0), Double(Self.parkMemory))))
-        var sum = 0
-        for entry in parkTenths.reversed() {
-            guard entry.tenth > oldest else { break }
-            sum += entry.count
-        }
-        return sum
+        parks.count(after: TenthCounts.tenth(now.addingTimeInterval(-min(max(window, 0), Double(Self.parkMemory)))))
     }
 
     /// The connection is gone: its requests were cancelled and its waiting jobs return to
@@ -390,14 +374,7 @@ struct Receiver {
     /// Counts a job parked for this receiver (also one parked before it was read, on what
     /// `wouldPark` said).
     mutating func noteParked(now: Date, count: Int = 1) {
-        guard count > 0 else { return }
-        let tenth = Self.tenth(now)
-        if let last = parkTenths.last, last.tenth == tenth {
-            parkTenths[parkTenths.count - 1].count += count
-        } else {
-            parkTenths.append((tenth, count))
-            parkTenths.removeAll { $0.tenth <= tenth - 10 * Self.parkMemory }
-        }
+        parks.add(count, at: now)
     }
 
     /// Takes waiting jobs out (they were handed back or their connection was lost).
@@ -552,5 +529,43 @@ struct Receiver {
         guard from != breaker else { return nil }
         changedAt = now
         return Transition(from: from, to: breaker, reason: "\(command.rawValue) by an operator")
+    }
+}
+
+/// Events counted by tenth of a second (of the clock), oldest first, for the last `seconds`:
+/// a count per tenth however many happen in it.
+struct TenthCounts {
+    let seconds: Int
+    private(set) var entries: [(tenth: Int, count: Int)] = []
+
+    init(seconds: Int) {
+        self.seconds = seconds
+    }
+
+    /// The tenth of a second a date falls in (0 for a date no clock shows).
+    static func tenth(_ date: Date) -> Int {
+        let tenths = (date.timeIntervalSince1970 * 10).rounded(.down)
+        return tenths.isFinite && abs(tenths) < 1e15 ? Int(tenths) : 0
+    }
+
+    mutating func add(_ count: Int, at date: Date) {
+        guard count > 0 else { return }
+        let tenth = Self.tenth(date)
+        if let last = entries.last, last.tenth == tenth {
+            entries[entries.count - 1].count += count
+        } else {
+            entries.append((tenth, count))
+            entries.removeAll { $0.tenth <= tenth - 10 * seconds }
+        }
+    }
+
+    /// Events in the tenths after `oldest`, counted from the newest back.
+    func count(after oldest: Int) -> Int {
+        var sum = 0
+        for entry in entries.reversed() {
+            guard entry.tenth > oldest else { break }
+            sum += entry.count
+        }
+        return sum
     }
 }
