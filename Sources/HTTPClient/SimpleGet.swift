@@ -33,11 +33,7 @@ public enum SimpleGet {
         let milliseconds = Int(min(max(timeout, 0.001), 3600) * 1000)
         var code = shim_easy_setopt_string(easy, CURLOPT_URL, url)
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, milliseconds) }
-        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1) }
-        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0) }
-        if code == CURLE_OK { code = shim_easy_setopt_string(easy, CURLOPT_PROXY, "") }
-        if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS)) }
-        if code == CURLE_OK { code = shim_easy_setopt_string(easy, CURLOPT_USERAGENT, "scheduler-ctl probe") }
+        if code == CURLE_OK { code = CurlMulti.setPolicy(easy, userAgent: "scheduler-ctl probe") }
         if code == CURLE_OK { code = shim_easy_setopt_write(easy, CURLOPT_WRITEFUNCTION, keepBody) }
         if code == CURLE_OK { code = shim_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, context) }
         if code == CURLE_OK { code = curl_easy_perform(easy) }
