@@ -10,7 +10,7 @@ import Testing
 struct AMQPConsumerTests {
     @Test("acks out of order settle exactly the acked deliveries; a stray or repeated ack does not close the channel")
     func acksOutOfOrder() async throws {
-        let url = try TestBroker.freshURL()
+        let url = try await TestBroker.freshURL()
         let queue = "acks"
         let publisher = try AMQPConnection(url: url, heartbeat: 0)
         defer { publisher.close() }

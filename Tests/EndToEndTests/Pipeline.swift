@@ -59,7 +59,7 @@ final class Pipeline: Sendable {
         Telemetry.bootstrap()
         let databaseURL: String
         if let given { databaseURL = given } else { databaseURL = try await TestDatabase.fresh() }
-        let brokerURL = try TestBroker.freshURL()
+        let brokerURL = try await TestBroker.freshURL()
         let programs =
             tls
             ? (try TestTLS.databaseURL(databaseURL), try TestTLS.brokerURL(brokerURL, query: "cacertfile=" + TestTLS.file("ca.crt")))
@@ -99,7 +99,7 @@ final class Pipeline: Sendable {
     private static func dropScratch(databaseURL: String?, brokerURL: String) async {
         do {
             if let databaseURL { try await TestDatabase.drop(databaseURL) }
-            try TestBroker.deleteVirtualHost(of: brokerURL)
+            try await TestBroker.deleteVirtualHost(of: brokerURL)
         } catch {
             Issue.record("could not drop the test's database or virtual host: \(error)")
         }

@@ -7,8 +7,8 @@ import Testing
 @Suite("Broker URL with several nodes", .scratch)
 struct SeveralNodesTests {
     @Test("a connection goes to the first node that answers")
-    func firstThatAnswers() throws {
-        let url = try TestBroker.freshURL()
+    func firstThatAnswers() async throws {
+        let url = try await TestBroker.freshURL()
         let live = try #require(url.range(of: "@")?.upperBound)
         // Nobody listens on port 1: the next node is the test broker.
         let cluster = String(url[..<live]) + "127.0.0.1:1," + String(url[live...])
@@ -30,8 +30,8 @@ struct SeveralNodesTests {
 @Suite("A consumer the broker cancels", .scratch)
 struct ConsumerCancelledTests {
     @Test("a consumer whose queue goes away is told so (an error, so that its owner consumes again), not left waiting")
-    func cancelledConsumerIsAnError() throws {
-        let url = try TestBroker.freshURL()
+    func cancelledConsumerIsAnError() async throws {
+        let url = try await TestBroker.freshURL()
         let consumer = try AMQPConnection(url: url, heartbeat: 0)
         defer { consumer.close() }
         try consumer.openChannel(1)

@@ -13,11 +13,11 @@ import Testing
 @Suite("TLS to RabbitMQ and PostgreSQL", .timeLimit(.minutes(3)))
 struct TLSTests {
     @Test(
-        "amqps://: the broker's certificate and host name verified against cacertfile; another CA, or a name the certificate lacks, refused; a client certificate shown"
+        "amqps://: the broker's certificate and host name verified against cacertfile; another CA, or a name the certificate lacks, refused; a client certificate shown",
+        .scratch
     )
-    func broker() throws {
-        let plain = try TestBroker.freshURL()
-        defer { try? TestBroker.deleteVirtualHost(of: plain) }
+    func broker() async throws {
+        let plain = try await TestBroker.freshURL()
         let ca = try TestTLS.file("ca.crt")
         let verified = try AMQPConnection(url: try TestTLS.brokerURL(plain, query: "cacertfile=\(ca)"), heartbeat: 0, timeout: 5)
         try verified.openChannel(1)

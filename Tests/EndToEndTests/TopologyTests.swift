@@ -77,7 +77,7 @@ struct TopologyUpgradeTests {
         "an upgrade from the earlier arguments keeps every message: the new definitions' policies apply to the queues there, the programs' declarations pass, and 50 walks of the dead letters lose none"
     )
     func upgrade() async throws {
-        let url = try TestBroker.freshURL()
+        let url = try await TestBroker.freshURL()
         let vhost = String(url.split(separator: "/").last ?? "")
         let policy = try Configuration(environment: ["SECRET_KEY": "0123456789abcdef0123"]).retryPolicy
         let current = DeliveryTopology.make(policy)
@@ -159,8 +159,8 @@ struct TopologyUpgradeTests {
     }
 
     @Test("a fresh broker: the dead-letter queue is declared with its explicit delivery limit")
-    func freshDeadLetterLimit() throws {
-        let url = try TestBroker.freshURL()
+    func freshDeadLetterLimit() async throws {
+        let url = try await TestBroker.freshURL()
         let vhost = String(url.split(separator: "/").last ?? "")
         let connection = try AMQPConnection(url: url, heartbeat: 0)
         defer { connection.close() }

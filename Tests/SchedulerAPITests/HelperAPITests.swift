@@ -80,7 +80,7 @@ struct HelperAPITests {
 
     @Test("health and metrics: a crowd of requests is answered over one broker connection, from readings a few seconds old")
     func healthIsCached() async throws {
-        let brokerURL = try TestBroker.freshURL()
+        let brokerURL = try await TestBroker.freshURL()
         let vhost = try #require(URL(string: brokerURL)?.lastPathComponent)
         try await APIHarness.run(environment: ["BROKER_URL": brokerURL]) { api in
             let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in

@@ -140,20 +140,20 @@ public enum TestBroker {
     }
 
     /// The URL of a new, empty virtual host.
-    public static func freshURL() throws -> String {
+    public static func freshURL() async throws -> String {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
-        _ = try rabbitmqctl(["add_vhost", name])
-        _ = try rabbitmqctl(["set_permissions", "-p", name, "guest", ".*", ".*", ".*"])
+        _ = try await rabbitmqctlOffPool(["add_vhost", name])
+        _ = try await rabbitmqctlOffPool(["set_permissions", "-p", name, "guest", ".*", ".*", ".*"])
         let made = try baseURL + "/" + name
         Scratch.made?.add(virtualHost: made)
         return made
     }
 
     /// Deletes the virtual host of a URL `freshURL` made, with its queues.
-    public static func deleteVirtualHost(of url: String) throws {
+    public static func deleteVirtualHost(of url: String) async throws {
         let vhost = String(url.split(separator: "/").last ?? "")
         guard vhost.hasPrefix("t_") else { throw TestSetupError("not a test virtual host: \(url)") }
-        _ = try rabbitmqctl(["delete_vhost", vhost])
+        _ = try await rabbitmqctlOffPool(["delete_vhost", vhost])
     }
 
     /// Messages of `queue` in the virtual host of `url` that consumers hold unacknowledged,
@@ -175,6 +175,17 @@ public enum TestBroker {
             throw TestSetupError("SCHEDULER_TEST_RABBITMQCTL is not set: run the tests with scripts/test")
         }
         return try runTool(control, arguments)
+    }
+
+    /// `rabbitmqctl` on a thread of its own. Every test that uses the broker runs it at its
+    /// start and end, and each run takes a second or more (it starts an Erlang VM; several
+    /// under load): waited for on the cooperative pool, which has a thread per core, two tests
+    /// doing so held every thread, and the in-process receivers and servers of the tests
+    /// beside them (which answer on that pool) did not answer within their 5 s.
+    public static func rabbitmqctlOffPool(_ arguments: [String]) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try rabbitmqctl(arguments) }) }.start()
+        }
     }
 }
 
@@ -234,7 +245,7 @@ public struct Scratch: TestTrait, SuiteTrait, TestScoping {
 
     private static func drop(_ made: Made) async {
         let (databases, virtualHosts) = made.taken()
-        for url in virtualHosts { try? TestBroker.deleteVirtualHost(of: url) }
+        for url in virtualHosts { try? await TestBroker.deleteVirtualHost(of: url) }
         for url in databases { try? await TestDatabase.drop(url) }
     }
 }
