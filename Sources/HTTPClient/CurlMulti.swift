@@ -31,13 +31,15 @@ final class CurlMulti: @unchecked Sendable {
     /// Judges the addresses of guarded POSTs (see `HTTPPost.guarded`).
     let egress: (@Sendable ([UInt8]) -> String?)?
 
+    /// Throws `CurlError` when libcurl cannot make a multi handle (out of memory).
     public init(
         maxConnectionsPerHost: Int = 64, maximumResponseBytes: Int = 1_048_576, egress: (@Sendable ([UInt8]) -> String?)? = nil
-    ) {
+    ) throws {
         self.maximumResponseBytes = maximumResponseBytes
         self.egress = egress
         _ = Self.globalInit
-        multi = curl_multi_init()
+        guard let multi = curl_multi_init() else { throw CurlError(code: -1, message: "curl_multi_init failed") }
+        self.multi = multi
         _ = shim_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
         _ = shim_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxConnectionsPerHost * 4)
     }

@@ -19,14 +19,15 @@ public final class HTTPPoster: Sendable {
     /// `maximumResponseBytes`: bytes of an answer's body read at most (the status counts).
     /// `egress` judges every address a guarded POST is about to connect to (after DNS, so a
     /// name that resolves somewhere refused is refused): a reason refuses it, and the POST
-    /// ends with `.egressDenied` without a connection. `threads`: 1 to 64.
+    /// ends with `.egressDenied` without a connection. `threads`: 1 to 64. Throws `CurlError`
+    /// when libcurl cannot make a thread's multi handle.
     public init(
         maximumResponseBytes: Int, egress: (@Sendable ([UInt8]) -> String?)? = nil, threads: Int = 1,
         onOutcomes: @escaping @Sendable ([HTTPOutcome]) -> Void
-    ) {
-        lanes = (0..<min(max(threads, 1), 64)).map { index in
+    ) throws {
+        lanes = try (0..<min(max(threads, 1), 64)).map { index in
             Lane(
-                multi: CurlMulti(maxConnectionsPerHost: 0, maximumResponseBytes: maximumResponseBytes, egress: egress),
+                multi: try CurlMulti(maxConnectionsPerHost: 0, maximumResponseBytes: maximumResponseBytes, egress: egress),
                 name: index == 0 ? "http-poster" : "http-poster-\(index)", onOutcomes: onOutcomes)
         }
     }

@@ -15,7 +15,7 @@ public enum SimplePost {
     }
 
     static func sendBlocking(url: String, headers: [String], body: [UInt8], timeout: Double) throws -> Int {
-        let multi = CurlMulti()
+        let multi = try CurlMulti()
         try multi.start(HTTPPost(id: 1, url: url, headers: headers, body: body, timeout: timeout))
         while true {
             for outcome in multi.perform() where outcome.id == 1 {

@@ -138,7 +138,7 @@ final class DeliveryLoop: Sendable {
         tell(.targetsWatched(false))
     }
 
-    func run() async {
+    func run() async throws {
         let input = input
         let logger = logger
         Readiness.shared.expect(["broker", "database"])
@@ -167,7 +167,7 @@ final class DeliveryLoop: Sendable {
             }
         }
         let egress = settings.machine.egress
-        let poster = HTTPPoster(
+        let poster = try HTTPPoster(
             maximumResponseBytes: DeliveryLimits.maximumResponseBytes,
             egress: { bytes in IPAddress(bytes: bytes).flatMap { egress.refusal(for: $0) } }, threads: settings.httpThreads
         ) { outcomes in

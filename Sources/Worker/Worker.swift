@@ -30,8 +30,8 @@ public final class Worker: Service, Sendable {
     }
 
     public func run() async throws {
-        await withGracefulShutdownHandler {
-            await self.loop.run()
+        try await withGracefulShutdownHandler {
+            try await self.loop.run()
         } onGracefulShutdown: {
             self.loop.stop()
         }

@@ -13,11 +13,11 @@ struct HTTPPosterTests {
         let input: AsyncStream<HTTPOutcome>.Continuation
         let poster: HTTPPoster
 
-        init() {
+        init() throws {
             let (stream, input) = AsyncStream.makeStream(of: HTTPOutcome.self)
             self.stream = stream
             self.input = input
-            poster = HTTPPoster(maximumResponseBytes: 1_000_000) { outcomes in
+            poster = try HTTPPoster(maximumResponseBytes: 1_000_000) { outcomes in
                 for outcome in outcomes { input.yield(outcome) }
             }
             poster.start()
@@ -34,7 +34,7 @@ struct HTTPPosterTests {
     @Test("a POST after another carries none of its headers, body, URL or timeout")
     func nothingCarriedOver() async throws {
         let receiver = try await Receiver.start()
-        let box = Outcomes()
+        let box = try Outcomes()
         // Sequential POSTs: each takes the handle the one before left.
         let first = try await box.send(
             HTTPPost(
@@ -72,7 +72,7 @@ struct HTTPPosterTests {
     func manyAtOnce(threads: Int) async throws {
         let receiver = try await Receiver.start()
         let (stream, input) = AsyncStream.makeStream(of: HTTPOutcome.self)
-        let poster = HTTPPoster(maximumResponseBytes: 1_000_000, threads: threads) { outcomes in
+        let poster = try HTTPPoster(maximumResponseBytes: 1_000_000, threads: threads) { outcomes in
             for outcome in outcomes { input.yield(outcome) }
         }
         poster.start()
@@ -109,7 +109,7 @@ struct HTTPPosterTests {
         let receiver = try await Receiver.start()
         receiver.delay("slow", seconds: 2)
         let (stream, input) = AsyncStream.makeStream(of: HTTPOutcome.self)
-        let poster = HTTPPoster(maximumResponseBytes: 1_000_000, threads: 3) { outcomes in
+        let poster = try HTTPPoster(maximumResponseBytes: 1_000_000, threads: 3) { outcomes in
             for outcome in outcomes { input.yield(outcome) }
         }
         poster.start()
