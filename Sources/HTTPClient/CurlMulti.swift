@@ -209,9 +209,10 @@ final class CurlMulti: @unchecked Sendable {
         return code
     }
 
-    /// What every request of this box keeps to: no signals (libcurl's threads are ours), no
-    /// redirect followed, HTTP and HTTPS only, and never through a proxy named in the
-    /// environment (http_proxy, ...): a proxy would connect for us, past the egress guard.
+    /// What every request of this box keeps to: no signals (libcurl would time name lookups
+    /// out with SIGALRM, which is not safe in a program with threads), no redirect followed,
+    /// HTTP and HTTPS only, and never through a proxy named in the environment (http_proxy,
+    /// ...): a proxy would connect for us, past the egress guard.
     static func setPolicy(_ easy: UnsafeMutableRawPointer, userAgent: String) -> CURLcode {
         var code = shim_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         if code == CURLE_OK { code = shim_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0) }
