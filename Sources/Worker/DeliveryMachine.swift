@@ -738,7 +738,7 @@ struct DeliveryMachine {
         guard let index = jobs.index(forKey: tag), let post = jobs.values[index].post, let deliveryJob = jobs.values[index].job else {
             return
         }
-        leavesWaiting(jobs.values[index])
+        leavesWaiting(jobs.values[index].phase, heldUntilDue: jobs.values[index].heldUntilDue)
         if jobs.values[index].attempt == 1 && deliveryJob.measuresLateness {
             actions.append(.note(.late(seconds: now.timeIntervalSince(deliveryJob.scheduledFor))))
         }
@@ -762,8 +762,10 @@ struct DeliveryMachine {
     }
 
     /// Counts a job held until its due time out of its receiver's waiting jobs (it starts or is parked).
-    private mutating func leavesWaiting(_ job: Job) {
-        if job.phase == .waitingForReceiver && job.heldUntilDue { heldWaiting -= 1 }
+    /// Takes the job's phase and mark, not the job: a `Job` passed to a mutating method is
+    /// copied (its message, headers and request), and this runs for every POST started.
+    private mutating func leavesWaiting(_ phase: Job.Phase, heldUntilDue: Bool) {
+        if phase == .waitingForReceiver && heldUntilDue { heldWaiting -= 1 }
     }
 
     /// Starts what a receiver's freed slots allow, and parks what it can no longer take.
@@ -778,7 +780,9 @@ struct DeliveryMachine {
     /// Gives a job's prefetch slot back: it goes to a park queue, untouched (same attempt,
     /// nothing recorded), and returns to the delivery queue when its delay is over.
     private mutating func park(tag: UInt64, job: Job, reason: Receiver.ParkReason, now: Date, into actions: inout [Action]) {
-        if let current = jobs[tag] { leavesWaiting(current) }
+        if let index = jobs.index(forKey: tag) {
+            leavesWaiting(jobs.values[index].phase, heldUntilDue: jobs.values[index].heldUntilDue)
+        }
         var delay = settings.shortPark
         // (A job parked just after its read has its receiver in `jobs`, not yet in `job`.)
         if let key = jobs[tag]?.receiver ?? job.receiver, let receiver = receivers[key] {
